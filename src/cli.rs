@@ -1,0 +1,205 @@
+//! Command-line flags (clap derive types) and their conversion into validated
+//! configurations. Nothing here does I/O: a config that comes out is ready to run.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use upecho::{Error, HostPort, ServerConfig, Transform};
+
+/// A fast, robust uppercase-echo service, its client and its load generator.
+#[derive(Debug, Parser)]
+#[command(name = "upecho", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the uppercase echo on TCP (default 127.0.0.1:8080).
+    Serve(ServeArgs),
+    /// Talk to a server: a `>>: ` prompt on a terminal, like `nc` in a pipe.
+    Connect(ConnectArgs),
+    /// Load-generate against a server, verifying every reply byte (not yet built).
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// Arguments of the future load generator.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
+}
+
+/// The transform names accepted on the command line.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum TransformArg {
+    /// Python's `bytes.upper()`: a-z become A-Z, every other byte unchanged.
+    #[default]
+    Ascii,
+    /// Unicode full case mapping (not yet built).
+    Unicode,
+    /// Plain echo.
+    None,
+}
+
+/// `upecho serve` flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen on this TCP address (repeatable; default 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub tcp: Vec<HostPort>,
+    /// Listen on this UDP address (repeatable; not yet built).
+    #[arg(long, value_name = "ADDR")]
+    pub udp: Vec<HostPort>,
+    /// Listen on this Unix socket path (repeatable; not yet built).
+    #[arg(long, value_name = "PATH")]
+    pub unix: Vec<PathBuf>,
+    /// How replies are transformed.
+    #[arg(long, value_enum, default_value_t)]
+    pub transform: TransformArg,
+    /// Pending-connection queue length passed to listen(2).
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub backlog: u32,
+    /// Serve at most N connections at once; more wait in the backlog.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Close a connection after SECS with no byte moving (0 = never).
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
+    pub idle_timeout: Duration,
+    /// After SIGINT/SIGTERM, let open connections finish for up to SECS.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub shutdown_grace: Duration,
+    /// More logging on stderr (-v debug: one line per connection; -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Less logging on stderr (-q warnings and errors only; -qq errors only).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+}
+
+impl ServeArgs {
+    /// Checks the flags and builds the server configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] for transports and transforms not built yet.
+    pub fn to_config(&self) -> Result<ServerConfig, Error> {
+        if !self.udp.is_empty() {
+            return Err(Error::Unsupported("serve --udp"));
+        }
+        if !self.unix.is_empty() {
+            return Err(Error::Unsupported("serve --unix"));
+        }
+        let transform = transform(self.transform)?;
+        let mut config = ServerConfig::default();
+        if !self.tcp.is_empty() {
+            config.tcp = self.tcp.clone();
+        }
+        config.transform = transform;
+        config.backlog = self.backlog;
+        config.max_connections = self.max_connections as usize;
+        config.idle_timeout = Some(self.idle_timeout).filter(|d| !d.is_zero());
+        config.shutdown_grace = self.shutdown_grace;
+        Ok(config)
+    }
+
+    /// The log level the -v/-q flags ask for.
+    pub fn log_level(&self) -> tracing::Level {
+        match (self.verbose, self.quiet) {
+            (0, 0) => tracing::Level::INFO,
+            (1, _) => tracing::Level::DEBUG,
+            (v, _) if v >= 2 => tracing::Level::TRACE,
+            (_, 1) => tracing::Level::WARN,
+            _ => tracing::Level::ERROR,
+        }
+    }
+}
+
+/// `upecho connect` flags.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The server's address.
+    #[arg(value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: HostPort,
+    /// Send datagrams instead (not yet built).
+    #[arg(long, conflicts_with = "unix")]
+    pub udp: bool,
+    /// Connect to a Unix socket instead (not yet built).
+    #[arg(long, value_name = "PATH")]
+    pub unix: Option<PathBuf>,
+    /// Give up connecting (and, with --udp, waiting for a reply) after SECS.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    pub timeout: Duration,
+}
+
+/// A validated `upecho connect`.
+#[derive(Debug)]
+pub struct ConnectConfig {
+    /// Where to connect.
+    pub addr: HostPort,
+    /// Bound on the connect.
+    pub timeout: Duration,
+}
+
+impl ConnectArgs {
+    /// Checks the flags and builds the client configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] for transports not built yet.
+    pub fn to_config(&self) -> Result<ConnectConfig, Error> {
+        if self.udp {
+            return Err(Error::Unsupported("connect --udp"));
+        }
+        if self.unix.is_some() {
+            return Err(Error::Unsupported("connect --unix"));
+        }
+        if self.timeout.is_zero() {
+            return Err(Error::Unsupported("connect --timeout 0"));
+        }
+        Ok(ConnectConfig {
+            addr: self.addr.clone(),
+            timeout: self.timeout,
+        })
+    }
+}
+
+fn transform(arg: TransformArg) -> Result<Transform, Error> {
+    match arg {
+        TransformArg::Ascii => Ok(Transform::Ascii),
+        TransformArg::None => Ok(Transform::None),
+        TransformArg::Unicode => Err(Error::Unsupported("--transform unicode")),
+    }
+}
+
+/// Parses a non-negative number of seconds, decimals allowed (`0.25`).
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("'{text}' is not a non-negative number of seconds"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_accept_decimals_and_reject_junk() {
+        assert_eq!(parse_secs("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_secs("10"), Ok(Duration::from_secs(10)));
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("soon").is_err());
+        assert!(parse_secs("inf").is_err());
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

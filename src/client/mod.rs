@@ -1,0 +1,70 @@
+//! The client side of `upecho connect`: one connected stream, driven either by
+//! a terminal ([`repl`]) or by stdin/stdout ([`pipe`]). Both loops are generic
+//! over their reader and writer, so tests can drive them in memory.
+
+pub mod pipe;
+pub mod repl;
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+
+/// A connected byte stream the client can split into a sending and a receiving
+/// side, and half-close.
+pub trait Duplex: Read + Write + Send + Sized + 'static {
+    /// Another handle to the same connection, for the sending thread.
+    ///
+    /// # Errors
+    ///
+    /// When the operating system cannot duplicate the descriptor.
+    fn try_clone(&self) -> io::Result<Self>;
+
+    /// Shuts down the sending direction, so the server sees EOF.
+    ///
+    /// # Errors
+    ///
+    /// When the connection is already gone.
+    fn shutdown_write(&self) -> io::Result<()>;
+}
+
+impl Duplex for TcpStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        TcpStream::try_clone(self)
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+/// How a client session ended without an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// Input ended (EOF or Ctrl-D) and the exchange completed: exit status 0.
+    Done,
+    /// The user pressed Ctrl-C: exit status 130.
+    Interrupted,
+}
+
+/// Returns true if and only if `err` means the reader of our output went away
+/// (`upecho connect | head`), which ends the client quietly.
+pub fn is_broken_pipe(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::BrokenPipe
+}
+
+/// Makes Ctrl-C end the process with status 130 (the contract's "interrupted")
+/// even while blocked on the network, when the terminal is not in raw mode.
+///
+/// At the prompt the line editor reads Ctrl-C as a key instead and the REPL
+/// returns [`Finish::Interrupted`].
+pub fn exit_on_interrupt() {
+    match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT]) {
+        Ok(mut signals) => {
+            std::thread::spawn(move || {
+                if signals.forever().next().is_some() {
+                    std::process::exit(130);
+                }
+            });
+        }
+        Err(err) => tracing::warn!(error = %crate::error::plain(&err), "cannot handle Ctrl-C"),
+    }
+}

@@ -1,0 +1,276 @@
+//! Addresses: parsing `host:port`, showing them as the contract prints them
+//! (`tcp 127.0.0.1:8080`, `tcp [::1]:9000`), and the one place sockets are bound
+//! and connected. Everything upstream (cli) hands us text; everything downstream
+//! (server, client) gets a ready socket.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::str::FromStr;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::Error;
+
+/// A `host:port` pair as the user wrote it, checked for syntax but not resolved.
+///
+/// The host is an IPv4 literal, an IPv6 literal (written in brackets), or a host
+/// name such as `localhost`. Resolution happens when the address is used, so a
+/// typo in the syntax is a usage error (exit 2) while an unknown name is a
+/// runtime error (exit 1), like in `nc`.
+///
+/// ```
+/// let addr: upecho::HostPort = "[::1]:8080".parse().unwrap();
+/// assert_eq!(addr.port(), 8080);
+/// assert_eq!(addr.to_string(), "[::1]:8080");
+/// assert!("127.0.0.1".parse::<upecho::HostPort>().is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPort {
+    /// The host without brackets.
+    host: String,
+    /// The port; 0 asks the kernel for a free one when listening.
+    port: u16,
+}
+
+impl HostPort {
+    /// The host as written, without IPv6 brackets.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port number.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Resolves the host to socket addresses, in the resolver's order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Resolve`] when the name is unknown or resolves to nothing.
+    pub fn resolve(&self, proto: &str) -> Result<Vec<SocketAddr>, Error> {
+        let fail = |cause| Error::Resolve {
+            endpoint: format!("{proto} {self}"),
+            cause,
+        };
+        if let Ok(ip) = self.host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, self.port)]);
+        }
+        let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(fail)?
+            .collect();
+        if addrs.is_empty() {
+            return Err(fail(io::Error::other("no addresses found")));
+        }
+        Ok(addrs)
+    }
+}
+
+impl From<SocketAddr> for HostPort {
+    fn from(addr: SocketAddr) -> Self {
+        HostPort {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
+    }
+}
+
+impl FromStr for HostPort {
+    type Err = Error;
+
+    fn from_str(input: &str) -> Result<Self, Error> {
+        let bad = |reason| Error::Address {
+            input: input.to_string(),
+            reason,
+        };
+        let (host, port) = if let Some(rest) = input.strip_prefix('[') {
+            let (host, port) = rest
+                .split_once("]:")
+                .ok_or_else(|| bad("expected [ipv6]:port"))?;
+            host.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| bad("not a valid IPv6 address"))?;
+            (host, port)
+        } else {
+            let (host, port) = input
+                .rsplit_once(':')
+                .ok_or_else(|| bad("expected host:port"))?;
+            if host.contains(':') {
+                return Err(bad(
+                    "IPv6 addresses must be written in brackets, as [::1]:8080",
+                ));
+            }
+            check_host(host).map_err(bad)?;
+            (host, port)
+        };
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| bad("port must be a number from 0 to 65535"))?;
+        Ok(HostPort {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+/// Accepts an IPv4 literal or a syntactically valid host name.
+fn check_host(host: &str) -> Result<(), &'static str> {
+    if host.is_empty() {
+        return Err("missing host");
+    }
+    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return host
+            .parse::<Ipv4Addr>()
+            .map(|_| ())
+            .map_err(|_| "not a valid IPv4 address");
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if host.len() <= 253 && host.trim_end_matches('.').split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err("not a valid host name")
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A bound or connected endpoint as the contract prints it: `tcp 127.0.0.1:8080`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A TCP socket address.
+    Tcp(SocketAddr),
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Tcp(addr) => write!(f, "tcp {addr}"),
+        }
+    }
+}
+
+/// Binds a TCP listener the way the server needs it: SO_REUSEADDR (so a restart
+/// never fails on TIME_WAIT, while a second live listener still gets "address in
+/// use"), IPv6-only for IPv6 addresses (so `[::]:P` and `0.0.0.0:P` can both be
+/// served), the given backlog, non-blocking for the async runtime.
+///
+/// # Errors
+///
+/// [`Error::Resolve`] or [`Error::Listen`], naming the address and the cause.
+pub fn bind_tcp(addr: &HostPort, backlog: u32) -> Result<TcpListener, Error> {
+    // Like Python's socket.create_server, bind the first address the resolver gives.
+    let target = addr.resolve("tcp")?[0];
+    let fail = |cause| Error::Listen {
+        endpoint: Endpoint::Tcp(target).to_string(),
+        cause,
+    };
+    let socket = Socket::new(
+        Domain::for_address(target),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .map_err(fail)?;
+    if target.is_ipv6() {
+        socket.set_only_v6(true).map_err(fail)?;
+    }
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.bind(&target.into()).map_err(fail)?;
+    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    socket.listen(backlog).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    Ok(socket.into())
+}
+
+/// Connects to a TCP server, trying each resolved address in turn (as `nc` does)
+/// with `timeout` bounding each attempt.
+///
+/// # Errors
+///
+/// [`Error::Resolve`], or [`Error::Connect`] carrying the last attempt's cause
+/// (`connection refused`, `connection timed out`, ...).
+pub fn connect_tcp(addr: &HostPort, timeout: Duration) -> Result<TcpStream, Error> {
+    let mut last = io::Error::other("no addresses to try");
+    for target in addr.resolve("tcp")? {
+        match TcpStream::connect_timeout(&target, timeout) {
+            Ok(stream) => {
+                // Replies are small and interactive: do not let Nagle hold them.
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(err) => last = err,
+        }
+    }
+    Err(Error::Connect {
+        endpoint: format!("tcp {addr}"),
+        cause: last,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<HostPort, Error> {
+        s.parse()
+    }
+
+    #[test]
+    fn accepts_ipv4_ipv6_and_names() {
+        assert_eq!(parse("127.0.0.1:0").unwrap().to_string(), "127.0.0.1:0");
+        assert_eq!(parse("[::1]:8080").unwrap().host(), "::1");
+        assert_eq!(parse("localhost:65535").unwrap().port(), 65535);
+        assert_eq!(
+            parse("my-host.example.:1").unwrap().host(),
+            "my-host.example."
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_addresses_with_a_reason() {
+        for bad in [
+            "127.0.0.1",
+            "127.0.0.1:",
+            "127.0.0.1:65536",
+            "127.0.0.1:http",
+            "999.1.1.1:80",
+            "::1:80",
+            "[::1]80",
+            "[zz]:80",
+            ":80",
+            "bad_host:80",
+            "-x:80",
+        ] {
+            let err = parse(bad).expect_err(bad);
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("invalid address '{bad}': "))
+            );
+        }
+    }
+
+    #[test]
+    fn endpoint_display_matches_the_readiness_line() {
+        let v4 = Endpoint::Tcp("127.0.0.1:43121".parse().unwrap());
+        let v6 = Endpoint::Tcp("[::1]:9000".parse().unwrap());
+        assert_eq!(v4.to_string(), "tcp 127.0.0.1:43121");
+        assert_eq!(v6.to_string(), "tcp [::1]:9000");
+    }
+}

@@ -1,0 +1,37 @@
+//! upecho: a fast, robust uppercase-echo network service, its client and its
+//! load generator.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! cli (flags -> config) -> endpoint (bind) -> server (accept, limits, shutdown)
+//!     -> connection (read -> transform -> write)
+//! client: endpoint (connect) -> repl (terminal) | pipe (stdin/stdout)
+//! ```
+//!
+//! Start a server in-process on port 0, learn its address, shut it down:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), upecho::Error> {
+//! let server = upecho::Server::bind(upecho::ServerConfig::tcp("127.0.0.1:0".parse()?))?;
+//! let running = server.spawn();
+//! println!("serving on {}", running.local_addr());
+//! running.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod endpoint;
+pub mod error;
+pub mod server;
+pub mod transform;
+
+pub use endpoint::{Endpoint, HostPort};
+pub use error::Error;
+pub use server::{RunningServer, Server, ServerConfig, ShutdownSignal};
+pub use transform::{StreamTransform, Transform, upper_ascii};

@@ -1,0 +1,126 @@
+//! The `upecho` binary: parse flags, set up logging, dispatch, and turn the
+//! result into the contract's exit status (0 ok, 1 runtime error, 2 usage
+//! error, 130 interrupted) with at most one `error: ` line on stderr.
+
+mod cli;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use clap::error::ErrorKind;
+
+use cli::{Cli, Command, ConnectConfig};
+use upecho::client::{self, Finish};
+use upecho::{Server, ServerConfig, ShutdownSignal};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
+    match run(cli) {
+        Ok(Finish::Done) => ExitCode::SUCCESS,
+        Ok(Finish::Interrupted) => ExitCode::from(130),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints help and version as clap does; any other clap error becomes one line
+/// and exit status 2.
+fn usage_error(err: &clap::Error) -> ExitCode {
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) || err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        let _ = err.print();
+        return if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let rendered = err.to_string();
+    let first = rendered.lines().next().unwrap_or("error: invalid usage");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    eprintln!("error: {first} (see 'upecho --help')");
+    ExitCode::from(2)
+}
+
+fn run(cli: Cli) -> anyhow::Result<Finish> {
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging(args.log_level());
+            serve(args.to_config()?)?;
+            Ok(Finish::Done)
+        }
+        Command::Connect(args) => {
+            init_logging(tracing::Level::WARN);
+            connect(args.to_config()?)
+        }
+        Command::Bench { .. } => Err(upecho::Error::Unsupported("bench").into()),
+    }
+}
+
+fn init_logging(level: tracing::Level) {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Binds every listener, installs the signal handlers, prints the readiness
+/// lines, and serves until a signal.
+fn serve(config: ServerConfig) -> anyhow::Result<()> {
+    match upecho::server::raise_fd_limit() {
+        Ok(limit) => tracing::debug!(limit, "descriptor limit"),
+        Err(err) => {
+            tracing::warn!(error = %upecho::error::plain(&err), "cannot raise the descriptor limit")
+        }
+    }
+    let server = Server::bind(config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let signal = ShutdownSignal::new();
+        let signals = upecho::server::watch_os_signals(signal.clone())
+            .context("cannot install signal handlers")?;
+        tokio::spawn(signals);
+        announce(&server).context("cannot write the readiness lines")?;
+        server.run(signal).await?;
+        Ok(())
+    })
+}
+
+/// Prints one `listening ...` line per listener and flushes: the readiness
+/// signal scripts and tests wait for. Nothing else ever goes to stdout.
+fn announce(server: &Server) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    for endpoint in server.endpoints() {
+        writeln!(stdout, "listening {endpoint}")?;
+    }
+    stdout.flush()
+}
+
+/// Connects and runs the prompt (stdin is a terminal) or pipe mode.
+fn connect(config: ConnectConfig) -> anyhow::Result<Finish> {
+    client::exit_on_interrupt();
+    let stream = upecho::endpoint::connect_tcp(&config.addr, config.timeout)?;
+    let peer = format!("tcp {}", config.addr);
+    let finish = if std::io::stdin().is_terminal() {
+        let mut terminal = client::repl::Terminal::new()?;
+        client::repl::repl(&mut terminal, &stream, &mut std::io::stdout(), &peer)?
+    } else {
+        client::pipe::pipe(std::io::stdin(), std::io::stdout(), stream, &peer)?
+    };
+    Ok(finish)
+}

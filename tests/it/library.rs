@@ -1,0 +1,103 @@
+//! The library API: an in-process server on port 0, and the client loops fed
+//! in memory.
+
+use std::io::{Cursor, Read, Write};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use upecho::client::repl::{Input, LineSource, repl};
+use upecho::{Server, ServerConfig, Transform};
+
+#[tokio::test]
+async fn in_process_server_serves_and_shuts_down_gracefully() {
+    let mut config = ServerConfig::tcp("127.0.0.1:0".parse().unwrap());
+    config.transform = Transform::None;
+    let running = Server::bind(config).unwrap().spawn();
+    let mut client = tokio::net::TcpStream::connect(running.local_addr())
+        .await
+        .unwrap();
+    client.write_all(b"plain echo").await.unwrap();
+    client.shutdown().await.unwrap();
+    let mut reply = Vec::new();
+    client.read_to_end(&mut reply).await.unwrap();
+    assert_eq!(reply, b"plain echo");
+    tokio::time::timeout(Duration::from_secs(30), running.shutdown())
+        .await
+        .expect("shutdown finishes");
+}
+
+#[tokio::test]
+async fn shutdown_cuts_off_a_client_that_never_closes_after_the_grace() {
+    let mut config = ServerConfig::tcp("127.0.0.1:0".parse().unwrap());
+    config.shutdown_grace = Duration::from_millis(200);
+    let running = Server::bind(config).unwrap().spawn();
+    let mut client = tokio::net::TcpStream::connect(running.local_addr())
+        .await
+        .unwrap();
+    client.write_all(b"x").await.unwrap();
+    let mut one = [0u8; 1];
+    client.read_exact(&mut one).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), running.shutdown())
+        .await
+        .expect("grace bounds the shutdown");
+    let mut rest = Vec::new();
+    let closed = client.read_to_end(&mut rest).await;
+    assert!(closed.is_ok_and(|n| n == 0) || rest.is_empty());
+}
+
+#[test]
+fn binding_a_used_address_names_it() {
+    let first = Server::bind(ServerConfig::tcp("127.0.0.1:0".parse().unwrap())).unwrap();
+    let addr = first.local_addrs()[0];
+    let err = Server::bind(ServerConfig::tcp(addr.into())).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("cannot listen on tcp {addr}: address already in use")
+    );
+}
+
+/// Lines typed by a script, then EOF.
+struct Script(std::vec::IntoIter<&'static str>);
+
+impl LineSource for Script {
+    fn read_line(&mut self) -> std::io::Result<Input> {
+        Ok(self.0.next().map_or(Input::Eof, |l| Input::Line(l.into())))
+    }
+}
+
+/// A server stand-in: canned replies to read, and a record of what was written.
+struct Canned {
+    replies: Cursor<Vec<u8>>,
+    sent: Vec<u8>,
+}
+
+impl Read for Canned {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // One byte at a time: a reply is never assumed to arrive in one read.
+        let one = buf.len().min(1);
+        Read::read(&mut self.replies, &mut buf[..one])
+    }
+}
+
+impl Write for Canned {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Write::write(&mut self.sent, buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn repl_prints_a_non_utf8_reply_byte_for_byte_however_it_is_split() {
+    let mut server = Canned {
+        replies: Cursor::new(b"\xff\xfe ABC\nSECOND\n".to_vec()),
+        sent: Vec::new(),
+    };
+    let mut out = Vec::new();
+    let mut lines = Script(vec!["abc", "", "second"].into_iter());
+    let finish = repl(&mut lines, &mut server, &mut out, "tcp test").unwrap();
+    assert_eq!(finish, upecho::client::Finish::Done);
+    assert_eq!(out, b"\xff\xfe ABC\nSECOND\n");
+    assert_eq!(server.sent, b"abc\nsecond\n");
+}

@@ -1,0 +1,13 @@
+//! Integration tests: the real binary over real loopback sockets. Each module
+//! is one area of the contract.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod connect;
+mod library;
+mod repl;
+mod serve;
+mod shutdown;
+mod tutorial;

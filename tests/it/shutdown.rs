@@ -1,0 +1,89 @@
+//! SIGINT/SIGTERM: stop accepting, drain within the grace period, exit 0.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::support::{PATIENCE, ServerProcess};
+
+fn round_trip(stream: &mut TcpStream, word: &[u8]) -> Vec<u8> {
+    stream.write_all(word).unwrap();
+    let mut reply = vec![0u8; word.len()];
+    stream.read_exact(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn sigterm_drains_open_connections_refuses_new_ones_and_cuts_off_at_grace() {
+    let grace = Duration::from_millis(1500);
+    let mut server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "--shutdown-grace", "1.5"], 1);
+    let mut open = TcpStream::connect(server.addr()).unwrap();
+    open.set_read_timeout(Some(PATIENCE)).unwrap();
+    assert_eq!(round_trip(&mut open, b"before"), b"BEFORE");
+
+    server.signal(Signal::SIGTERM);
+    let signalled = Instant::now();
+    server.wait_for_log("listener closed");
+
+    // The open connection is still served...
+    assert_eq!(
+        round_trip(&mut open, b"after the signal"),
+        b"AFTER THE SIGNAL"
+    );
+    // ...but new connections are refused.
+    let err = TcpStream::connect(server.addr()).expect_err("listener must be closed");
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+
+    // A client that never closes is cut off when the grace ends.
+    let mut buf = [0u8; 1];
+    let n = match open.read(&mut buf) {
+        Ok(n) => n,
+        Err(err) if err.kind() == ErrorKind::ConnectionReset => 0,
+        Err(err) => panic!("expected the server to close the connection: {err}"),
+    };
+    assert_eq!(n, 0);
+    assert!(signalled.elapsed() >= grace - Duration::from_millis(100));
+    assert_eq!(server.wait_exit(PATIENCE).code(), Some(0));
+}
+
+#[test]
+fn sigterm_with_no_connections_exits_0_at_once() {
+    let mut server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "--shutdown-grace", "60"], 1);
+    server.signal(Signal::SIGTERM);
+    // Far less than the 60 s grace: nothing to wait for.
+    assert_eq!(server.wait_exit(PATIENCE).code(), Some(0));
+}
+
+#[test]
+fn second_signal_cuts_the_grace_short_and_still_exits_0() {
+    let mut server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "--shutdown-grace", "600"], 1);
+    let mut open = TcpStream::connect(server.addr()).unwrap();
+    open.set_read_timeout(Some(PATIENCE)).unwrap();
+    assert_eq!(round_trip(&mut open, b"x"), b"X");
+
+    server.signal(Signal::SIGINT);
+    server.wait_for_log("waiting for open connections");
+    server.signal(Signal::SIGINT);
+    assert_eq!(server.wait_exit(PATIENCE).code(), Some(0));
+    let mut buf = [0u8; 1];
+    assert!(matches!(open.read(&mut buf), Ok(0) | Err(_)));
+}
+
+#[test]
+fn a_client_that_finishes_during_the_grace_gets_everything() {
+    let mut server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "--shutdown-grace", "30"], 1);
+    let mut open = TcpStream::connect(server.addr()).unwrap();
+    open.set_read_timeout(Some(PATIENCE)).unwrap();
+    assert_eq!(round_trip(&mut open, b"a"), b"A");
+    server.signal(Signal::SIGTERM);
+    server.wait_for_log("waiting for open connections");
+    open.write_all(b"last words").unwrap();
+    open.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    open.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"LAST WORDS");
+    // The last connection closed, so the server exits without using its grace.
+    assert_eq!(server.wait_exit(PATIENCE).code(), Some(0));
+}

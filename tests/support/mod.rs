@@ -1,0 +1,268 @@
+//! Shared helpers for the integration tests: start the real `upecho` binary,
+//! wait for its readiness lines, run clients with a deadline, and clean up.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Generous bound for anything that takes milliseconds when the machine is idle.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_upecho")
+}
+
+/// A command for the binary under test.
+pub fn upecho(args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    cmd
+}
+
+/// The oracle for `--transform ascii`: Python's `bytes.upper()`, byte by byte.
+pub fn upper(bytes: &[u8]) -> Vec<u8> {
+    bytes.iter().map(u8::to_ascii_uppercase).collect()
+}
+
+/// Reproducible pseudo-random bytes of every value.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut bytes = vec![0u8; len];
+    rng.fill(&mut bytes);
+    bytes
+}
+
+/// A `upecho serve` process, killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    /// The addresses of its readiness lines, in order.
+    pub addrs: Vec<SocketAddr>,
+    /// Its readiness lines, verbatim.
+    pub ready_lines: Vec<String>,
+    /// stdout lines after the readiness lines (there must be none).
+    stdout: Receiver<String>,
+    /// Every stderr line so far, and a channel of new ones.
+    stderr_lines: Arc<Mutex<Vec<String>>>,
+    stderr: Receiver<String>,
+}
+
+impl ServerProcess {
+    /// Starts `upecho serve ARGS` and waits for `listeners` readiness lines.
+    pub fn start(args: &[&str], listeners: usize) -> ServerProcess {
+        let mut full = vec!["serve"];
+        full.extend_from_slice(args);
+        ServerProcess::spawn(upecho(&full), listeners)
+    }
+
+    /// Starts an arbitrary command that runs `upecho serve` (e.g. under `sh`).
+    pub fn spawn(mut cmd: Command, listeners: usize) -> ServerProcess {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn upecho serve");
+        let stdout = lines_of(child.stdout.take().unwrap(), None);
+        let stderr_lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = lines_of(child.stderr.take().unwrap(), Some(stderr_lines.clone()));
+        let mut server = ServerProcess {
+            child,
+            addrs: Vec::new(),
+            ready_lines: Vec::new(),
+            stdout,
+            stderr_lines,
+            stderr,
+        };
+        let deadline = Instant::now() + PATIENCE;
+        while server.ready_lines.len() < listeners {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match server.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    let addr: Option<SocketAddr> = line.rsplit(' ').next().unwrap().parse().ok();
+                    server.addrs.extend(addr);
+                    server.ready_lines.push(line);
+                }
+                Err(_) => panic!(
+                    "server printed no readiness line; stderr: {:?}",
+                    server.stderr_so_far()
+                ),
+            }
+        }
+        server
+    }
+
+    /// The first listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// The first listener's address as `upecho connect` takes it.
+    pub fn addr_arg(&self) -> String {
+        self.addr().to_string()
+    }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends a signal to the server process (only ever the one we started).
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("kill");
+    }
+
+    /// Waits until a stderr line contains `needle`; panics after `PATIENCE`.
+    pub fn wait_for_log(&self, needle: &str) {
+        if self.stderr_so_far().iter().any(|l| l.contains(needle)) {
+            return;
+        }
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no log line with {needle:?}; stderr: {:?}",
+                    self.stderr_so_far()
+                ),
+            }
+        }
+    }
+
+    /// All stderr lines so far.
+    pub fn stderr_so_far(&self) -> Vec<String> {
+        self.stderr_lines.lock().unwrap().clone()
+    }
+
+    /// Waits for the process to exit within `limit`; panics otherwise.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        wait_with_deadline(&mut self.child, limit)
+            .unwrap_or_else(|| panic!("server still running after {limit:?}"))
+    }
+
+    /// stdout lines printed after the readiness lines, once the process exited.
+    pub fn extra_stdout(&self) -> Vec<String> {
+        self.stdout.try_iter().collect()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Forwards each line of `pipe` to a channel (and optionally a log).
+fn lines_of(
+    pipe: impl Read + Send + 'static,
+    log: Option<Arc<Mutex<Vec<String>>>>,
+) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if let Some(log) = &log {
+                log.lock().unwrap().push(line.clone());
+            }
+            if tx.send(line).is_err() && log.is_none() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Polls for the child's exit until `limit`; `None` if it is still running.
+pub fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs `cmd` with `input` on stdin, collects its output, and kills it if it
+/// has not finished within `PATIENCE`.
+pub fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let feeder = thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let err = thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let status = match wait_with_deadline(&mut child, PATIENCE) {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            panic!("{cmd:?} did not finish within {PATIENCE:?}");
+        }
+    };
+    feeder.join().unwrap();
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Runs `upecho ARGS` with empty stdin and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    run_with_input(upecho(args), b"")
+}
+
+/// Asserts the contract's error shape: exactly one line, `error: ...`, no panic.
+pub fn assert_one_error_line(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one stderr line, got {stderr:?}");
+    assert!(lines[0].starts_with("error: "), "got {stderr:?}");
+    assert!(!stderr.contains("panicked"), "got {stderr:?}");
+    assert!(!stderr.contains("os error"), "got {stderr:?}");
+    stderr
+}
+
+/// Sends `data` on a new connection, half-closes, and returns the whole reply.
+pub fn exchange(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let data = data.to_vec();
+    let sender = thread::spawn(move || {
+        writer.write_all(&data).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).expect("read reply");
+    sender.join().unwrap();
+    reply
+}
