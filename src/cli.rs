@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use upecho::bench::{BenchConfig, Mode};
 use upecho::{Error, HostPort, ServerConfig, Transform};
 
 /// A fast, robust uppercase-echo service, its client and its load generator.
@@ -24,14 +25,14 @@ pub enum Command {
     Serve(ServeArgs),
     /// Talk to a server: a `>>: ` prompt on a terminal, like `nc` in a pipe.
     Connect(ConnectArgs),
-    /// Load-generate against a server, verifying every reply byte (not yet built).
-    #[command(disable_help_flag = true)]
-    Bench {
-        /// Arguments of the future load generator.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        args: Vec<String>,
-    },
+    /// Load-generate against a server, verifying every reply byte.
+    Bench(BenchArgs),
 }
+
+/// A usage error found after parsing (a flag value out of range): exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 /// The transform names accepted on the command line.
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
@@ -118,18 +119,40 @@ impl ServeArgs {
     }
 }
 
-/// `upecho connect` flags.
+/// The server a client talks to: `ADDR`, or `--udp`/`--unix`.
 #[derive(Debug, Args)]
-pub struct ConnectArgs {
+pub struct TargetArgs {
     /// The server's address.
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub addr: HostPort,
-    /// Send datagrams instead (not yet built).
+    /// Use UDP datagrams (not yet built).
     #[arg(long, conflicts_with = "unix")]
     pub udp: bool,
-    /// Connect to a Unix socket instead (not yet built).
+    /// Use a Unix socket at PATH (not yet built).
     #[arg(long, value_name = "PATH")]
     pub unix: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    /// The TCP address, or [`Error::Unsupported`] naming `command`'s flag for
+    /// transports not built yet.
+    fn tcp(&self, command: &'static [&'static str; 2]) -> Result<HostPort, Error> {
+        if self.udp {
+            return Err(Error::Unsupported(command[0]));
+        }
+        if self.unix.is_some() {
+            return Err(Error::Unsupported(command[1]));
+        }
+        Ok(self.addr.clone())
+    }
+}
+
+/// `upecho connect` flags.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Where to connect.
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Give up connecting (and, with --udp, waiting for a reply) after SECS.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
     pub timeout: Duration,
@@ -151,18 +174,82 @@ impl ConnectArgs {
     ///
     /// [`Error::Unsupported`] for transports not built yet.
     pub fn to_config(&self) -> Result<ConnectConfig, Error> {
-        if self.udp {
-            return Err(Error::Unsupported("connect --udp"));
-        }
-        if self.unix.is_some() {
-            return Err(Error::Unsupported("connect --unix"));
-        }
+        let addr = self.target.tcp(&["connect --udp", "connect --unix"])?;
         if self.timeout.is_zero() {
             return Err(Error::Unsupported("connect --timeout 0"));
         }
         Ok(ConnectConfig {
-            addr: self.addr.clone(),
+            addr,
             timeout: self.timeout,
+        })
+    }
+}
+
+/// The traffic patterns of `upecho bench`.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum ModeArg {
+    /// One message in flight per connection; reports round trips and latency.
+    #[default]
+    Pingpong,
+    /// Write continuously while reading back; reports verified bytes per second.
+    Stream,
+}
+
+/// `upecho bench` flags.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The server to load.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Traffic pattern.
+    #[arg(long, value_enum, default_value_t)]
+    pub mode: ModeArg,
+    /// The transform the server applies; every reply byte is checked against it.
+    #[arg(long, value_enum, default_value_t)]
+    pub transform: TransformArg,
+    /// Concurrent connections.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub connections: u32,
+    /// Message size (pingpong) or write size (stream) in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    pub size: u32,
+    /// The measured window.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub duration: Duration,
+    /// Run this long first, not counted.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs)]
+    pub warmup: Duration,
+    /// Seed of the pseudo-random payloads.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seed: u64,
+    /// Print one JSON object on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    /// Checks the flags and builds the benchmark configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`UsageError`] for a zero duration; [`Error::Unsupported`] for transports
+    /// and transforms not built yet.
+    pub fn to_config(&self) -> anyhow::Result<BenchConfig> {
+        if self.duration.is_zero() {
+            return Err(UsageError("--duration must be more than 0 seconds".into()).into());
+        }
+        Ok(BenchConfig {
+            addr: self.target.tcp(&["bench --udp", "bench --unix"])?,
+            mode: match self.mode {
+                ModeArg::Pingpong => Mode::PingPong,
+                ModeArg::Stream => Mode::Stream,
+            },
+            transform: transform(self.transform)?,
+            connections: self.connections as usize,
+            size: self.size as usize,
+            duration: self.duration,
+            warmup: self.warmup,
+            seed: self.seed,
         })
     }
 }

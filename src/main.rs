@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Parser;
 use clap::error::ErrorKind;
 
-use cli::{Cli, Command, ConnectConfig};
+use cli::{Cli, Command, ConnectConfig, UsageError};
 use upecho::client::{self, Finish};
 use upecho::{Server, ServerConfig, ShutdownSignal};
 
@@ -25,7 +25,11 @@ fn main() -> ExitCode {
         Ok(Finish::Interrupted) => ExitCode::from(130),
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            if err.is::<UsageError>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -63,7 +67,13 @@ fn run(cli: Cli) -> anyhow::Result<Finish> {
             init_logging(tracing::Level::WARN);
             connect(args.to_config()?)
         }
-        Command::Bench { .. } => Err(upecho::Error::Unsupported("bench").into()),
+        Command::Bench(args) => {
+            let config = args.to_config()?;
+            init_logging(tracing::Level::WARN);
+            client::exit_on_interrupt();
+            bench(&config, args.json)?;
+            Ok(Finish::Done)
+        }
     }
 }
 
@@ -109,6 +119,55 @@ fn announce(server: &Server) -> std::io::Result<()> {
         writeln!(stdout, "listening {endpoint}")?;
     }
     stdout.flush()
+}
+
+/// Runs the load generator and prints its report: the JSON object alone on
+/// stdout with `--json`, a summary otherwise; a progress bar on a terminal.
+fn bench(config: &upecho::bench::BenchConfig, json: bool) -> anyhow::Result<()> {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(1000);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {percent}%",
+            )
+            .expect("valid template"),
+        );
+        bar
+    });
+    let report = upecho::bench::run(config, |fraction| {
+        if let Some(bar) = &bar {
+            bar.set_position((fraction * 1000.0) as u64);
+        }
+    });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        writeln!(stdout, "{}", report.to_json())?;
+    } else {
+        writeln!(stdout, "{report}")?;
+    }
+    stdout.flush()?;
+    if report.requests == 0 && report.errors == 0 {
+        anyhow::bail!(
+            "no reply from tcp {} in the window ({} of {} connections starved)",
+            config.addr,
+            report.starved,
+            report.connections
+        );
+    }
+    if report.errors > 0 {
+        anyhow::bail!(
+            "{} error{} in replies from tcp {}; first: {}",
+            report.errors,
+            if report.errors == 1 { "" } else { "s" },
+            config.addr,
+            report.first_error.as_deref().unwrap_or("unknown")
+        );
+    }
+    Ok(())
 }
 
 /// Connects and runs the prompt (stdin is a terminal) or pipe mode.

@@ -49,7 +49,8 @@ fn features_of_later_versions_fail_clearly_with_exit_1() {
         &["serve", "--transform", "unicode"],
         &["connect", "--udp"],
         &["connect", "--unix", "/tmp/upecho-test.sock"],
-        &["bench"],
+        &["bench", "--udp"],
+        &["bench", "--transform", "unicode"],
     ] {
         let out = run(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
