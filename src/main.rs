@@ -96,10 +96,16 @@ fn serve(config: ServerConfig) -> anyhow::Result<()> {
         }
     }
     let server = Server::bind(config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    // EXPERIMENT (issue 3): UPECHO_EXPERIMENT_RUNTIME=current picks a
+    // current-thread runtime; to be removed once measured.
+    let runtime = if std::env::var("UPECHO_EXPERIMENT_RUNTIME").as_deref() == Ok("current") {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
+    .enable_all()
+    .build()
+    .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let signal = ShutdownSignal::new();
         let signals = upecho::server::watch_os_signals(signal.clone())

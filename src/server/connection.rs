@@ -83,7 +83,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub(crate) async fn run(mut self) {
         tracing::debug!(peer = %self.peer, "connection opened");
         // Allocated once per connection; the loop below allocates nothing.
-        let mut buf = vec![0u8; BUFFER_SIZE].into_boxed_slice();
+        let size = std::env::var("UPECHO_EXPERIMENT_BUFFER")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(BUFFER_SIZE);
+        let mut buf = vec![0u8; size].into_boxed_slice();
         let end = self.serve(&mut buf).await;
         tracing::debug!(
             peer = %self.peer,

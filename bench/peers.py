@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""Peer comparison: upecho against other uppercase-echo servers, in one run.
+
+Each server is pinned to CPU 0, `upecho bench` to CPU 1. Loads and servers are
+interleaved across repeats; medians are reported. Server CPU comes from the
+scheduler's accounting (/proc/PID/task/*/schedstat) summed over the server's
+whole process tree (socat and ncat fork per connection).
+
+Usage: bench/peers.py --out docs [--repeats 3] [--duration 3] [--warmup 1]
+       [--peers a,b] [--loads a,b]  (run by scripts/bench-peers.sh)
+"""
+import argparse
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REL = os.path.join(ROOT, "target", "release")
+UPECHO = os.path.join(REL, "upecho")
+SERVER_CPU, CLIENT_CPU = "0", "1"
+
+# name -> (argv builder, extra environment)
+PEERS = {
+    "upecho": (lambda a: [UPECHO, "serve", "--tcp", a, "-q"], {}),
+    "upecho-multi-16k": (lambda a: [UPECHO, "serve", "--tcp", a, "-q"],
+                         {"UPECHO_EXPERIMENT_RUNTIME": "multi", "UPECHO_EXPERIMENT_BUFFER": "16384"}),
+    "upecho-current-16k": (lambda a: [UPECHO, "serve", "--tcp", a, "-q"],
+                           {"UPECHO_EXPERIMENT_RUNTIME": "current", "UPECHO_EXPERIMENT_BUFFER": "16384"}),
+    "upecho-current-64k": (lambda a: [UPECHO, "serve", "--tcp", a, "-q"],
+                           {"UPECHO_EXPERIMENT_RUNTIME": "current", "UPECHO_EXPERIMENT_BUFFER": "65536"}),
+    "upecho-multi-64k": (lambda a: [UPECHO, "serve", "--tcp", a, "-q"],
+                         {"UPECHO_EXPERIMENT_RUNTIME": "multi", "UPECHO_EXPERIMENT_BUFFER": "65536"}),
+    "c-epoll": (lambda a: [os.path.join(REL, "epoll_server"), a.split(":")[1]], {}),
+    "tokio-single-64k": (lambda a: [os.path.join(REL, "examples", "single_thread"), a], {}),
+    "tokio-naive": (lambda a: [os.path.join(REL, "examples", "naive_tokio"), a], {}),
+    "socat": (lambda a: ["socat", f"TCP-LISTEN:{a.split(':')[1]},bind=127.0.0.1,reuseaddr,fork,backlog=1024",
+                         "EXEC:stdbuf -o0 tr a-z A-Z"], {}),
+    "ncat": (lambda a: ["ncat", "-l", "127.0.0.1", a.split(":")[1], "--keep-open", "--max-conns", "10000",
+                        "--exec", "/usr/bin/stdbuf -o0 /usr/bin/tr a-z A-Z"], {}),
+    "python-threading": (lambda a: [sys.executable, os.path.join(ROOT, "bench", "peers", "threading_server.py"),
+                                    a.split(":")[1]], {}),
+    "tutorial": (lambda a: [sys.executable, os.path.join(ROOT, "bench", "peers", "tutorial_server.py"),
+                            a.split(":")[1]], {}),
+}
+
+# name -> bench flags
+LOADS = {
+    "64B pingpong x1": ["--mode", "pingpong", "--size", "64", "--connections", "1"],
+    "64B pingpong x50": ["--mode", "pingpong", "--size", "64", "--connections", "50"],
+    "64B pingpong x500": ["--mode", "pingpong", "--size", "64", "--connections", "500"],
+    "4KiB pingpong x50": ["--mode", "pingpong", "--size", "4096", "--connections", "50"],
+    "64KiB stream x1": ["--mode", "stream", "--size", "65536", "--connections", "1"],
+    "64KiB stream x16": ["--mode", "stream", "--size", "65536", "--connections", "16"],
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, proc, limit=10.0):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError("server did not listen in time")
+
+
+def tree(pid):
+    """pid and all its descendants."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_ns(pid):
+    """CPU time of every thread of pid's process tree, in nanoseconds."""
+    total = 0
+    for p in tree(pid):
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[0])
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def run_one(peer, load, args):
+    build, env = PEERS[peer]
+    port = free_port()
+    addr = f"127.0.0.1:{port}"
+    server = subprocess.Popen(["taskset", "-c", SERVER_CPU] + build(addr), env={**os.environ, **env},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_listening(port, server)
+        cmd = ["taskset", "-c", CLIENT_CPU, UPECHO, "bench", addr, "--json", "--seed", "1",
+               "--duration", str(args.duration), "--warmup", str(args.warmup)] + LOADS[load]
+        start = time.monotonic()
+        bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(max(0.0, start + args.warmup - time.monotonic()))
+        cpu0 = cpu_ns(server.pid)
+        time.sleep(max(0.0, start + args.warmup + args.duration - time.monotonic()))
+        cpu1 = cpu_ns(server.pid)
+        out, err = bench.communicate(timeout=args.duration + args.warmup + 60)
+        report = json.loads(out) if out.strip() else {"error": err.strip()}
+        report["bench_exit"] = bench.returncode
+        report["bench_stderr"] = err.strip()
+        report["server_cpu_s"] = (cpu1 - cpu0) / 1e9
+        report["peer"], report["load"] = peer, load
+        report["command"] = " ".join(cmd)
+        report["server_command"] = " ".join(["taskset", "-c", SERVER_CPU] + build(addr))
+        return report
+    finally:
+        try:
+            os.killpg(server.pid, signal.SIGKILL)  # the group we started, by its leader's pid
+        except ProcessLookupError:
+            pass
+        server.wait()
+
+
+def median(rows, key):
+    values = [r.get(key) for r in rows if isinstance(r.get(key), (int, float))]
+    return statistics.median(values) if values else None
+
+
+def summarise(results, peers, loads):
+    table = {}
+    for load in loads:
+        for peer in peers:
+            rows = [r for r in results if r["peer"] == peer and r["load"] == load]
+            per_req = [r["server_cpu_s"] * 1e6 / r["requests"] for r in rows if r.get("requests")]
+            per_mb = [r["server_cpu_s"] * 1e3 / (r["bytes"] / 1e6) for r in rows if r.get("bytes")]
+            table[(load, peer)] = {
+                "requests_per_s": median(rows, "requests_per_s"),
+                "mb_per_s": median(rows, "mb_per_s"),
+                "p99_us": median(rows, "p99_us"),
+                "p999_us": median(rows, "p999_us"),
+                "errors": sum(r.get("errors", 0) or 0 for r in rows),
+                "starved": median(rows, "starved"),
+                "client_cpu": median(rows, "client_cpu_percent"),
+                "server_cpu_us_per_req": statistics.median(per_req) if per_req else None,
+                "server_cpu_ms_per_mb": statistics.median(per_mb) if per_mb else None,
+                "runs": len(rows),
+            }
+    return table
+
+
+def fmt(x, digits=0):
+    return "-" if x is None else f"{x:,.{digits}f}"
+
+
+def write_chart(path, table, peers, loads):
+    """Grouped bars: each peer's throughput relative to the best peer, per load."""
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+              "#bcbd22", "#17becf"]
+    width, height, left, top, bottom = 960, 420, 60, 40, 110
+    plot_h = height - top - bottom
+    group_w = (width - left - 20) / len(loads)
+    bar_w = group_w * 0.8 / len(peers)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'font-family="sans-serif" font-size="11">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<text x="{left}" y="20" font-size="14">Throughput relative to the best peer per load '
+             f'(requests/s for pingpong, MB/s for stream; median of repeats)</text>']
+    for frac in (0, 0.25, 0.5, 0.75, 1.0):
+        y = top + plot_h * (1 - frac)
+        parts.append(f'<line x1="{left}" x2="{width - 20}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{frac:.2f}</text>')
+    for gi, load in enumerate(loads):
+        key = "mb_per_s" if "stream" in load else "requests_per_s"
+        best = max((table[(load, p)][key] or 0) for p in peers) or 1
+        for pi, peer in enumerate(peers):
+            value = (table[(load, peer)][key] or 0) / best
+            x = left + gi * group_w + group_w * 0.1 + pi * bar_w
+            h = plot_h * value
+            parts.append(f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w - 1:.1f}" '
+                         f'height="{h:.1f}" fill="{colors[pi % len(colors)]}"><title>{peer}: {value:.2f}</title></rect>')
+        parts.append(f'<text x="{left + gi * group_w + group_w / 2:.1f}" y="{top + plot_h + 16}" '
+                     f'text-anchor="middle">{load}</text>')
+    for pi, peer in enumerate(peers):
+        x = left + (pi % 5) * 170
+        y = height - 60 + (pi // 5) * 18
+        parts.append(f'<rect x="{x}" y="{y - 9}" width="10" height="10" fill="{colors[pi % len(colors)]}"/>')
+        parts.append(f'<text x="{x + 14}" y="{y}">{peer}</text>')
+    parts.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(parts) + "\n")
+
+
+def machine():
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}"
+
+
+def write_markdown(path, table, peers, loads, args, started):
+    lines = ["# Benchmarks", "",
+             "Generated by `scripts/bench-peers.sh` (do not edit by hand); raw data in "
+             "`docs/bench/results.json`, chart in `docs/bench/chart.svg`.", "",
+             f"- Machine: {machine()}",
+             f"- Run: {started}, {args.repeats} interleaved repeats, each load "
+             f"{args.warmup} s warm-up + {args.duration} s measured; medians shown.",
+             f"- Server pinned to CPU {SERVER_CPU} (`taskset -c {SERVER_CPU}`), load generator "
+             f"`upecho bench` pinned to CPU {CLIENT_CPU}.",
+             "- Server CPU is from `/proc/PID/task/*/schedstat` over the server's whole process tree "
+             "during the measured window.",
+             "- `*` after a rate: the load generator used >= 90% of its core, so the rate is the "
+             "generator's limit, not the server's; compare server CPU per request there.",
+             "- Differences under 10% are noise on this machine.", "",
+             "![throughput relative to the best peer](bench/chart.svg)", ""]
+    for load in loads:
+        stream = "stream" in load
+        lines += [f"## {load}", ""]
+        if stream:
+            lines += ["| server | MB/s | vs upecho | server CPU ms/MB | p99.9 us | errors | starved | client CPU % |",
+                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        else:
+            lines += ["| server | requests/s | vs upecho | server CPU us/req | p99 us | p99.9 us | errors | starved | client CPU % |",
+                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        key = "mb_per_s" if stream else "requests_per_s"
+        ref = table.get((load, "upecho"), {}).get(key)
+        for peer in sorted(peers, key=lambda p: -(table[(load, p)][key] or 0)):
+            row = table[(load, peer)]
+            mark = "*" if (row["client_cpu"] or 0) >= 90 else ""
+            ratio = f"{row[key] / ref:.2f}x" if ref and row[key] is not None else "-"
+            if stream:
+                lines.append(f"| {peer} | {fmt(row[key], 1)}{mark} | {ratio} | {fmt(row['server_cpu_ms_per_mb'], 3)} | "
+                             f"{fmt(row['p999_us'])} | {row['errors']} | {fmt(row['starved'])} | {fmt(row['client_cpu'])} |")
+            else:
+                lines.append(f"| {peer} | {fmt(row[key])}{mark} | {ratio} | {fmt(row['server_cpu_us_per_req'], 2)} | "
+                             f"{fmt(row['p99_us'])} | {fmt(row['p999_us'])} | {row['errors']} | {fmt(row['starved'])} | "
+                             f"{fmt(row['client_cpu'])} |")
+        lines.append("")
+    lines += ["## Commands", "", "Each run, with PORT a free port:", "", "```"]
+    for peer in peers:
+        build, env = PEERS[peer]
+        envs = " ".join(f"{k}={v}" for k, v in env.items())
+        lines.append(f"{envs + ' ' if envs else ''}taskset -c {SERVER_CPU} " + " ".join(build("127.0.0.1:PORT")))
+    lines.append(f"taskset -c {CLIENT_CPU} target/release/upecho bench 127.0.0.1:PORT --json --seed 1 "
+                 f"--duration {args.duration} --warmup {args.warmup} LOAD")
+    lines += ["```", "", "LOAD is one of:", ""]
+    for load in loads:
+        lines.append(f"- {load}: `{' '.join(LOADS[load])}`")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=os.path.join(ROOT, "docs"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=3)
+    parser.add_argument("--warmup", type=float, default=1)
+    parser.add_argument("--peers", default=",".join(PEERS))
+    parser.add_argument("--loads", default=",".join(LOADS))
+    parser.add_argument("--markdown", default="BENCHMARKS.md")
+    args = parser.parse_args()
+    peers, loads = args.peers.split(","), args.loads.split(",")
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    rng = random.Random(1)
+    results = []
+    for repeat in range(args.repeats):
+        for load in loads:
+            order = peers[:]
+            rng.shuffle(order)  # interleave: no peer always runs first or last
+            for peer in order:
+                r = run_one(peer, load, args)
+                r["repeat"] = repeat
+                results.append(r)
+                print(f"[{repeat + 1}/{args.repeats}] {load:18} {peer:18} "
+                      f"rps={r.get('requests_per_s', '-')} MB/s={r.get('mb_per_s', '-')} "
+                      f"errors={r.get('errors', '-')} starved={r.get('starved', '-')} "
+                      f"cpu={r['server_cpu_s']:.2f}s client={r.get('client_cpu_percent', '-')}%",
+                      file=sys.stderr, flush=True)
+    os.makedirs(os.path.join(args.out, "bench"), exist_ok=True)
+    stem = os.path.splitext(args.markdown)[0].lower()
+    with open(os.path.join(args.out, "bench", f"{stem}-results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    table = summarise(results, peers, loads)
+    write_chart(os.path.join(args.out, "bench", "chart.svg" if stem == "benchmarks" else f"{stem}.svg"),
+                table, peers, loads)
+    write_markdown(os.path.join(args.out, args.markdown), table, peers, loads, args, started)
+
+
+if __name__ == "__main__":
+    main()
