@@ -29,14 +29,6 @@ SERVER_CPU, CLIENT_CPU = "0", "1"
 # name -> (argv builder, extra environment)
 PEERS = {
     "upecho": (lambda a: [UPECHO, "serve", "--tcp", a, "-q"], {}),
-    "upecho-multi-16k": (lambda a: [UPECHO, "serve", "--tcp", a, "-q"],
-                         {"UPECHO_EXPERIMENT_RUNTIME": "multi", "UPECHO_EXPERIMENT_BUFFER": "16384"}),
-    "upecho-current-16k": (lambda a: [UPECHO, "serve", "--tcp", a, "-q"],
-                           {"UPECHO_EXPERIMENT_RUNTIME": "current", "UPECHO_EXPERIMENT_BUFFER": "16384"}),
-    "upecho-current-64k": (lambda a: [UPECHO, "serve", "--tcp", a, "-q"],
-                           {"UPECHO_EXPERIMENT_RUNTIME": "current", "UPECHO_EXPERIMENT_BUFFER": "65536"}),
-    "upecho-multi-64k": (lambda a: [UPECHO, "serve", "--tcp", a, "-q"],
-                         {"UPECHO_EXPERIMENT_RUNTIME": "multi", "UPECHO_EXPERIMENT_BUFFER": "65536"}),
     "c-epoll": (lambda a: [os.path.join(REL, "epoll_server"), a.split(":")[1]], {}),
     "tokio-single-64k": (lambda a: [os.path.join(REL, "examples", "single_thread"), a], {}),
     "tokio-naive": (lambda a: [os.path.join(REL, "examples", "naive_tokio"), a], {}),

@@ -7,7 +7,6 @@ mod cli;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use clap::error::ErrorKind;
 
@@ -96,32 +95,31 @@ fn serve(config: ServerConfig) -> anyhow::Result<()> {
         }
     }
     let server = Server::bind(config)?;
-    // EXPERIMENT (issue 3): UPECHO_EXPERIMENT_RUNTIME=current picks a
-    // current-thread runtime; to be removed once measured.
-    let runtime = if std::env::var("UPECHO_EXPERIMENT_RUNTIME").as_deref() == Ok("current") {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    }
-    .enable_all()
-    .build()
-    .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let signal = ShutdownSignal::new();
-        let signals = upecho::server::watch_os_signals(signal.clone())
-            .context("cannot install signal handlers")?;
+    // One single-threaded runtime per core the process may run on (this
+    // honours `taskset`); see `Server::run_per_core` for why.
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let signal = ShutdownSignal::new();
+    let endpoints = server.endpoints().to_vec();
+    server.run_per_core(threads, signal.clone(), || {
+        let signals =
+            upecho::server::watch_os_signals(signal).map_err(|cause| upecho::Error::Io {
+                context: "cannot install signal handlers".into(),
+                cause,
+            })?;
         tokio::spawn(signals);
-        announce(&server).context("cannot write the readiness lines")?;
-        server.run(signal).await?;
-        Ok(())
-    })
+        announce(&endpoints).map_err(|cause| upecho::Error::Io {
+            context: "cannot write the readiness lines".into(),
+            cause,
+        })
+    })?;
+    Ok(())
 }
 
 /// Prints one `listening ...` line per listener and flushes: the readiness
 /// signal scripts and tests wait for. Nothing else ever goes to stdout.
-fn announce(server: &Server) -> std::io::Result<()> {
+fn announce(endpoints: &[upecho::Endpoint]) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    for endpoint in server.endpoints() {
+    for endpoint in endpoints {
         writeln!(stdout, "listening {endpoint}")?;
     }
     stdout.flush()

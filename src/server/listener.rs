@@ -3,35 +3,25 @@
 //! connections are refused) as soon as shutdown begins.
 
 use std::io;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio_util::task::TaskTracker;
 
+use super::Shared;
 use super::connection::Connection;
-use super::{Settings, ShutdownSignal};
 use crate::Endpoint;
 
 /// Accepts on `listener` until shutdown begins, spawning one tracked task per
 /// connection.
-pub(crate) async fn accept_loop(
-    listener: TcpListener,
-    endpoint: Endpoint,
-    settings: Arc<Settings>,
-    slots: Arc<Semaphore>,
-    connections: TaskTracker,
-    signal: ShutdownSignal,
-) {
-    let drain = signal.drain_token().clone();
+pub(crate) async fn accept_loop(listener: TcpListener, endpoint: Endpoint, shared: Shared) {
+    let drain = shared.signal.drain_token().clone();
     loop {
         // Wait for a free slot before accepting, so that past the limit clients
         // queue in the kernel's backlog instead of being accepted and dropped.
         let permit = tokio::select! {
             biased;
             () = drain.cancelled() => break,
-            permit = slots.clone().acquire_owned() => match permit {
+            permit = shared.slots.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_closed) => break,
             },
@@ -58,18 +48,17 @@ pub(crate) async fn accept_loop(
         let connection = Connection::new(
             stream,
             peer,
-            settings.transform.stream(),
-            settings.idle_timeout,
-            signal.cut_token().clone(),
+            shared.settings.transform.stream(),
+            shared.settings.idle_timeout,
+            shared.signal.cut_token().clone(),
         );
-        connections.spawn(async move {
+        shared.connections.spawn(async move {
             connection.run().await;
             drop(permit);
         });
     }
-    // Close the socket before saying so: from here on, connects are refused.
-    drop(listener);
-    tracing::info!(listener = %endpoint, "listener closed");
+    // Dropping `listener` closes this thread's copy of the socket; the server
+    // reports "listeners closed" once every copy is gone.
 }
 
 /// Returns true if and only if an accept error concerns one connection only

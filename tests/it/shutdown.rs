@@ -25,7 +25,7 @@ fn sigterm_drains_open_connections_refuses_new_ones_and_cuts_off_at_grace() {
 
     server.signal(Signal::SIGTERM);
     let signalled = Instant::now();
-    server.wait_for_log("listener closed");
+    server.wait_for_log("listeners closed");
 
     // The open connection is still served...
     assert_eq!(
