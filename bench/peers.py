@@ -31,6 +31,7 @@ PEERS = {
     "upecho": (lambda a: [UPECHO, "serve", "--tcp", a, "-q"], {}),
     "c-epoll": (lambda a: [os.path.join(REL, "epoll_server"), a.split(":")[1]], {}),
     "tokio-single-64k": (lambda a: [os.path.join(REL, "examples", "single_thread"), a], {}),
+    "tokio-uring-64k": (lambda a: [os.path.join(REL, "examples", "uring"), a], {}),
     "tokio-naive": (lambda a: [os.path.join(REL, "examples", "naive_tokio"), a], {}),
     "socat": (lambda a: ["socat", f"TCP-LISTEN:{a.split(':')[1]},bind=127.0.0.1,reuseaddr,fork,backlog=1024",
                          "EXEC:stdbuf -o0 tr a-z A-Z"], {}),

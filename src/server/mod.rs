@@ -186,8 +186,9 @@ impl Server {
         let shared = Shared {
             settings: self.settings,
             slots: Arc::new(Semaphore::new(self.max_connections)),
-            accepting: TaskTracker::new(),
-            connections: TaskTracker::new(),
+            open_listeners: TaskTracker::new(),
+            listeners: TaskTracker::new(),
+            max_connections: self.max_connections,
             signal,
             grace: self.shutdown_grace,
         };
@@ -336,11 +337,15 @@ pub(crate) struct Shared {
     pub(crate) settings: Arc<Settings>,
     /// Free connection slots (`--max-connections`).
     pub(crate) slots: Arc<Semaphore>,
-    /// The accept loops: when all have ended, every copy of every listening
-    /// socket is closed and new connections are refused.
-    pub(crate) accepting: TaskTracker,
-    /// The connection tasks, drained at shutdown.
-    pub(crate) connections: TaskTracker,
+    /// Holds a token per open copy of a listening socket: when it is empty
+    /// after shutdown began, new connections are refused.
+    open_listeners: TaskTracker,
+    /// The listener tasks, each of which owns its connections: when all have
+    /// ended, every connection is closed.
+    listeners: TaskTracker,
+    /// See [`ServerConfig::max_connections`]; with `slots`, tells how many
+    /// connections are open.
+    max_connections: usize,
     /// Shutdown requests.
     pub(crate) signal: ShutdownSignal,
     /// How long connections may finish after shutdown begins.
@@ -360,8 +365,9 @@ impl Shared {
                     endpoint: endpoint.to_string(),
                     cause,
                 })?;
-            self.accepting
-                .spawn(listener::accept_loop(listener, endpoint, self.clone()));
+            let open = self.open_listeners.token();
+            self.listeners
+                .spawn(listener::serve(listener, endpoint, open, self.clone()));
         }
         Ok(())
     }
@@ -370,11 +376,11 @@ impl Shared {
     /// within the grace, the rest cut off.
     async fn drain(&self) {
         self.signal.drain_token().cancelled().await;
-        self.accepting.close();
-        self.accepting.wait().await;
+        self.open_listeners.close();
+        self.open_listeners.wait().await;
         tracing::info!("listeners closed");
-        self.connections.close();
-        let open = self.connections.len();
+        self.listeners.close();
+        let open = self.open_connections();
         if open > 0 {
             tracing::info!(
                 open,
@@ -383,17 +389,24 @@ impl Shared {
             );
         }
         tokio::select! {
-            () = self.connections.wait() => {}
+            () = self.listeners.wait() => {}
             () = tokio::time::sleep(self.grace) => {
-                tracing::info!(open = self.connections.len(), "shutdown grace over, closing connections");
+                tracing::info!(open = self.open_connections(), "shutdown grace over, closing connections");
             }
             () = self.signal.cut_token().cancelled() => {
-                tracing::info!(open = self.connections.len(), "shutdown cut short, closing connections");
+                tracing::info!(open = self.open_connections(), "shutdown cut short, closing connections");
             }
         }
         self.signal.cut_short();
-        self.connections.wait().await;
+        self.listeners.wait().await;
         tracing::info!("server stopped");
+    }
+}
+
+impl Shared {
+    /// Connections open right now, on every thread.
+    fn open_connections(&self) -> usize {
+        self.max_connections - self.slots.available_permits()
     }
 }
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The peer comparison in one run: builds release binaries, compiles the C
+# reference server, then runs bench/peers.py, which pins each server to CPU 0
+# and `upecho bench` to CPU 1 and writes docs/BENCHMARKS.md, docs/bench/chart.svg
+# and docs/bench/benchmarks-results.json. Takes about 15 minutes.
+#
+#   scripts/bench-peers.sh [--repeats 3] [--duration 3] [--warmup 1] [--peers a,b] [--loads a,b]
+#
+# Needs: socat, ncat, stdbuf/tr (coreutils), taskset (util-linux), python3, cc.
+# Installs the missing ones with apt-get when run as root. Traffic stays on
+# 127.0.0.1; every run is bounded by --duration.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+missing=()
+for tool in socat ncat stdbuf taskset python3 cc; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    declare -A pkg=([socat]=socat [ncat]=ncat [stdbuf]=coreutils [taskset]=util-linux [python3]=python3 [cc]=gcc)
+    apt-get update -qq
+    for tool in "${missing[@]}"; do
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkg[$tool]}" >/dev/null
+    done
+  else
+    echo "missing tools: ${missing[*]} (install them, or run as root to have apt-get do it)" >&2
+    exit 1
+  fi
+fi
+if [ "$(nproc)" -lt 2 ]; then
+  echo "needs 2 CPUs: one for the server, one for the load generator" >&2
+  exit 1
+fi
+
+cargo build --release --bins --examples
+cc -O2 -Wall -o target/release/epoll_server bench/peers/epoll_server.c
+exec python3 bench/peers.py --out docs "$@"
