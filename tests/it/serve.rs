@@ -187,3 +187,30 @@ fn connections_beyond_max_connections_wait_for_a_slot() {
     second.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"B");
 }
+
+#[test]
+fn debug_log_has_one_line_per_connection_with_peer_and_bytes() {
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "-v"], 1);
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    let peer = stream.local_addr().unwrap().to_string();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(b"12345").unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    server.wait_for_log("connection closed");
+    let logs = server.stderr_so_far();
+    let opened: Vec<_> = logs
+        .iter()
+        .filter(|l| l.contains("connection opened"))
+        .collect();
+    let closed: Vec<_> = logs
+        .iter()
+        .filter(|l| l.contains("connection closed"))
+        .collect();
+    assert_eq!((opened.len(), closed.len()), (1, 1), "{logs:#?}");
+    assert!(opened[0].contains(&peer), "{}", opened[0]);
+    for field in [peer.as_str(), "bytes_in=5", "bytes_out=5", "peer finished"] {
+        assert!(closed[0].contains(field), "{field} in {}", closed[0]);
+    }
+}
