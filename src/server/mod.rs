@@ -211,7 +211,9 @@ impl Server {
     /// [`Error::Listen`] if a listener cannot be registered with the runtime.
     pub async fn run(self, signal: ShutdownSignal) -> Result<(), Error> {
         let (listeners, shared) = self.into_parts(signal);
+        let endpoints: Vec<Endpoint> = listeners.iter().map(|(_, e)| *e).collect();
         shared.start_accepting(listeners)?;
+        log_accepting(&endpoints, 1);
         shared.drain().await;
         Ok(())
     }
@@ -292,7 +294,11 @@ impl Server {
         let result = started.and_then(|()| {
             let runtime = single_thread_runtime()?;
             runtime.block_on(async {
-                let ready = shared.start_accepting(listeners).and_then(|()| on_ready());
+                let endpoints: Vec<Endpoint> = listeners.iter().map(|(_, e)| *e).collect();
+                let ready = shared.start_accepting(listeners).and_then(|()| {
+                    log_accepting(&endpoints, threads.max(1));
+                    on_ready()
+                });
                 if ready.is_err() {
                     shared.signal.cut_short();
                 }
@@ -407,6 +413,13 @@ impl Shared {
     /// Connections open right now, on every thread.
     fn open_connections(&self) -> usize {
         self.max_connections - self.slots.available_permits()
+    }
+}
+
+/// Logs, once per listener, that it accepts and on how many threads.
+fn log_accepting(endpoints: &[Endpoint], threads: usize) {
+    for endpoint in endpoints {
+        tracing::info!(listener = %endpoint, threads, "accepting connections");
     }
 }
 
