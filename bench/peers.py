@@ -105,6 +105,26 @@ def cpu_ns(pid):
     return total
 
 
+def group_alive(pgid):
+    """True if a live (non-zombie) process of process group pgid remains."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[2]) == pgid and fields[0] != "Z":
+                    return True
+            except (OSError, ValueError, IndexError):
+                pass
+    return False
+
+
+# After a server stops, the next measurement waits until its whole process
+# group is gone and then this long more: tearing down hundreds of socat or ncat
+# processes otherwise eats into the next server's run.
+SETTLE_S = 1.0
+
+
 def run_one(peer, load, args):
     build, env = PEERS[peer]
     port = free_port()
@@ -138,6 +158,10 @@ def run_one(peer, load, args):
         except ProcessLookupError:
             pass
         server.wait()
+        deadline = time.monotonic() + 30
+        while group_alive(server.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(SETTLE_S)
 
 
 def median(rows, key):
