@@ -50,6 +50,9 @@ pub enum Error {
         /// The operating system's reason.
         cause: io::Error,
     },
+    /// A server was configured with no listener at all.
+    #[error("nothing to listen on: the server configuration has no listener")]
+    NoListeners,
     /// A capability the interface names but this build does not provide yet.
     #[error("{0} is not supported yet")]
     Unsupported(&'static str),

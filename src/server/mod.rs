@@ -138,8 +138,12 @@ impl Server {
     /// # Errors
     ///
     /// The first listener that cannot be set up, as [`Error::Listen`] or
-    /// [`Error::Resolve`]; listeners bound before it are closed again.
+    /// [`Error::Resolve`] (listeners bound before it are closed again), or
+    /// [`Error::NoListeners`] when the configuration names none.
     pub fn bind(config: ServerConfig) -> Result<Server, Error> {
+        if config.tcp.is_empty() {
+            return Err(Error::NoListeners);
+        }
         let mut listeners = Vec::with_capacity(config.tcp.len());
         let mut endpoints = Vec::with_capacity(config.tcp.len());
         for addr in &config.tcp {
