@@ -78,14 +78,22 @@ pub(crate) async fn serve(
                         end
                     });
                     tracing::debug!(%peer, "connection opened");
-                    let now = Instant::now();
-                    conns.insert(abort.id(), Open { abort, peer, traffic, moved: 0, active_at: now, aborted_for: None });
+                    let open = Open {
+                        abort,
+                        peer,
+                        traffic,
+                        moved: 0,
+                        active_at: Instant::now(),
+                        aborted_for: None,
+                    };
+                    conns.insert(open.abort.id(), open);
                 }
                 Err(err) if is_per_connection(&err) => {}
                 Err(err) => {
                     // Out of descriptors or memory: log, back off, and keep
                     // serving the connections we have rather than spinning.
-                    tracing::warn!(listener = %endpoint, error = %crate::error::plain(&err), "accept failed");
+                    let error = crate::error::plain(&err);
+                    tracing::warn!(listener = %endpoint, %error, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
