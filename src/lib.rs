@@ -4,9 +4,10 @@
 //! Data flows one way:
 //!
 //! ```text
-//! cli (flags -> config) -> endpoint (bind) -> server (accept, limits, shutdown)
-//!     -> connection (read -> transform -> write)
+//! cli (flags -> config) -> endpoint (bind) -> server (a runtime per core, shutdown)
+//!     -> listener (accept, limits, idle sweep) -> connection (read -> transform -> write)
 //! client: endpoint (connect) -> repl (terminal) | pipe (stdin/stdout)
+//! bench:  load (connections, verify every byte) -> stats -> report (human | JSON)
 //! ```
 //!
 //! Start a server in-process on port 0, learn its address, shut it down:
