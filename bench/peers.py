@@ -6,7 +6,7 @@ interleaved across repeats; medians are reported. Server CPU comes from the
 scheduler's accounting (/proc/PID/task/*/schedstat) summed over the server's
 whole process tree (socat and ncat fork per connection).
 
-Usage: bench/peers.py --out docs [--repeats 3] [--duration 3] [--warmup 1]
+Usage: bench/peers.py --out docs [--repeats 5] [--duration 3] [--warmup 1]
        [--peers a,b] [--loads a,b]  (run by scripts/bench-peers.sh)
 """
 import argparse
@@ -343,11 +343,20 @@ def write_markdown(path, results, table, peers, loads, args, started):
                              f"{fmt(row['p50_us'])} | {fmt(row['p99_us'])} | {fmt(row['p999_us'])} | {row['errors']} | "
                              f"{fmt(row['starved'])} | {fmt(row['client_cpu'])} |")
         lines.append("")
-    lines += ["## Commands", "", "Each run, with PORT a free port:", "", "```"]
+    flags = f"--repeats {args.repeats} --duration {args.duration:g} --warmup {args.warmup:g}"
+    if set(peers) != set(PEERS):
+        flags += f" --peers {','.join(peers)}"
+    if set(loads) != set(LOADS):
+        flags += f" --loads '{','.join(loads)}'"
+    lines += ["## Commands", "", "The whole comparison, from the repository's root:", "", "```",
+              f"scripts/bench-peers.sh {flags}", "```", "",
+              "Each run, with PORT a free port:", "", "```"]
     for peer in peers:
         build, env = PEERS[peer]
         envs = " ".join(f"{k}={v}" for k, v in env.items())
-        lines.append(f"{envs + ' ' if envs else ''}taskset -c {SERVER_CPU} " + " ".join(build("127.0.0.1:PORT")))
+        argv = [os.path.relpath(a, ROOT) if a.startswith(ROOT + os.sep) else a for a in build("127.0.0.1:PORT")]
+        argv = ["python3" if a == sys.executable else a for a in argv]
+        lines.append(f"{envs + ' ' if envs else ''}taskset -c {SERVER_CPU} " + " ".join(argv))
     lines.append(f"taskset -c {CLIENT_CPU} target/release/upecho bench 127.0.0.1:PORT --json --seed 1 "
                  f"--duration {args.duration} --warmup {args.warmup} LOAD")
     lines += ["```", "", "LOAD is one of:", ""]
@@ -360,7 +369,7 @@ def write_markdown(path, results, table, peers, loads, args, started):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=os.path.join(ROOT, "docs"))
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--duration", type=float, default=3)
     parser.add_argument("--warmup", type=float, default=1)
     parser.add_argument("--peers", default=",".join(PEERS))

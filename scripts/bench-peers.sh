@@ -2,9 +2,9 @@
 # The peer comparison in one run: builds release binaries, compiles the C
 # reference server, then runs bench/peers.py, which pins each server to CPU 0
 # and `upecho bench` to CPU 1 and writes docs/BENCHMARKS.md, docs/bench/chart.svg
-# and docs/bench/benchmarks-results.json. Takes about 15 minutes.
+# and docs/bench/benchmarks-results.json. Takes about 25 minutes.
 #
-#   scripts/bench-peers.sh [--repeats 3] [--duration 3] [--warmup 1] [--peers a,b] [--loads a,b]
+#   scripts/bench-peers.sh [--repeats 5] [--duration 3] [--warmup 1] [--peers a,b] [--loads a,b]
 #
 # Needs: socat, ncat, stdbuf/tr (coreutils), taskset (util-linux), python3, cc.
 # Installs the missing ones with apt-get when run as root. Traffic stays on
