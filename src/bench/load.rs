@@ -284,7 +284,11 @@ async fn pingpong(mut stream: TcpStream, job: Job<'_>, result: &mut ConnectionRe
         window,
         ..
     } = job;
-    let mut reply = vec![0u8; size];
+    // One byte of room past the reply: a read that fills its buffer leaves Tokio
+    // unsure whether more is queued, so the next round trip's first read would
+    // be a syscall that only says "would block" (one per round trip, seen with
+    // strace). A spare byte also catches a server that answers too much.
+    let mut reply = vec![0u8; size + 1];
     let mut message = job.index % MESSAGES;
     // One timer for the whole window: a new one per message would cost a timer
     // wheel insert and remove per round trip (measured: a fifth of the
@@ -322,6 +326,10 @@ async fn pingpong(mut stream: TcpStream, job: Job<'_>, result: &mut ConnectionRe
                         result.error(|| format!("reply ended after {read} of {size} bytes (server closed)"));
                         return;
                     }
+                    Ok(n) if read + n > size => {
+                        result.error(|| format!("{} more bytes than were sent", read + n - size));
+                        return;
+                    }
                     Ok(n) => read += n,
                 },
                 n = tx.write(&request[written..]), if written < size => match n {
@@ -335,6 +343,7 @@ async fn pingpong(mut stream: TcpStream, job: Job<'_>, result: &mut ConnectionRe
             }
         }
         let done = Instant::now();
+        let reply = &reply[..size];
         if reply != expected {
             let at = reply
                 .iter()

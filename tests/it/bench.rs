@@ -212,6 +212,9 @@ fn a_server_adding_a_byte_is_caught() {
         out.push(b'!');
         Some(out)
     });
+    let out = bench(&addr.to_string(), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("1 more bytes than were sent"), "{stderr}");
     assert_caught(addr, &[]);
 }
 
