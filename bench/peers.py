@@ -279,7 +279,10 @@ def write_markdown(path, results, table, peers, loads, args, started):
              "[ARCHITECTURE.md](ARCHITECTURE.md).", "",
              f"- Machine: {machine()}",
              f"- Run: {started}, {args.repeats} interleaved repeats, each load "
-             f"{args.warmup} s warm-up + {args.duration} s measured; medians shown.",
+             f"{args.warmup} s warm-up + {args.duration} s measured; medians shown. "
+             f"Order of servers within each load and repeat: shuffled, "
+             + (f"seed {results[0]['order_seed']} (`--order-seed`)." if results and "order_seed" in results[0]
+                else "seed 1 (fixed: the same order in every run of this harness version)."),
              f"- Server pinned to CPU {SERVER_CPU} (`taskset -c {SERVER_CPU}`), load generator "
              f"`upecho bench` pinned to CPU {CLIENT_CPU}.",
              "- Server CPU is from `/proc/PID/task/*/schedstat` over the server's whole process tree "
@@ -348,6 +351,8 @@ def write_markdown(path, results, table, peers, loads, args, started):
         flags += f" --peers {','.join(peers)}"
     if set(loads) != set(LOADS):
         flags += f" --loads '{','.join(loads)}'"
+    if results and "order_seed" in results[0]:
+        flags += f" --order-seed {results[0]['order_seed']}"
     lines += ["## Commands", "", "The whole comparison, from the repository's root:", "", "```",
               f"scripts/bench-peers.sh {flags}", "```", "",
               "Each run, with PORT a free port:", "", "```"]
@@ -375,11 +380,16 @@ def main():
     parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--loads", default=",".join(LOADS))
     parser.add_argument("--markdown", default="BENCHMARKS.md")
+    parser.add_argument("--order-seed", type=int, help="seed of the run order's shuffle (default: new each run)")
     parser.add_argument("--from-json", help="re-render the report from a saved results file, running nothing")
     args = parser.parse_args()
     peers, loads = args.peers.split(","), args.loads.split(",")
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    rng = random.Random(1)
+    # A new order every run: with a fixed seed every run repeats the same
+    # sequence, and whatever a server leaves behind (io_uring teardown, forked
+    # children) would always hit the same next server.
+    order_seed = args.order_seed if args.order_seed is not None else time.time_ns() % 1_000_000
+    rng = random.Random(order_seed)
     results = []
     if args.from_json:
         with open(args.from_json) as f:
@@ -395,7 +405,7 @@ def main():
             rng.shuffle(order)  # interleave: no peer always runs first or last
             for peer in order:
                 r = run_one(peer, load, args)
-                r["repeat"], r["started"] = repeat, started
+                r["repeat"], r["started"], r["order_seed"] = repeat, started, order_seed
                 results.append(r)
                 print(f"[{repeat + 1}/{args.repeats}] {load:18} {peer:18} "
                       f"rps={r.get('requests_per_s', '-')} MB/s={r.get('mb_per_s', '-')} "
