@@ -95,7 +95,7 @@ impl StreamTransform {
 /// subtracts. A release build may only assume SSE2 (16 bytes per step, about
 /// 30 GiB/s here), so on x86-64 the same loop is also compiled for AVX2 and
 /// AVX-512BW and the widest one the CPU has is picked at run time: 91 and
-/// 135-160 GiB/s on 4-64 KiB (`cargo bench --bench transform`), which takes the
+/// 130-155 GiB/s on 4-64 KiB (`cargo bench --bench transform`), which takes the
 /// transform from about 9% of a streaming server's CPU to about 2%.
 ///
 /// ```
