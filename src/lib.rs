@@ -18,7 +18,7 @@
 //! let server = upecho::Server::bind(upecho::ServerConfig::tcp("127.0.0.1:0".parse()?))?;
 //! let running = server.spawn();
 //! println!("serving on {}", running.local_addr());
-//! running.shutdown().await;
+//! running.shutdown().await?;
 //! # Ok(())
 //! # }
 //! ```

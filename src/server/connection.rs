@@ -1,25 +1,78 @@
-//! One TCP connection: read -> transform -> write, until the peer's EOF or an
-//! error. Errors stay inside the task: a misbehaving client ends its own
+//! One stream connection: read -> transform -> write, until the peer's EOF or
+//! an error. Errors stay inside the task: a misbehaving client ends its own
 //! connection and nothing else. Idle timeouts and shutdown cut-offs are not
 //! checked here but by the [listener](super::listener) that owns the task,
 //! which aborts it: the loop below does nothing per message but the I/O, the
 //! transform and two counter updates.
+//!
+//! Memory: a connection owns no read buffer. It waits for readiness, then
+//! reads into the one [`BUFFER_SIZE`] scratch buffer of its thread,
+//! transforms there and writes straight back; only bytes the peer's socket
+//! could not take right away are copied into a buffer of the connection's
+//! own, which is freed as soon as it has drained. While such bytes are owed,
+//! nothing more is read from that peer (backpressure), so a client that never
+//! reads holds at most one scratch buffer's worth here, plus the kernel's
+//! socket buffers. Measured (docs/ARCHITECTURE.md): an open connection costs
+//! under 1 KiB of server memory instead of the 64 KiB buffer it had before.
 
+use std::cell::RefCell;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
 use crate::transform::StreamTransform;
 
-/// Bytes read per `read` call, and so the most one connection holds in memory.
+/// Bytes read per `read` call: the size of each thread's scratch buffer, and
+/// so the most one stalled connection holds in memory.
 ///
-/// A whole chunk is written back before the next read, so a client that never
-/// reads stalls only its own task, at this many bytes plus the kernel's socket
-/// buffers. Measured (docs/ARCHITECTURE.md): 64 KiB streams about 1.9x faster
-/// than 16 KiB with 16 connections and costs nothing in ping-pong; the memory
-/// is only touched as far as reads fill it.
+/// Measured (docs/ARCHITECTURE.md): 64 KiB streams about 1.9x faster than
+/// 16 KiB with 16 connections and costs nothing in ping-pong.
 pub const BUFFER_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    /// The scratch buffer every connection on this thread reads into.
+    ///
+    /// Why per thread: a connection only uses it between a read and the
+    /// write that follows, with no `.await` in between, so connections on
+    /// one thread never use it at the same time; one buffer stays warm in
+    /// cache where one per connection (500 x 64 KiB) did not.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; BUFFER_SIZE].into_boxed_slice());
+}
+
+/// A stream socket the connection loop can drive by readiness: TCP or Unix.
+///
+/// The loop needs non-blocking reads and writes it can run while holding the
+/// thread's scratch buffer, which `AsyncRead`/`AsyncWrite` cannot offer
+/// without an `.await` between the read and the write.
+pub(crate) trait ReadyStream {
+    /// Waits until a read may make progress.
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Waits until a write may make progress.
+    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Reads without blocking; `WouldBlock` when nothing is there after all.
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes without blocking; `WouldBlock` when the socket buffer is full.
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    /// Shuts down the sending direction: the peer reads EOF.
+    fn shutdown_write(&self) -> io::Result<()>;
+}
+
+impl ReadyStream for tokio::net::TcpStream {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        tokio::net::TcpStream::readable(self)
+    }
+    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        tokio::net::TcpStream::writable(self)
+    }
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        tokio::net::TcpStream::try_read(self, buf)
+    }
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        tokio::net::TcpStream::try_write(self, buf)
+    }
+    fn shutdown_write(&self) -> io::Result<()> {
+        socket2::SockRef::from(self).shutdown(std::net::Shutdown::Write)
+    }
+}
 
 /// How a connection ended by itself (an abort ends it from outside).
 #[derive(Debug)]
@@ -68,6 +121,43 @@ impl Traffic {
     }
 }
 
+/// Bytes transformed but not yet taken by the peer's socket.
+///
+/// Empty (no allocation) whenever the peer keeps up, which is always in
+/// ping-pong; filled only when a write was partial, and freed once drained.
+#[derive(Debug, Default)]
+struct Owed {
+    /// The bytes; `Vec::new()` allocates nothing.
+    bytes: Vec<u8>,
+    /// How many of `bytes` were already written.
+    sent: usize,
+}
+
+impl Owed {
+    /// Returns true if and only if nothing is owed.
+    fn is_empty(&self) -> bool {
+        self.sent == self.bytes.len()
+    }
+
+    /// Keeps `rest` to be written later.
+    fn keep(&mut self, rest: &[u8]) {
+        self.bytes.extend_from_slice(rest);
+    }
+
+    /// The bytes still to write.
+    fn pending(&self) -> &[u8] {
+        &self.bytes[self.sent..]
+    }
+
+    /// Records that `n` more bytes were written; frees the buffer when all were.
+    fn advance(&mut self, n: usize) {
+        self.sent += n;
+        if self.is_empty() {
+            *self = Owed::default();
+        }
+    }
+}
+
 /// Connection-lifetime state.
 pub(crate) struct Connection<S> {
     /// The accepted socket.
@@ -76,9 +166,21 @@ pub(crate) struct Connection<S> {
     transform: StreamTransform,
     /// Shared with the listener, which watches it for idleness.
     traffic: std::sync::Arc<Traffic>,
+    /// What the peer has not taken yet; nothing is read while it is non-empty.
+    owed: Owed,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+/// What one step of reading produced.
+enum Step {
+    /// Bytes were read and answered (perhaps partly owed).
+    Served,
+    /// The readiness was stale; wait again.
+    Spurious,
+    /// The peer half-closed.
+    Eof,
+}
+
+impl<S: ReadyStream> Connection<S> {
     pub(crate) fn new(
         stream: S,
         transform: StreamTransform,
@@ -88,6 +190,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             stream,
             transform,
             traffic,
+            owed: Owed::default(),
         }
     }
 
@@ -100,48 +203,107 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// written back are lost, which is what an idle timeout or a shutdown
     /// cut-off means.
     pub(crate) async fn run(mut self) -> End {
-        // Allocated once per connection; the loop below allocates nothing
-        // (tests/alloc shows it).
-        let mut buf = vec![0u8; BUFFER_SIZE].into_boxed_slice();
         loop {
-            let n = match self.stream.read(&mut buf).await {
-                Ok(n) => n,
-                Err(err) => return End::Io(err),
-            };
-            if n == 0 {
-                // Half-close: send what is still owed, then close our side.
-                let tail = self.transform.finish();
-                if let Err(err) = write_out(&mut self.stream, tail, &self.traffic).await {
+            if !self.owed.is_empty() {
+                if let Err(err) = self.write_owed().await {
                     return End::Io(err);
                 }
-                return match self.stream.shutdown().await {
-                    Ok(()) => End::Finished,
-                    Err(err) => End::Io(err),
-                };
+                continue;
             }
-            Traffic::add(&self.traffic.bytes_in, n);
-            let out = self.transform.process(&mut buf[..n]);
-            if let Err(err) = write_out(&mut self.stream, out, &self.traffic).await {
+            if let Err(err) = self.stream.readable().await {
                 return End::Io(err);
             }
+            match self.read_and_answer() {
+                Ok(Step::Served | Step::Spurious) => {}
+                Ok(Step::Eof) => return self.finish().await,
+                Err(err) => return End::Io(err),
+            }
+        }
+    }
+
+    /// Reads what is there into the thread's scratch buffer, transforms it in
+    /// place and writes it straight back; keeps what the socket did not take.
+    /// No `.await` in here: that is what makes one buffer per thread enough.
+    fn read_and_answer(&mut self) -> io::Result<Step> {
+        SCRATCH.with_borrow_mut(|scratch| {
+            let n = match self.stream.try_read(scratch) {
+                Ok(0) => return Ok(Step::Eof),
+                Ok(n) => n,
+                Err(err) if would_block(&err) => return Ok(Step::Spurious),
+                Err(err) => return Err(err),
+            };
+            Traffic::add(&self.traffic.bytes_in, n);
+            let out = self.transform.process(&mut scratch[..n]);
+            if out.is_empty() {
+                return Ok(Step::Served); // the transform holds an incomplete character
+            }
+            let written = match self.stream.try_write(out) {
+                Ok(written) => written,
+                Err(err) if would_block(&err) => 0,
+                Err(err) => return Err(err),
+            };
+            Traffic::add(&self.traffic.bytes_out, written);
+            if written < out.len() {
+                self.owed.keep(&out[written..]);
+            }
+            Ok(Step::Served)
+        })
+    }
+
+    /// Waits until the peer's socket has room and writes what is owed.
+    async fn write_owed(&mut self) -> io::Result<()> {
+        self.stream.writable().await?;
+        match self.stream.try_write(self.owed.pending()) {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                Traffic::add(&self.traffic.bytes_out, n);
+                self.owed.advance(n);
+                Ok(())
+            }
+            Err(err) if would_block(&err) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Half-close: sends what is still owed (the transform's held bytes
+    /// included), then closes our sending side.
+    async fn finish(mut self) -> End {
+        let tail = self.transform.finish();
+        if !tail.is_empty() {
+            self.owed.keep(tail);
+        }
+        while !self.owed.is_empty() {
+            if let Err(err) = self.write_owed().await {
+                return End::Io(err);
+            }
+        }
+        match self.stream.shutdown_write() {
+            Ok(()) => End::Finished,
+            Err(err) => End::Io(err),
         }
     }
 }
 
-/// Writes all of `out`, counting each partial write as it happens so that a
-/// slow reader still counts as activity.
-async fn write_out<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    mut out: &[u8],
-    traffic: &Traffic,
-) -> io::Result<()> {
-    while !out.is_empty() {
-        let n = stream.write(out).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        Traffic::add(&traffic.bytes_out, n);
-        out = &out[n..];
+/// Returns true if and only if `err` says the non-blocking call found nothing
+/// to do.
+fn would_block(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::WouldBlock
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owed_bytes_are_kept_in_order_and_freed_once_drained() {
+        let mut owed = Owed::default();
+        assert!(owed.is_empty());
+        owed.keep(b"HELLO");
+        assert_eq!(owed.pending(), b"HELLO");
+        owed.advance(2);
+        assert_eq!(owed.pending(), b"LLO");
+        owed.advance(3);
+        assert!(owed.is_empty());
+        assert_eq!(owed.bytes.capacity(), 0, "the buffer is given back");
     }
-    Ok(())
 }

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -43,10 +44,12 @@ struct Open {
 
 /// Accepts on `listener` until shutdown begins, then drains its connections.
 /// `open` is held while the socket is open, so the server knows when every
-/// listening socket is closed.
+/// listening socket is closed. `health` is shared by every thread's copy of
+/// this socket.
 pub(crate) async fn serve(
     listener: TcpListener,
     endpoint: Endpoint,
+    health: Arc<AcceptHealth>,
     open: TaskTrackerToken,
     shared: Shared,
 ) {
@@ -56,7 +59,10 @@ pub(crate) async fn serve(
     let mut sweep = tokio::time::interval(sweep_period(idle));
     sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let drain = shared.signal.drain_token().clone();
-    let cut = shared.signal.cut_token().clone();
+    let mut backoff = Backoff::default();
+    let resume = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(resume);
+    let mut paused = false;
 
     loop {
         tokio::select! {
@@ -64,37 +70,27 @@ pub(crate) async fn serve(
             () = drain.cancelled() => break,
             Some(done) = tasks.join_next_with_id() => closed(&mut conns, done),
             _ = sweep.tick(), if idle.is_some() => sweep_idle(&mut conns, idle),
-            accepted = accept(&listener, &shared.slots) => match accepted {
+            () = &mut resume, if paused => paused = false,
+            accepted = accept(&listener, &shared.slots), if !paused => match accepted {
                 Ok((stream, peer, permit)) => {
-                    let traffic = Arc::new(Traffic::default());
-                    let connection = Connection::new(
-                        stream,
-                        shared.settings.transform.stream(),
-                        Arc::clone(&traffic),
-                    );
-                    let abort = tasks.spawn(async move {
-                        let end = connection.run().await;
-                        drop(permit);
-                        end
-                    });
-                    tracing::debug!(%peer, "connection opened");
-                    let open = Open {
-                        abort,
-                        peer,
-                        traffic,
-                        moved: 0,
-                        active_at: Instant::now(),
-                        aborted_for: None,
-                    };
+                    if backoff.succeed() {
+                        health.recovered(&endpoint);
+                    }
+                    let open = start(stream, peer, permit, &shared, &mut tasks);
                     conns.insert(open.abort.id(), open);
                 }
                 Err(err) if is_per_connection(&err) => {}
                 Err(err) => {
-                    // Out of descriptors or memory: log, back off, and keep
-                    // serving the connections we have rather than spinning.
-                    let error = crate::error::plain(&err);
-                    tracing::warn!(listener = %endpoint, %error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of descriptors or memory: the pending connection
+                    // stays queued, so retrying at once would spin a core.
+                    // Keep serving the connections we have and try again
+                    // after a pause that grows to a second.
+                    let delay = backoff.fail();
+                    health.starved(&endpoint, &err);
+                    tracing::debug!(listener = %endpoint, error = %crate::error::plain(&err),
+                        retry_ms = delay.as_millis() as u64, "accept failed");
+                    resume.as_mut().reset(Instant::now() + delay);
+                    paused = true;
                 }
             },
         }
@@ -104,6 +100,7 @@ pub(crate) async fn serve(
     // closed, connects are refused.
     drop(listener);
     drop(open);
+    let cut = shared.cut_off.clone();
     let mut cut_done = false;
     loop {
         tokio::select! {
@@ -124,6 +121,37 @@ pub(crate) async fn serve(
     }
 }
 
+/// Spawns the task serving one accepted connection and returns what the
+/// listener keeps to watch and stop it.
+fn start(
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    shared: &Shared,
+    tasks: &mut JoinSet<End>,
+) -> Open {
+    let traffic = Arc::new(Traffic::default());
+    let connection = Connection::new(
+        stream,
+        shared.settings.transform.stream(),
+        Arc::clone(&traffic),
+    );
+    let abort = tasks.spawn(async move {
+        let end = connection.run().await;
+        drop(permit);
+        end
+    });
+    tracing::debug!(%peer, "connection opened");
+    Open {
+        abort,
+        peer,
+        traffic,
+        moved: 0,
+        active_at: Instant::now(),
+        aborted_for: None,
+    }
+}
+
 /// Waits for a free connection slot, then accepts. Past the limit, clients
 /// wait in the kernel's backlog instead of being accepted and dropped.
 ///
@@ -140,9 +168,71 @@ async fn accept(
         .map_err(io::Error::other)?;
     let (stream, peer) = listener.accept().await?;
     // Replies must leave as soon as they are written: without this, Nagle
-    // holds a small reply until the previous one is acknowledged.
-    stream.set_nodelay(true)?;
+    // holds a small reply until the previous one is acknowledged. If the
+    // peer is already gone this fails; the connection's first read then says
+    // so, and the listener never pauses for one connection's trouble.
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, error = %crate::error::plain(&err), "cannot set TCP_NODELAY");
+    }
     Ok((stream, peer, permit))
+}
+
+/// The accept loop's pause after a failure for lack of resources: 5 ms, then
+/// doubling to 1 s, back to 5 ms after a success.
+///
+/// Why: while out of descriptors the kernel keeps the connection queued and
+/// the socket readable, so an immediate retry fails again at once, forever.
+#[derive(Debug, Default)]
+pub(crate) struct Backoff {
+    /// The last pause, while failures follow one another.
+    delay: Option<Duration>,
+}
+
+impl Backoff {
+    /// The first pause after a success.
+    const FIRST: Duration = Duration::from_millis(5);
+    /// The longest pause: service resumes at most this long after resources free.
+    const MAX: Duration = Duration::from_secs(1);
+
+    /// Records a failure and returns how long to pause.
+    pub(crate) fn fail(&mut self) -> Duration {
+        let next = self
+            .delay
+            .map_or(Self::FIRST, |delay| (delay * 2).min(Self::MAX));
+        self.delay = Some(next);
+        next
+    }
+
+    /// Records a success; returns true if and only if it ends a run of failures.
+    pub(crate) fn succeed(&mut self) -> bool {
+        self.delay.take().is_some()
+    }
+}
+
+/// Whether one listening socket is starved for resources, shared by every
+/// thread's copy of it, so a burst of failures is logged once, not once per
+/// thread per retry.
+#[derive(Debug, Default)]
+pub(crate) struct AcceptHealth {
+    /// True from the first failure of a burst until an accept succeeds again.
+    starved: AtomicBool,
+}
+
+impl AcceptHealth {
+    /// Warns if this failure starts a burst.
+    fn starved(&self, endpoint: &Endpoint, err: &io::Error) {
+        if !self.starved.swap(true, Ordering::Relaxed) {
+            tracing::warn!(listener = %endpoint, error = %crate::error::plain(err),
+                "accept failed; retrying with a pause of up to 1 s until resources free up");
+        }
+    }
+
+    /// Says so once when service resumes after a burst.
+    fn recovered(&self, endpoint: &Endpoint) {
+        if self.starved.swap(false, Ordering::Relaxed) {
+            tracing::info!(listener = %endpoint, "accepting again");
+        }
+    }
 }
 
 /// Forgets a finished connection and logs how it ended.
@@ -154,6 +244,10 @@ fn closed(conns: &mut HashMap<Id, Open>, done: Result<(Id, End), JoinError>) {
     let Some(conn) = conns.remove(&id) else {
         return;
     };
+    // Give back the table's memory after a crowd has gone.
+    if conns.capacity() > 64 && conns.len() < conns.capacity() / 4 {
+        conns.shrink_to(conns.len() * 2);
+    }
     let (bytes_in, bytes_out) = conn.traffic.counts();
     let end = match conn.aborted_for {
         Some(reason) => reason.to_string(),
@@ -197,8 +291,35 @@ fn is_per_connection(err: &io::Error) -> bool {
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::Interrupted
             | io::ErrorKind::WouldBlock
-            | io::ErrorKind::InvalidInput // set_nodelay on a socket already reset
+    ) || matches!(
+        // Linux passes errors already pending on the new socket on to
+        // accept(2); its manual says to retry them like EAGAIN.
+        err.raw_os_error(),
+        Some(
+            libc_errno::EPROTO
+                | libc_errno::ENOPROTOOPT
+                | libc_errno::EHOSTDOWN
+                | libc_errno::ENONET
+                | libc_errno::EHOSTUNREACH
+                | libc_errno::EOPNOTSUPP
+                | libc_errno::ENETDOWN
+                | libc_errno::ENETUNREACH
+                | libc_errno::EPERM
+        )
     )
+}
+
+/// The errno values `is_per_connection` names (Linux, all architectures).
+mod libc_errno {
+    pub(super) const EPERM: i32 = 1;
+    pub(super) const ENONET: i32 = 64;
+    pub(super) const EPROTO: i32 = 71;
+    pub(super) const ENOPROTOOPT: i32 = 92;
+    pub(super) const EOPNOTSUPP: i32 = 95;
+    pub(super) const ENETDOWN: i32 = 100;
+    pub(super) const ENETUNREACH: i32 = 101;
+    pub(super) const EHOSTDOWN: i32 = 112;
+    pub(super) const EHOSTUNREACH: i32 = 113;
 }
 
 #[cfg(test)]
@@ -220,5 +341,32 @@ mod tests {
             Duration::from_millis(10)
         );
         assert_eq!(sweep_period(None), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn backoff_grows_from_milliseconds_to_a_second_and_resets_on_success() {
+        let mut backoff = Backoff::default();
+        let pauses: Vec<u128> = (0..10).map(|_| backoff.fail().as_millis()).collect();
+        assert_eq!(pauses, [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        assert!(backoff.succeed(), "a success ends the burst");
+        assert!(!backoff.succeed(), "and only once");
+        assert_eq!(backoff.fail(), Duration::from_millis(5));
+    }
+
+    #[test]
+    fn errors_of_one_connection_do_not_pause_the_listener() {
+        for errno in [103, 104, 71, 113, 1] {
+            assert!(
+                is_per_connection(&io::Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
+        // EMFILE, ENFILE, ENOBUFS, ENOMEM: the listener backs off.
+        for errno in [24, 23, 105, 12] {
+            assert!(
+                !is_per_connection(&io::Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
     }
 }

@@ -114,7 +114,7 @@ pub(crate) struct Settings {
 /// client.read_to_end(&mut reply).await?;
 /// assert_eq!(reply, b"HELLO");
 ///
-/// running.shutdown().await;
+/// running.shutdown().await?;
 /// # Ok(())
 /// # }
 /// ```
@@ -183,10 +183,7 @@ impl Server {
     }
 
     /// Splits the server into its listeners and the state its tasks share.
-    fn into_parts(
-        self,
-        signal: ShutdownSignal,
-    ) -> (Vec<(std::net::TcpListener, Endpoint)>, Shared) {
+    fn into_parts(self, signal: ShutdownSignal) -> (Vec<Listening>, Shared) {
         let shared = Shared {
             settings: self.settings,
             slots: Arc::new(Semaphore::new(self.max_connections)),
@@ -194,12 +191,20 @@ impl Server {
             listeners: TaskTracker::new(),
             max_connections: self.max_connections,
             signal,
+            cut_off: CancellationToken::new(),
             grace: self.shutdown_grace,
         };
-        (
-            self.listeners.into_iter().zip(self.endpoints).collect(),
-            shared,
-        )
+        let listening = self
+            .listeners
+            .into_iter()
+            .zip(self.endpoints)
+            .map(|(socket, endpoint)| Listening {
+                socket,
+                endpoint,
+                health: Arc::default(),
+            })
+            .collect();
+        (listening, shared)
     }
 
     /// Serves on the current Tokio runtime until `signal` fires, then drains:
@@ -215,7 +220,7 @@ impl Server {
     /// [`Error::Listen`] if a listener cannot be registered with the runtime.
     pub async fn run(self, signal: ShutdownSignal) -> Result<(), Error> {
         let (listeners, shared) = self.into_parts(signal);
-        let endpoints: Vec<Endpoint> = listeners.iter().map(|(_, e)| *e).collect();
+        let endpoints: Vec<Endpoint> = listeners.iter().map(|l| l.endpoint).collect();
         shared.start_accepting(listeners)?;
         log_accepting(&endpoints, 1);
         shared.drain().await;
@@ -298,7 +303,7 @@ impl Server {
         let result = started.and_then(|()| {
             let runtime = single_thread_runtime()?;
             runtime.block_on(async {
-                let endpoints: Vec<Endpoint> = listeners.iter().map(|(_, e)| *e).collect();
+                let endpoints: Vec<Endpoint> = listeners.iter().map(|l| l.endpoint).collect();
                 let ready = shared.start_accepting(listeners).and_then(|()| {
                     log_accepting(&endpoints, threads.max(1));
                     on_ready()
@@ -314,9 +319,14 @@ impl Server {
             shared.signal.cut_short();
         }
         finished.cancel();
+        let mut panicked = false;
         for worker in workers {
-            // A worker only ends by returning; a panic was already reported.
-            let _ = worker.join();
+            panicked |= worker.join().is_err();
+        }
+        if panicked && result.is_ok() {
+            return Err(runtime_error(std::io::Error::other(
+                "a server thread panicked",
+            )));
         }
         result
     }
@@ -334,7 +344,7 @@ impl Server {
         RunningServer {
             endpoints,
             signal,
-            task,
+            task: Some(task),
         }
     }
 }
@@ -358,6 +368,11 @@ pub(crate) struct Shared {
     max_connections: usize,
     /// Shutdown requests.
     pub(crate) signal: ShutdownSignal,
+    /// Cancelled by [`Shared::drain`] when open connections must close now:
+    /// after the grace, or when the signal is cut short. The listeners watch
+    /// this rather than the signal so the drain can log how many were open
+    /// before they go.
+    cut_off: CancellationToken,
     /// How long connections may finish after shutdown begins.
     grace: Duration,
 }
@@ -365,19 +380,26 @@ pub(crate) struct Shared {
 impl Shared {
     /// Registers `listeners` with the current runtime and spawns their accept
     /// loops on it.
-    fn start_accepting(
-        &self,
-        listeners: Vec<(std::net::TcpListener, Endpoint)>,
-    ) -> Result<(), Error> {
-        for (listener, endpoint) in listeners {
-            let listener =
-                tokio::net::TcpListener::from_std(listener).map_err(|cause| Error::Listen {
+    fn start_accepting(&self, listeners: Vec<Listening>) -> Result<(), Error> {
+        for Listening {
+            socket,
+            endpoint,
+            health,
+        } in listeners
+        {
+            let socket =
+                tokio::net::TcpListener::from_std(socket).map_err(|cause| Error::Listen {
                     endpoint: endpoint.to_string(),
                     cause,
                 })?;
             let open = self.open_listeners.token();
-            self.listeners
-                .spawn(listener::serve(listener, endpoint, open, self.clone()));
+            self.listeners.spawn(listener::serve(
+                socket,
+                endpoint,
+                health,
+                open,
+                self.clone(),
+            ));
         }
         Ok(())
     }
@@ -407,7 +429,7 @@ impl Shared {
                 tracing::info!(open = self.open_connections(), "shutdown cut short, closing connections");
             }
         }
-        self.signal.cut_short();
+        self.cut_off.cancel();
         self.listeners.wait().await;
         tracing::info!("server stopped");
     }
@@ -427,18 +449,35 @@ fn log_accepting(endpoints: &[Endpoint], threads: usize) {
     }
 }
 
+/// One bound listening socket (or one thread's copy of it) on its way to an
+/// accept loop.
+#[derive(Debug)]
+struct Listening {
+    /// The socket.
+    socket: std::net::TcpListener,
+    /// Its address, for readiness lines and logs.
+    endpoint: Endpoint,
+    /// Shared by every copy, so resource starvation is logged once.
+    health: Arc<listener::AcceptHealth>,
+}
+
 /// Duplicates the listening descriptors for another worker thread.
-fn share_listeners(
-    listeners: &[(std::net::TcpListener, Endpoint)],
-) -> Result<Vec<(std::net::TcpListener, Endpoint)>, Error> {
+fn share_listeners(listeners: &[Listening]) -> Result<Vec<Listening>, Error> {
     listeners
         .iter()
-        .map(|(listener, endpoint)| {
-            let copy = listener.try_clone().map_err(|cause| Error::Listen {
-                endpoint: endpoint.to_string(),
-                cause,
-            })?;
-            Ok((copy, *endpoint))
+        .map(|listening| {
+            let socket = listening
+                .socket
+                .try_clone()
+                .map_err(|cause| Error::Listen {
+                    endpoint: listening.endpoint.to_string(),
+                    cause,
+                })?;
+            Ok(Listening {
+                socket,
+                endpoint: listening.endpoint,
+                health: Arc::clone(&listening.health),
+            })
         })
         .collect()
 }
@@ -458,15 +497,17 @@ fn runtime_error(cause: std::io::Error) -> Error {
     }
 }
 
-/// A server started with [`Server::spawn`].
+/// A server started with [`Server::spawn`]. Dropping it stops the server
+/// at once (connections are cut off); [`RunningServer::shutdown`] stops it
+/// gracefully.
 #[derive(Debug)]
 pub struct RunningServer {
     /// Where it listens.
     endpoints: Vec<Endpoint>,
     /// How to stop it.
     signal: ShutdownSignal,
-    /// The task running [`Server::run`].
-    task: JoinHandle<Result<(), Error>>,
+    /// The task running [`Server::run`]; taken by `shutdown`.
+    task: Option<JoinHandle<Result<(), Error>>>,
 }
 
 impl RunningServer {
@@ -487,15 +528,38 @@ impl RunningServer {
         &self.signal
     }
 
-    /// Shuts down gracefully (see [`Server::run`]) and waits until it stopped.
+    /// Shuts down gracefully (see [`Server::run`]); the returned future
+    /// completes when the server has stopped.
+    ///
+    /// Shutdown begins when this is called, before the future is polled.
+    ///
+    /// # Errors
+    ///
+    /// The error the server stopped with. If the server's task panicked, the
+    /// panic is resumed in the caller.
     ///
     /// # Cancel safety
     ///
     /// Dropping the future leaves shutdown underway; the server still stops.
-    pub async fn shutdown(self) {
+    pub fn shutdown(mut self) -> impl Future<Output = Result<(), Error>> + Send + 'static {
         self.signal.begin();
-        // The task returns Ok once drained; a join error means it panicked, which
-        // the runtime has already reported.
-        let _ = self.task.await;
+        let task = self.task.take();
+        async move {
+            let Some(task) = task else { return Ok(()) };
+            match task.await {
+                Ok(result) => result,
+                Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+                Err(err) => Err(runtime_error(std::io::Error::other(err.to_string()))),
+            }
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    /// Stops the server without a grace period unless `shutdown` took over.
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            self.signal.cut_short();
+        }
     }
 }

@@ -23,7 +23,8 @@ async fn in_process_server_serves_and_shuts_down_gracefully() {
     assert_eq!(reply, b"plain echo");
     tokio::time::timeout(Duration::from_secs(30), running.shutdown())
         .await
-        .expect("shutdown finishes");
+        .expect("shutdown finishes")
+        .expect("the server stopped without error");
 }
 
 #[tokio::test]
@@ -39,7 +40,8 @@ async fn shutdown_cuts_off_a_client_that_never_closes_after_the_grace() {
     client.read_exact(&mut one).await.unwrap();
     tokio::time::timeout(Duration::from_secs(30), running.shutdown())
         .await
-        .expect("grace bounds the shutdown");
+        .expect("grace bounds the shutdown")
+        .expect("the server stopped without error");
     let mut rest = Vec::new();
     let closed = client.read_to_end(&mut rest).await;
     assert!(closed.is_ok_and(|n| n == 0) || rest.is_empty());
