@@ -3,6 +3,7 @@
 //! error, 130 interrupted) with at most one `error: ` line on stderr.
 
 mod cli;
+mod logging;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -23,7 +24,7 @@ fn main() -> ExitCode {
         Ok(Finish::Done) => ExitCode::SUCCESS,
         Ok(Finish::Interrupted) => ExitCode::from(130),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            logging::emit(&format!("error: {err:#}"), LOG_PATIENCE);
             if err.is::<UsageError>() {
                 ExitCode::from(2)
             } else {
@@ -51,7 +52,10 @@ fn usage_error(err: &clap::Error) -> ExitCode {
     let rendered = err.to_string();
     let first = rendered.lines().next().unwrap_or("error: invalid usage");
     let first = first.strip_prefix("error: ").unwrap_or(first);
-    eprintln!("error: {first} (see 'upecho --help')");
+    logging::emit(
+        &format!("error: {first} (see 'upecho --help')"),
+        LOG_PATIENCE,
+    );
     ExitCode::from(2)
 }
 
@@ -59,7 +63,9 @@ fn run(cli: Cli) -> anyhow::Result<Finish> {
     match cli.command {
         Command::Serve(args) => {
             init_logging(args.log_level());
-            serve(args.to_config()?)?;
+            let served = serve(args.to_config()?);
+            logging::flush(LOG_PATIENCE);
+            served?;
             Ok(Finish::Done)
         }
         Command::Connect(args) => {
@@ -76,13 +82,12 @@ fn run(cli: Cli) -> anyhow::Result<Finish> {
     }
 }
 
+/// How long the process waits at exit for its last log lines to reach a
+/// stderr that is slow or stuck.
+const LOG_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn init_logging(level: tracing::Level) {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    logging::init(level);
 }
 
 /// Binds every listener, installs the signal handlers, prints the readiness

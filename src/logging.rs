@@ -1,0 +1,136 @@
+//! Where log lines and the final `error:` line go: stderr, written by a
+//! thread of its own, so that logging can never block or panic the service.
+//!
+//! Why not write stderr directly: a stderr nobody reads (a full pipe) blocks
+//! the writing thread, and with it every connection and the signal handler on
+//! that thread; a stderr that fails (`2>/dev/full`, a closed pipe) made the
+//! formatter's own error report panic. Here a line that cannot be queued
+//! (the writer is stuck and 4096 lines wait) is dropped, and write errors are
+//! ignored: the service goes on either way.
+
+use std::io::{self, IsTerminal, Write};
+use std::sync::OnceLock;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Lines waiting for the writer before new ones are dropped.
+const QUEUE: usize = 4096;
+
+/// What the writer thread is sent.
+enum Message {
+    /// One formatted log line (or several, from one event).
+    Line(Vec<u8>),
+    /// Answer on this channel once every earlier line was written.
+    Flush(SyncSender<()>),
+}
+
+/// The queue to the writer thread, once logging is set up.
+static QUEUE_TX: OnceLock<SyncSender<Message>> = OnceLock::new();
+
+/// Installs the global log subscriber at `level`, writing through the queue.
+pub fn init(level: tracing::Level) {
+    let tx = QUEUE_TX.get_or_init(start_writer).clone();
+    let _ = tracing_subscriber::fmt()
+        .with_writer(move || Line {
+            tx: tx.clone(),
+            bytes: Vec::new(),
+        })
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(io::stderr().is_terminal())
+        .log_internal_errors(false)
+        .try_init();
+}
+
+/// Writes one line (the fatal `error:` line) the same way, then waits up to
+/// `patience` for everything queued to reach stderr.
+pub fn emit(line: &str, patience: Duration) {
+    match QUEUE_TX.get() {
+        Some(tx) => {
+            let _ = tx.try_send(Message::Line(format!("{line}\n").into_bytes()));
+        }
+        None => {
+            let _ = writeln!(io::stderr(), "{line}");
+        }
+    }
+    flush(patience);
+}
+
+/// Waits up to `patience` for the lines queued so far to be written.
+pub fn flush(patience: Duration) {
+    let Some(tx) = QUEUE_TX.get() else { return };
+    let deadline = Instant::now() + patience;
+    let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+    let mut message = Message::Flush(ack_tx);
+    loop {
+        match tx.try_send(message) {
+            Ok(()) => break,
+            Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                message = back;
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => return,
+        }
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    match ack_rx.recv_timeout(left) {
+        Ok(()) | Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+    }
+}
+
+/// Starts the thread that owns stderr.
+fn start_writer() -> SyncSender<Message> {
+    let (tx, rx) = mpsc::sync_channel(QUEUE);
+    // Without a thread the receiver is gone and every line is dropped.
+    let _ = thread::Builder::new()
+        .name("upecho-log".into())
+        .spawn(move || write_lines(&rx));
+    tx
+}
+
+/// The writer thread's loop: write each line, ignore failures.
+fn write_lines(rx: &Receiver<Message>) {
+    let mut stderr = io::stderr();
+    for message in rx {
+        match message {
+            Message::Line(bytes) => {
+                let _ = stderr.write_all(&bytes);
+            }
+            Message::Flush(ack) => {
+                let _ = ack.try_send(());
+            }
+        }
+    }
+}
+
+/// One event's text on its way to the queue: tracing-subscriber formats an
+/// event into one `write_all`, and the line is queued when this is dropped.
+struct Line {
+    /// The queue.
+    tx: SyncSender<Message>,
+    /// The event's text so far.
+    bytes: Vec<u8>,
+}
+
+impl Write for Line {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        if !self.bytes.is_empty() {
+            // Full (the writer is stuck) or gone: the line is dropped.
+            let _ = self
+                .tx
+                .try_send(Message::Line(std::mem::take(&mut self.bytes)));
+        }
+    }
+}
