@@ -56,6 +56,7 @@ pub(crate) async fn serve(
     let idle = shared.settings.idle_timeout;
     let mut tasks: JoinSet<End> = JoinSet::new();
     let mut conns: HashMap<Id, Open> = HashMap::new();
+    // The idle sweep, and now and then giving freed memory back.
     let mut sweep = tokio::time::interval(sweep_period(idle));
     sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let drain = shared.signal.drain_token().clone();
@@ -68,8 +69,8 @@ pub(crate) async fn serve(
         tokio::select! {
             biased;
             () = drain.cancelled() => break,
-            Some(done) = tasks.join_next_with_id() => closed(&mut conns, done),
-            _ = sweep.tick(), if idle.is_some() => sweep_idle(&mut conns, idle),
+            Some(done) = tasks.join_next_with_id() => closed(&mut conns, done, &shared),
+            _ = sweep.tick() => tick(&mut conns, idle, &shared),
             () = &mut resume, if paused => paused = false,
             accepted = accept(&listener, &shared.slots), if !paused => match accepted {
                 Ok((stream, peer, permit)) => {
@@ -113,10 +114,10 @@ pub(crate) async fn serve(
                 }
             }
             done = tasks.join_next_with_id() => match done {
-                Some(done) => closed(&mut conns, done),
+                Some(done) => closed(&mut conns, done, &shared),
                 None => break,
             },
-            _ = sweep.tick(), if idle.is_some() => sweep_idle(&mut conns, idle),
+            _ = sweep.tick() => tick(&mut conns, idle, &shared),
         }
     }
 }
@@ -235,8 +236,15 @@ impl AcceptHealth {
     }
 }
 
+/// The periodic work: close idle connections, return freed memory.
+fn tick(conns: &mut HashMap<Id, Open>, idle: Option<Duration>, shared: &Shared) {
+    sweep_idle(conns, idle);
+    shared.reclaim.maybe_trim();
+}
+
 /// Forgets a finished connection and logs how it ended.
-fn closed(conns: &mut HashMap<Id, Open>, done: Result<(Id, End), JoinError>) {
+fn closed(conns: &mut HashMap<Id, Open>, done: Result<(Id, End), JoinError>, shared: &Shared) {
+    shared.reclaim.closed();
     let (id, end) = match done {
         Ok((id, end)) => (id, end.to_string()),
         Err(err) => (err.id(), String::new()),

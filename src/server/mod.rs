@@ -4,6 +4,7 @@
 
 mod connection;
 mod listener;
+mod memory;
 mod shutdown;
 
 use std::sync::Arc;
@@ -191,6 +192,7 @@ impl Server {
             listeners: TaskTracker::new(),
             max_connections: self.max_connections,
             signal,
+            reclaim: Arc::default(),
             cut_off: CancellationToken::new(),
             grace: self.shutdown_grace,
         };
@@ -368,6 +370,8 @@ pub(crate) struct Shared {
     max_connections: usize,
     /// Shutdown requests.
     pub(crate) signal: ShutdownSignal,
+    /// Returns the memory of closed connections to the system.
+    pub(crate) reclaim: Arc<memory::Reclaim>,
     /// Cancelled by [`Shared::drain`] when open connections must close now:
     /// after the grace, or when the signal is cut short. The listeners watch
     /// this rather than the signal so the drain can log how many were open
