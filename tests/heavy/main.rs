@@ -5,6 +5,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod faults;
+
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,14 +18,14 @@ use support::{ServerProcess, exchange, random_bytes, upper};
 /// Serialises the tests of this binary.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn exclusive() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Bound for a whole heavy test; on an idle machine each takes under 2 s.
-const HEAVY_PATIENCE: Duration = Duration::from_secs(120);
+pub(crate) const HEAVY_PATIENCE: Duration = Duration::from_secs(120);
 
 #[test]
 fn four_mib_then_half_close_returns_all_of_it_then_eof() {

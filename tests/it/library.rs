@@ -111,3 +111,88 @@ fn a_server_without_listeners_is_refused() {
     let err = Server::bind(config).unwrap_err();
     assert!(err.to_string().contains("nothing to listen on"), "{err}");
 }
+
+/// A server on this test's runtime with the given idle timeout.
+fn idle_server(idle: Duration) -> upecho::RunningServer {
+    let mut config = ServerConfig::tcp("127.0.0.1:0".parse().unwrap());
+    config.idle_timeout = Some(idle);
+    Server::bind(config).unwrap().spawn()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_is_closed_once_the_idle_timeout_has_passed() {
+    let running = idle_server(Duration::from_secs(300));
+    let mut client = tokio::net::TcpStream::connect(running.local_addr())
+        .await
+        .unwrap();
+    client.write_all(b"x").await.unwrap();
+    let mut one = [0u8; 1];
+    client.read_exact(&mut one).await.unwrap();
+    let quiet_from = tokio::time::Instant::now();
+    // The clock is paused: it jumps to each timer while nothing else can run.
+    assert_eq!(
+        client.read(&mut one).await.unwrap(),
+        0,
+        "closed by the server"
+    );
+    let waited = quiet_from.elapsed();
+    assert!(
+        waited >= Duration::from_secs(300) && waited <= Duration::from_secs(302),
+        "closed after {waited:?} of silence"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_moving_bytes_outlives_the_idle_timeout() {
+    let running = idle_server(Duration::from_millis(500));
+    let mut client = tokio::net::TcpStream::connect(running.local_addr())
+        .await
+        .unwrap();
+    let mut one = [0u8; 1];
+    // Ten idle timeouts long, a byte every 100 ms.
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client.write_all(b"k").await.unwrap();
+        client.read_exact(&mut one).await.unwrap();
+        assert_eq!(&one, b"K");
+    }
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_begins_when_called_before_its_future_is_polled() {
+    let running = Server::bind(ServerConfig::tcp("127.0.0.1:0".parse().unwrap()))
+        .unwrap()
+        .spawn();
+    let addr = running.local_addr();
+    let stopping = running.shutdown();
+    // Not polled: still the listener closes (the server runs on this runtime,
+    // so give it turns until then).
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the listener closes without the shutdown future being polled");
+    stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn dropping_a_running_server_stops_it_and_closes_its_connections() {
+    let mut config = ServerConfig::tcp("127.0.0.1:0".parse().unwrap());
+    config.shutdown_grace = Duration::from_secs(600);
+    let running = Server::bind(config).unwrap().spawn();
+    let addr = running.local_addr();
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    client.write_all(b"x").await.unwrap();
+    let mut one = [0u8; 1];
+    client.read_exact(&mut one).await.unwrap();
+    drop(running);
+    // No grace for a dropped server: the connection closes at once.
+    let closed = tokio::time::timeout(Duration::from_secs(30), client.read(&mut one))
+        .await
+        .expect("the connection is closed, not left open for the grace");
+    assert!(matches!(closed, Ok(0) | Err(_)));
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}

@@ -7,6 +7,7 @@ mod support;
 mod bench;
 mod cli;
 mod connect;
+mod faults;
 mod library;
 mod repl;
 mod serve;

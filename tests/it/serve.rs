@@ -3,7 +3,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::{PATIENCE, ServerProcess, assert_one_error_line, exchange, run, upper};
 
@@ -126,37 +126,20 @@ fn descriptor_soft_limit_is_raised_to_the_hard_limit() {
 }
 
 #[test]
-fn idle_connection_is_closed_after_the_idle_timeout() {
+fn idle_connection_is_closed_by_the_server_process() {
+    // How long it waits is tested on a paused clock (library.rs); here only
+    // that the process does close a silent connection by itself.
     let server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "--idle-timeout", "0.3"], 1);
     let mut stream = TcpStream::connect(server.addr()).unwrap();
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
     stream.write_all(b"x").unwrap();
-    let start = Instant::now();
     let mut buf = [0u8; 8];
     stream.read_exact(&mut buf[..1]).unwrap();
     assert_eq!(&buf[..1], b"X");
-    // Then silence: the server closes the connection on its own.
     let n = stream
         .read(&mut buf)
         .expect("server closes, not a read timeout");
     assert_eq!(n, 0);
-    assert!(start.elapsed() >= Duration::from_millis(250));
-}
-
-#[test]
-fn active_connection_outlives_the_idle_timeout() {
-    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "--idle-timeout", "0.5"], 1);
-    let mut stream = TcpStream::connect(server.addr()).unwrap();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    let start = Instant::now();
-    let mut buf = [0u8; 1];
-    // Keep bytes moving for twice the idle timeout.
-    while start.elapsed() < Duration::from_millis(1000) {
-        stream.write_all(b"k").unwrap();
-        stream.read_exact(&mut buf).unwrap();
-        assert_eq!(&buf, b"K");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

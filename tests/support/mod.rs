@@ -266,3 +266,31 @@ pub fn exchange(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
     sender.join().unwrap();
     reply
 }
+
+/// Resident memory of process `pid`, in KiB (`VmRSS` of `/proc/PID/status`).
+pub fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS line")
+}
+
+/// Open descriptors of process `pid`.
+pub fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("process descriptors")
+        .count()
+}
+
+/// Polls `condition` every 10 ms until it holds; panics naming `what` after
+/// `limit`. For states only visible from outside (a descriptor count), where
+/// no readiness line exists.
+pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
