@@ -29,6 +29,9 @@ SERVER_CPU, CLIENT_CPU = "0", "1"
 # name -> (argv builder, extra environment)
 PEERS = {
     "upecho": (lambda a: [UPECHO, "serve", "--tcp", a, "-q"], {}),
+    # An earlier build of upecho, for before/after comparisons in one run:
+    # scripts/bench-peers.sh --before REV builds it.
+    "upecho-before": (lambda a: [os.path.join(REL, "upecho-before"), "serve", "--tcp", a, "-q"], {}),
     "c-epoll": (lambda a: [os.path.join(REL, "epoll_server"), a.split(":")[1]], {}),
     "tokio-single-64k": (lambda a: [os.path.join(REL, "examples", "single_thread"), a], {}),
     "tokio-uring-64k": (lambda a: [os.path.join(REL, "examples", "uring"), a], {}),
@@ -42,6 +45,9 @@ PEERS = {
     "tutorial": (lambda a: [sys.executable, os.path.join(ROOT, "bench", "peers", "tutorial_server.py"),
                             a.split(":")[1]], {}),
 }
+
+# Compared when --peers is not given: every peer but the earlier build.
+DEFAULT_PEERS = [p for p in PEERS if p != "upecho-before"]
 
 # name -> bench flags
 LOADS = {
@@ -347,7 +353,7 @@ def write_markdown(path, results, table, peers, loads, args, started):
                              f"{fmt(row['starved'])} | {fmt(row['client_cpu'])} |")
         lines.append("")
     flags = f"--repeats {args.repeats} --duration {args.duration:g} --warmup {args.warmup:g}"
-    if set(peers) != set(PEERS):
+    if set(peers) != set(DEFAULT_PEERS):
         flags += f" --peers {','.join(peers)}"
     if set(loads) != set(LOADS):
         flags += f" --loads '{','.join(loads)}'"
@@ -377,7 +383,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--duration", type=float, default=3)
     parser.add_argument("--warmup", type=float, default=1)
-    parser.add_argument("--peers", default=",".join(PEERS))
+    parser.add_argument("--peers", default=",".join(DEFAULT_PEERS))
     parser.add_argument("--loads", default=",".join(LOADS))
     parser.add_argument("--markdown", default="BENCHMARKS.md")
     parser.add_argument("--order-seed", type=int, help="seed of the run order's shuffle (default: new each run)")

@@ -4,7 +4,11 @@
 # and `upecho bench` to CPU 1 and writes docs/BENCHMARKS.md, docs/bench/chart.svg
 # and docs/bench/benchmarks-results.json. Takes about 25 minutes.
 #
-#   scripts/bench-peers.sh [--repeats 5] [--duration 3] [--warmup 1] [--peers a,b] [--loads a,b]
+#   scripts/bench-peers.sh [--before REV] [--repeats 5] [--duration 3] [--warmup 1] [--peers a,b] [--loads a,b]
+#
+# --before REV (first) also builds upecho as of git revision REV into
+# target/release/upecho-before, the peer `upecho-before`: name it in --peers
+# to compare a change with what came before it, paired, in the same run.
 #
 # Needs: socat, ncat, stdbuf/tr (coreutils), taskset (util-linux), python3, cc.
 # Installs the missing ones with apt-get when run as root. Traffic stays on
@@ -33,6 +37,10 @@ if [ "$(nproc)" -lt 2 ]; then
   exit 1
 fi
 
-cargo build --release --bins --examples
-cc -O2 -Wall -o target/release/epoll_server bench/peers/epoll_server.c
+before=
+if [ "${1:-}" = "--before" ]; then
+  before=$2
+  shift 2
+fi
+scripts/build-peers.sh ${before:+"$before"}
 exec python3 bench/peers.py --out docs "$@"

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Server memory per open connection: upecho against its peers, in one run.
+
+For each server: start it, read its RSS, then for each round open N
+connections from this process (the clients live in another process than the
+server, so each has its own descriptor limit), do one exchange of SIZE bytes
+on every connection, read the server's RSS with all N open, close them all,
+wait until the server has closed its side too (its descriptor count is back to
+the start: the readiness signal, no sleep), and read RSS again.
+
+Reports KiB of server RSS per open connection for each round, and RSS after
+every round's connections have closed, against the start. Traffic stays on
+127.0.0.1; every step is bounded in count and time.
+
+Usage: bench/conn_memory.py [--connections 10000] [--rounds 2] [--size 64]
+       [--peers upecho,c-epoll,...] [--json FILE]
+(run by scripts/conn-memory.sh, which builds the servers first)
+"""
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers  # noqa: E402  (the server definitions and helpers of the peer harness)
+
+# Servers that hold one process for all connections. socat and ncat fork a
+# process per connection (10,000 processes), and the Python servers a thread
+# each; they are measured by the rate harness, not here.
+DEFAULT_PEERS = ["upecho", "upecho-before", "c-epoll", "tokio-single-64k", "tokio-naive", "tokio-uring-64k"]
+
+PATIENCE = 120.0  # seconds for any one step; each takes under 2 s here
+
+
+def rss_kib(pid):
+    """Resident memory of pid and its descendants, in KiB."""
+    total = 0
+    for p in peers.tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def fd_count(pid):
+    return sum(len(os.listdir(f"/proc/{p}/fd")) for p in peers.tree(pid) if os.path.isdir(f"/proc/{p}/fd"))
+
+
+def wait_until(predicate, what):
+    deadline = time.monotonic() + PATIENCE
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def one_round(port, pid, n, size, fds_at_start):
+    """Opens n connections, one exchange each; returns (RSS open, RSS after close)."""
+    message = bytes((i * 7 + 97) % 256 for i in range(size))
+    expected = message.upper()
+    conns = []
+    try:
+        for _ in range(n):
+            conns.append(socket.create_connection(("127.0.0.1", port), timeout=PATIENCE))
+        for c in conns:
+            c.sendall(message)
+        for c in conns:
+            got = b""
+            while len(got) < size:
+                chunk = c.recv(size - len(got))
+                if not chunk:
+                    raise RuntimeError("server closed a connection")
+                got += chunk
+            if got != expected:
+                raise RuntimeError("wrong reply")
+        # Every connection has been served once, so the server has accepted
+        # them all: its memory now includes all n.
+        wait_until(lambda: fd_count(pid) >= fds_at_start + n, "the server to hold every connection")
+        open_rss = rss_kib(pid)
+    finally:
+        for c in conns:
+            c.close()
+    wait_until(lambda: fd_count(pid) <= fds_at_start, "the server to close every connection")
+    # Servers may return freed memory on a timer (upecho: on its once-a-second
+    # tick); read RSS after two seconds more.
+    time.sleep(2)
+    return open_rss, rss_kib(pid)
+
+
+def measure(name, n, rounds, size):
+    argv, env = peers.PEERS[name]
+    port = peers.free_port()
+    proc = subprocess.Popen(argv(f"127.0.0.1:{port}"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **env}, start_new_session=True)
+    try:
+        peers.wait_listening(port, proc)
+        # wait_listening's probe connection must be gone before counting.
+        time.sleep(0.2)
+        fds, start = fd_count(proc.pid), rss_kib(proc.pid)
+        result = {"server": name, "connections": n, "size": size, "rss_start_kib": start, "rounds": []}
+        for _ in range(rounds):
+            open_rss, closed_rss = one_round(port, proc.pid, n, size, fds)
+            result["rounds"].append({
+                "rss_open_kib": open_rss,
+                "kib_per_connection": round((open_rss - start) / n, 2),
+                "rss_after_close_kib": closed_rss,
+                "after_close_minus_start_mib": round((closed_rss - start) / 1024, 1),
+            })
+        return result
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--connections", type=int, default=10000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--peers", default=",".join(DEFAULT_PEERS))
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < args.connections + 100:
+        sys.exit(f"the descriptor hard limit {hard} is below {args.connections} connections")
+
+    names = [p for p in args.peers.split(",") if p]
+    results = []
+    for name in names:
+        argv, _ = peers.PEERS[name]
+        if not os.path.exists(argv("127.0.0.1:1")[0]):
+            print(f"skipping {name}: not built", file=sys.stderr)
+            continue
+        results.append(measure(name, args.connections, args.rounds, args.size))
+        print(f"measured {name}", file=sys.stderr)
+
+    cmd = " ".join(["bench/conn_memory.py"] + sys.argv[1:])
+    print(f"`{cmd}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+          f"{args.connections} connections, one {args.size}-byte exchange each, then all held open\n")
+    head = "| server | RSS at start | " + " | ".join(
+        f"round {i + 1}: KiB per connection | after close" for i in range(args.rounds)) + " |"
+    print(head)
+    print("| --- | ---: |" + " ---: | ---: |" * args.rounds)
+    for r in results:
+        cells = [f"{r['rss_start_kib'] / 1024:.1f} MiB"]
+        for rd in r["rounds"]:
+            cells += [f"{rd['kib_per_connection']:.2f}", f"{rd['after_close_minus_start_mib']:+.1f} MiB"]
+        print(f"| {r['server']} | " + " | ".join(cells) + " |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"command": cmd, "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Builds what the comparisons run: upecho's release binary and example peers,
+# the C reference server, and, given a git revision, upecho as of that
+# revision as target/release/upecho-before (the peer `upecho-before`, for
+# before/after comparisons in one run).
+#
+#   scripts/build-peers.sh [REV]
+#
+# Called by scripts/bench-peers.sh and scripts/conn-memory.sh.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [ -n "${1:-}" ]; then
+  tree=$(mktemp -d)
+  git worktree add --quiet --detach "$tree" "$1"
+  CARGO_TARGET_DIR=target/before cargo build --release --locked --bin upecho --manifest-path "$tree/Cargo.toml"
+  git worktree remove --force "$tree"
+  mkdir -p target/release
+  cp target/before/release/upecho target/release/upecho-before
+fi
+cargo build --release --bins --examples
+cc -O2 -Wall -o target/release/epoll_server bench/peers/epoll_server.c
