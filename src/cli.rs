@@ -153,7 +153,8 @@ pub struct ConnectArgs {
     /// Where to connect.
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Give up connecting (and, with --udp, waiting for a reply) after SECS.
+    /// Give up connecting (and, with --udp, waiting for a reply) after SECS
+    /// (0 = no limit).
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
     pub timeout: Duration,
 }
@@ -163,8 +164,9 @@ pub struct ConnectArgs {
 pub struct ConnectConfig {
     /// Where to connect.
     pub addr: HostPort,
-    /// Bound on the connect.
-    pub timeout: Duration,
+    /// Bound on the connect and, with `--udp`, on each reply wait; `None`
+    /// (`--timeout 0`) means no limit.
+    pub timeout: Option<Duration>,
 }
 
 impl ConnectArgs {
@@ -174,13 +176,9 @@ impl ConnectArgs {
     ///
     /// [`Error::Unsupported`] for transports not built yet.
     pub fn to_config(&self) -> Result<ConnectConfig, Error> {
-        let addr = self.target.tcp(&["connect --udp", "connect --unix"])?;
-        if self.timeout.is_zero() {
-            return Err(Error::Unsupported("connect --timeout 0"));
-        }
         Ok(ConnectConfig {
-            addr,
-            timeout: self.timeout,
+            addr: self.target.tcp(&["connect --udp", "connect --unix"])?,
+            timeout: Some(self.timeout).filter(|limit| !limit.is_zero()),
         })
     }
 }
@@ -207,11 +205,14 @@ pub struct BenchArgs {
     /// The transform the server applies; every reply byte is checked against it.
     #[arg(long, value_enum, default_value_t)]
     pub transform: TransformArg,
-    /// Concurrent connections.
+    /// Concurrent connections, all opened before the warm-up (memory: about
+    /// 2 KiB per connection, plus at most 80 MiB of payload).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub connections: u32,
-    /// Message size (pingpong) or write size (stream) in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    /// Message size (pingpong) or write size (stream) in bytes, up to 16 MiB
+    /// (memory: at most 80 MiB of payload whatever the size, plus about 2 KiB
+    /// per connection).
+    #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=upecho::bench::MAX_SIZE as i64))]
     pub size: u32,
     /// The measured window.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
@@ -262,11 +263,22 @@ fn transform(arg: TransformArg) -> Result<Transform, Error> {
     }
 }
 
-/// Parses a non-negative number of seconds, decimals allowed (`0.25`).
+/// The most any SECS flag takes: about 31 years. Far past any real timeout or
+/// run, and far from where adding it to a clock reading would overflow (which
+/// panicked at `bench --duration 1.8e19`).
+const MAX_SECS: f64 = 1e9;
+
+/// Parses a non-negative number of seconds, decimals allowed (`0.25`), up to
+/// [`MAX_SECS`].
 fn parse_secs(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()
         .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if secs > MAX_SECS {
+        return Err(format!(
+            "'{text}' is more than {MAX_SECS} seconds, the most a SECS value can be"
+        ));
+    }
     Duration::try_from_secs_f64(secs)
         .map_err(|_| format!("'{text}' is not a non-negative number of seconds"))
 }
@@ -282,6 +294,39 @@ mod tests {
         assert!(parse_secs("-1").is_err());
         assert!(parse_secs("soon").is_err());
         assert!(parse_secs("inf").is_err());
+    }
+
+    #[test]
+    fn seconds_stop_at_a_billion() {
+        assert_eq!(parse_secs("1e9"), Ok(Duration::from_secs(1_000_000_000)));
+        let err = parse_secs("1.8e19").unwrap_err();
+        assert!(err.contains("more than 1000000000 seconds"), "{err}");
+        assert!(parse_secs("1000000000.5").is_err());
+    }
+
+    #[test]
+    fn bench_help_states_the_memory_bound_the_code_keeps() {
+        use clap::CommandFactory;
+        let mut command = Cli::command();
+        let help = command
+            .find_subcommand_mut("bench")
+            .expect("bench subcommand")
+            .render_long_help()
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let payload = format!(
+            "{} MiB of payload",
+            upecho::bench::payload::MAX_PAYLOAD >> 20
+        );
+        let connection = format!(
+            "about {} KiB per connection",
+            upecho::bench::load::CONNECTION_MEMORY >> 10
+        );
+        for bound in [payload, connection] {
+            assert_eq!(help.matches(&bound).count(), 2, "{bound:?} in {help}");
+        }
     }
 
     #[test]

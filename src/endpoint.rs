@@ -46,12 +46,38 @@ impl HostPort {
     }
 
     /// Resolves the host to socket addresses, in the resolver's order.
+    /// `proto` (`tcp`, `udp`) names what the address is for in the error.
     ///
     /// # Errors
     ///
-    /// [`Error::Resolve`] when the name is unknown or resolves to nothing.
+    /// [`Error::Resolve`] when the name is unknown or resolves to nothing,
+    /// naming the host and the cause in plain words: `cannot resolve
+    /// nosuch.invalid: no such host`.
     pub fn resolve(&self, proto: &str) -> Result<Vec<SocketAddr>, Error> {
+        const NO_SUCH_HOST: &str = "no such host";
+
+        /// The standard library reports a getaddrinfo failure as
+        /// `failed to lookup address information: <gai_strerror text>`; users
+        /// want the cause alone, in the words `nc` and browsers use.
+        fn plain_resolver_error(err: io::Error) -> io::Error {
+            if err.raw_os_error().is_some() {
+                return err; // EAI_SYSTEM: an errno, which `error::plain` words
+            }
+            let text = err.to_string();
+            let detail = text
+                .strip_prefix("failed to lookup address information: ")
+                .unwrap_or(&text);
+            match detail {
+                "Name or service not known" | "No address associated with hostname" => {
+                    io::Error::new(io::ErrorKind::NotFound, NO_SUCH_HOST)
+                }
+                // `error::plain` lower-cases the first letter of the rest.
+                _ => io::Error::new(err.kind(), detail.to_owned()),
+            }
+        }
+
         let fail = |cause| Error::Resolve {
+            host: self.host.clone(),
             endpoint: format!("{proto} {self}"),
             cause,
         };
@@ -60,10 +86,10 @@ impl HostPort {
         }
         let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port)
             .to_socket_addrs()
-            .map_err(fail)?
+            .map_err(|err| fail(plain_resolver_error(err)))?
             .collect();
         if addrs.is_empty() {
-            return Err(fail(io::Error::other("no addresses found")));
+            return Err(fail(io::Error::new(io::ErrorKind::NotFound, NO_SUCH_HOST)));
         }
         Ok(addrs)
     }
@@ -200,16 +226,21 @@ pub fn bind_tcp(addr: &HostPort, backlog: u32) -> Result<TcpListener, Error> {
 }
 
 /// Connects to a TCP server, trying each resolved address in turn (as `nc` does)
-/// with `timeout` bounding each attempt.
+/// with `timeout` bounding each attempt; `None` leaves the connect unbounded
+/// (the kernel gives up after its SYN retries, about two minutes by default).
 ///
 /// # Errors
 ///
 /// [`Error::Resolve`], or [`Error::Connect`] carrying the last attempt's cause
 /// (`connection refused`, `connection timed out`, ...).
-pub fn connect_tcp(addr: &HostPort, timeout: Duration) -> Result<TcpStream, Error> {
+pub fn connect_tcp(addr: &HostPort, timeout: Option<Duration>) -> Result<TcpStream, Error> {
     let mut last = io::Error::other("no addresses to try");
     for target in addr.resolve("tcp")? {
-        match TcpStream::connect_timeout(&target, timeout) {
+        let attempt = match timeout {
+            Some(limit) => TcpStream::connect_timeout(&target, limit),
+            None => TcpStream::connect(target),
+        };
+        match attempt {
             Ok(stream) => {
                 // Replies are small and interactive: do not let Nagle hold them.
                 let _ = stream.set_nodelay(true);

@@ -18,12 +18,17 @@ pub enum Error {
         /// Why it was rejected.
         reason: &'static str,
     },
-    /// A host name did not resolve to any address.
-    #[error("cannot resolve {endpoint}: {}", plain(cause))]
+    /// A host name did not resolve to any address. The message names the host
+    /// alone (`cannot resolve nosuch.invalid: no such host`): the resolver is
+    /// asked about the name, not the port.
+    #[error("cannot resolve {host}: {}", plain(cause))]
     Resolve {
-        /// The endpoint as given, e.g. `tcp localhost:8080`.
+        /// The host name as given, e.g. `nosuch.invalid`.
+        host: String,
+        /// The endpoint it was resolved for, e.g. `tcp nosuch.invalid:80`.
         endpoint: String,
-        /// What the resolver said.
+        /// What the resolver said, in plain words: `no such host` (kind
+        /// `NotFound`), `temporary failure in name resolution`, ...
         cause: io::Error,
     },
     /// A listener could not be created, bound or put into listening state.

@@ -75,9 +75,7 @@ fn run(cli: Cli) -> anyhow::Result<Finish> {
         Command::Bench(args) => {
             let config = args.to_config()?;
             init_logging(tracing::Level::WARN);
-            client::exit_on_interrupt();
-            bench(&config, args.json)?;
-            Ok(Finish::Done)
+            bench(&config, args.json)
         }
     }
 }
@@ -131,8 +129,10 @@ fn announce(endpoints: &[upecho::Endpoint]) -> std::io::Result<()> {
 }
 
 /// Runs the load generator and prints its report: the JSON object alone on
-/// stdout with `--json`, a summary otherwise; a progress bar on a terminal.
-fn bench(config: &upecho::bench::BenchConfig, json: bool) -> anyhow::Result<()> {
+/// stdout with `--json`, a summary otherwise; a progress bar on a terminal,
+/// cleared before anything else is printed, Ctrl-C included (exit 130). A
+/// reader of stdout that went away (`| head -c1`) ends it quietly.
+fn bench(config: &upecho::bench::BenchConfig, json: bool) -> anyhow::Result<Finish> {
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(1000);
         bar.set_style(
@@ -143,52 +143,68 @@ fn bench(config: &upecho::bench::BenchConfig, json: bool) -> anyhow::Result<()> 
         );
         bar
     });
-    let report = upecho::bench::run(config, |fraction| {
-        if let Some(bar) = &bar {
+    let shown = bar.clone();
+    let outcome = upecho::bench::run(config, move |fraction| {
+        if let Some(bar) = &shown {
             bar.set_position((fraction * 1000.0) as u64);
         }
     });
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let report = report?;
-    let mut stdout = std::io::stdout().lock();
-    if json {
-        writeln!(stdout, "{}", report.to_json())?;
-    } else {
-        writeln!(stdout, "{report}")?;
+    let report = match outcome? {
+        upecho::bench::Outcome::Measured(report) => report,
+        upecho::bench::Outcome::Interrupted => return Ok(Finish::Interrupted),
+    };
+    match report.write_to(std::io::stdout().lock(), json) {
+        Err(err) if client::is_broken_pipe(&err) => return Ok(Finish::Done),
+        Err(cause) => {
+            return Err(upecho::Error::Io {
+                context: "cannot write the report to stdout".into(),
+                cause,
+            }
+            .into());
+        }
+        Ok(()) => {}
     }
-    stdout.flush()?;
-    if report.requests == 0 && report.errors == 0 {
-        anyhow::bail!(
-            "no reply from tcp {} in the window ({} of {} connections starved)",
-            config.addr,
-            report.starved,
-            report.connections
-        );
+    match report.failure() {
+        Some(failure) => Err(anyhow::anyhow!(failure)),
+        None => Ok(Finish::Done),
     }
-    if report.errors > 0 {
-        anyhow::bail!(
-            "{} error{} in replies from tcp {}; first: {}",
-            report.errors,
-            if report.errors == 1 { "" } else { "s" },
-            config.addr,
-            report.first_error.as_deref().unwrap_or("unknown")
-        );
-    }
-    Ok(())
 }
 
-/// Connects and runs the prompt (stdin is a terminal) or pipe mode.
+/// Connects and runs the prompt (stdin is a terminal) or pipe mode. Ctrl-C at
+/// any point, the connect included, comes back as `Finish::Interrupted`.
 fn connect(config: ConnectConfig) -> anyhow::Result<Finish> {
-    client::exit_on_interrupt();
-    let stream = upecho::endpoint::connect_tcp(&config.addr, config.timeout)?;
+    let interrupt = client::Interrupt::on_sigint().unwrap_or_else(|err| {
+        // Without the handler, Ctrl-C still stops the client (by the default
+        // action of SIGINT), just not with status 130.
+        tracing::warn!(error = %upecho::error::plain(&err), "cannot handle Ctrl-C");
+        client::Interrupt::manual()
+    });
+    // The connect blocks for up to --timeout, or for as long as the kernel
+    // retries with --timeout 0. It runs on a helper thread so that Ctrl-C ends
+    // the wait at once: the standard library has no poll(2) for a
+    // non-blocking connect, and one thread is cheaper than a new dependency.
+    let (addr, timeout) = (config.addr.clone(), config.timeout);
+    let Some(connected) = interrupt.run(move || upecho::endpoint::connect_tcp(&addr, timeout))
+    else {
+        return Ok(Finish::Interrupted);
+    };
+    let stream = connected?;
     let peer = format!("tcp {}", config.addr);
     let finish = if std::io::stdin().is_terminal() {
-        let mut terminal = client::repl::Terminal::new()?;
+        interrupt
+            .shut_down_on_interrupt(&stream)
+            .map_err(|cause| upecho::Error::Io {
+                context: format!("cannot use connection to {peer}"),
+                cause,
+            })?;
+        let mut terminal = client::repl::Terminal::new(interrupt)?;
         client::repl::repl(&mut terminal, &stream, &mut std::io::stdout(), &peer)?
     } else {
-        client::pipe::pipe(std::io::stdin(), std::io::stdout(), stream, &peer)?
+        let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
+        client::pipe::pipe(stdin, stdout, stream, &peer, &interrupt)?
     };
     Ok(finish)
 }

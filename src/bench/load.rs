@@ -1,59 +1,77 @@
-//! Load generation: opens the connections with a gentle ramp, drives each in
-//! pingpong or stream mode, and checks every reply byte against the expected
-//! transform. Runs on one thread; per-message work is a `memcmp` and a
-//! histogram increment, so the generator stays cheaper than the server.
+//! Load generation: the phases of a run (set-up, warm-up, measured window,
+//! drain), the state every connection shares, and the pieces both traffic
+//! patterns use: reading into the shared buffer while checking, counting what
+//! a connection is owed, and the final drain.
+//!
+//! Everything runs on one thread (a `LocalSet`), so connections share one
+//! payload, one read buffer and one [`Tally`] through `Rc`/`RefCell` instead of
+//! each owning copies. A connection costs its task and its socket, about 2 KiB
+//! ([`CONNECTION_MEMORY`]); the generator's other memory is fixed.
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Poll, ready};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 
-use super::stats::{self, latency_histogram};
-use super::{BenchConfig, Mode};
+use super::connect;
+use super::payload::Payload;
+use super::stats::{self, Tally};
+use super::verify::{Expected, Mismatch};
+use super::{BenchConfig, Mode, pingpong, stream};
+use crate::Error;
 
-/// Connections being opened at once: a burst of hundreds of SYNs overflows
-/// small backlogs (the tutorial's `listen(5)`), which measures the kernel's
-/// SYN retry timer instead of the server.
-const RAMP: usize = 8;
+/// The one read buffer of the run: 64 KiB (a large socket read) plus the spare
+/// byte pingpong needs (see [`pingpong`]).
+pub const READ_BUF: usize = 64 * 1024 + 1;
+
+/// The generator's memory per connection, as measured (and as `--help`
+/// quotes it): peak RSS 4.6 MB with 10 connections, 21.5 MB with 10,010, so
+/// 1.7 KiB each. About 650 bytes of it are the connection's task (the
+/// `connection_task_is_small` test keeps that under 1 KiB); the rest is
+/// tokio's task header and socket registration, and the allocator's overhead.
+pub const CONNECTION_MEMORY: usize = 2048;
 
 /// How long, after the window, a connection may take to return what it still
 /// owes once we half-close; past it the connection is abandoned (not an error:
 /// a server may legitimately still be busy with others).
 const DRAIN: Duration = Duration::from_secs(2);
 
-/// Distinct pingpong messages per run; connections cycle through them from
-/// different offsets so replies cannot be confused across messages.
-const MESSAGES: usize = 64;
-
-/// Bytes of the stream-mode pattern before it repeats.
-const PATTERN: usize = 1 << 20;
-
-/// What the whole run measured.
+/// What a whole run measured.
 #[derive(Debug)]
-pub struct Outcome {
-    /// Connections that were established.
-    pub connected: usize,
-    /// The first connect failure, if any.
-    pub connect_error: Option<io::Error>,
-    /// Complete, verified replies (pingpong) or writes (stream) in the window.
+pub struct Measurements {
+    /// Connections opened (all that were asked for).
+    pub connections: usize,
+    /// How long opening them took, before the warm-up.
+    pub setup: Duration,
+    /// Verified replies (pingpong) or `--size` units echoed (stream) that
+    /// completed in the window.
     pub requests: u64,
     /// Verified reply bytes received in the window.
     pub bytes: u64,
-    /// Wrong, missing or extra bytes found (counted once per reply or read).
+    /// Wrong, missing or extra bytes, and broken connections.
     pub errors: u64,
     /// A description of the first error, for the report.
     pub first_error: Option<String>,
-    /// Connections that got no reply in the window.
+    /// Connections that got no verified reply in the window.
     pub starved: usize,
-    /// Round-trip (pingpong) or write-to-echo (stream) latency.
+    /// Connections that had been answered but were owed bytes that had not
+    /// moved for `stall_after` at the window's end.
+    pub stalled: usize,
+    /// The silence that made a connection stalled in this run.
+    pub stall_after: Duration,
+    /// Latency of every verified reply in the window, plus, for each request
+    /// unanswered at its end, how long it had waited by then.
     pub latency: Histogram<u64>,
     /// The measured window's real length.
     pub window: Duration,
@@ -61,141 +79,111 @@ pub struct Outcome {
     pub cpu: Option<Duration>,
 }
 
-/// The measurement window: replies count only if the request was sent at or
-/// after `from` and the reply complete by `to`.
+/// The measured window: a reply counts if it completed in it.
 #[derive(Clone, Copy, Debug)]
-struct Window {
-    from: Instant,
-    to: Instant,
+pub struct Window {
+    /// The end of the warm-up.
+    pub from: Instant,
+    /// The end of the measurement.
+    pub to: Instant,
 }
 
 impl Window {
-    fn contains(&self, sent: Instant, done: Instant) -> bool {
-        sent >= self.from && done <= self.to
+    /// Returns true if and only if `at` is inside the window.
+    #[inline]
+    pub fn contains(&self, at: Instant) -> bool {
+        self.from <= at && at <= self.to
     }
 }
 
-/// Pre-generated requests and their expected replies, shared by all connections.
-struct Payload {
-    /// Pingpong: `MESSAGES` messages back to back. Stream: the repeating
-    /// pattern, extended by one write size so every write is one slice.
-    sent: Vec<u8>,
-    /// `sent` after the transform.
-    expected: Vec<u8>,
-    /// Length of the part before the extension (stream) or of all messages.
-    period: usize,
-}
-
-impl Payload {
-    fn new(config: &BenchConfig) -> Payload {
-        let mut rng = fastrand::Rng::with_seed(config.seed);
-        let period = match config.mode {
-            Mode::PingPong => MESSAGES * config.size,
-            Mode::Stream => PATTERN.max(config.size),
-        };
-        let mut sent = vec![0u8; period];
-        rng.fill(&mut sent);
-        if config.mode == Mode::Stream {
-            sent.extend_from_within(..config.size.min(period));
-        }
-        let mut expected = sent.clone();
-        let mut transform = config.transform.stream();
-        let out = transform.process(&mut expected).to_vec();
-        debug_assert!(transform.finish().is_empty());
-        Payload {
-            sent,
-            expected: out,
-            period,
-        }
-    }
-}
-
-/// What a connection driver needs to know besides its socket.
-#[derive(Clone, Copy)]
-struct Job<'a> {
-    /// The connection's number; picks where in the payload it starts.
-    index: usize,
-    /// Message or write size.
-    size: usize,
+/// What every connection task of a run shares.
+pub struct Shared {
     /// Requests and expected replies.
-    payload: &'a Payload,
+    pub payload: Payload,
     /// When replies count.
-    window: Window,
+    pub window: Window,
+    /// Counters and histograms of the whole run.
+    pub tally: RefCell<Tally>,
+    /// The one read buffer: a read is checked where it lands, before any other
+    /// connection runs, so no connection needs a buffer of its own.
+    read_buf: RefCell<Box<[u8]>>,
 }
 
-/// What one connection measured.
-struct ConnectionResult {
-    connected: bool,
-    connect_error: Option<io::Error>,
-    requests: u64,
-    bytes: u64,
-    errors: u64,
-    first_error: Option<String>,
-    replied_in_window: bool,
-    latency: Histogram<u64>,
-}
-
-impl ConnectionResult {
-    fn new() -> Self {
-        ConnectionResult {
-            connected: false,
-            connect_error: None,
-            requests: 0,
-            bytes: 0,
-            errors: 0,
-            first_error: None,
-            replied_in_window: false,
-            latency: latency_histogram(),
-        }
-    }
-
-    fn error(&mut self, what: impl FnOnce() -> String) {
-        self.errors += 1;
-        if self.first_error.is_none() {
-            self.first_error = Some(what());
-        }
-    }
-}
-
-/// Runs the whole benchmark: warm-up, window, drain.
+/// Runs the whole benchmark: set-up, warm-up, window, drain. Returns `None`
+/// if Ctrl-C interrupted it.
+///
+/// # Errors
+///
+/// [`Error::Connect`] when a connection cannot be opened; [`Error::Io`] when
+/// Ctrl-C cannot be watched.
 pub async fn drive(
-    config: &BenchConfig,
+    config: BenchConfig,
     target: SocketAddr,
-    mut progress: impl FnMut(f64),
-) -> Outcome {
+    progress: impl FnMut(f64),
+) -> Result<Option<Measurements>, Error> {
+    // Installed before any connection opens, so a Ctrl-C at any point after a
+    // server saw one comes back here as a value.
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|cause| Error::Io {
+        context: "cannot watch for Ctrl-C".into(),
+        cause,
+    })?;
+    let payload = Payload::new(&config);
     let start = Instant::now();
-    let window = Window {
-        from: start + config.warmup,
-        to: start + config.warmup + config.duration,
+    let streams = tokio::select! {
+        opened = connect::open_all(target, config.connections) => {
+            opened.map_err(|failure| failure.into_error(&config.addr, config.connections))?
+        }
+        _ = interrupt.recv() => return Ok(None),
     };
-    let payload = Arc::new(Payload::new(config));
-    let ramp = Arc::new(Semaphore::new(RAMP));
+    let setup = start.elapsed();
+    let began = Instant::now();
+    let window = Window {
+        from: began + config.warmup,
+        to: began + config.warmup + config.duration,
+    };
+    let shared = Rc::new(Shared {
+        payload,
+        window,
+        tally: RefCell::new(Tally::default()),
+        read_buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
+    });
     let mut tasks = JoinSet::new();
-    for index in 0..config.connections {
-        let payload = Arc::clone(&payload);
-        let ramp = Arc::clone(&ramp);
-        let (mode, size) = (config.mode, config.size);
-        tasks.spawn(async move {
-            let mut result = ConnectionResult::new();
-            let Some(stream) = open(target, &ramp, window, &mut result).await else {
-                return result;
-            };
-            let job = Job {
-                index,
-                size,
-                payload: &payload,
-                window,
-            };
-            match mode {
-                Mode::PingPong => pingpong(stream, job, &mut result).await,
-                Mode::Stream => stream_mode(stream, job, &mut result).await,
-            }
-            result
-        });
+    for (index, stream) in streams.into_iter().enumerate() {
+        let shared = Rc::clone(&shared);
+        // Spawned as they are, not inside a future that matches on the mode:
+        // one state machine less to resume per round trip (15 instructions).
+        match config.mode {
+            Mode::PingPong => tasks.spawn_local(pingpong::run(stream, index, shared)),
+            Mode::Stream => tasks.spawn_local(stream::run(stream, index, shared)),
+        };
     }
+    let Some((measured, cpu)) = keep_time(window, began, progress, &mut interrupt).await else {
+        return Ok(None);
+    };
+    tokio::select! {
+        () = async { while tasks.join_next().await.is_some() {} } => {}
+        _ = interrupt.recv() => return Ok(None),
+    }
+    let tally = shared.tally.take();
+    Ok(Some(Measurements::new(
+        tally,
+        config.connections,
+        setup,
+        measured.min(config.duration).max(Duration::from_nanos(1)),
+        cpu,
+    )))
+}
 
-    // Keep time: report progress, sample CPU at the window's edges.
-    let total = (window.to - start).as_secs_f64().max(1e-9);
+/// Keeps time while the connections run: reports progress several times a
+/// second and samples CPU at the window's edges. Returns the window's real
+/// length and the CPU used in it, or `None` on Ctrl-C.
+async fn keep_time(
+    window: Window,
+    began: Instant,
+    mut progress: impl FnMut(f64),
+    interrupt: &mut Signal,
+) -> Option<(Duration, Option<Duration>)> {
+    let total = (window.to - began).as_secs_f64().max(1e-9);
     let mut cpu_from = None;
     loop {
         let now = Instant::now();
@@ -205,296 +193,254 @@ pub async fn drive(
         if cpu_from.is_none() && now >= window.from {
             cpu_from = stats::process_cpu_time();
         }
-        progress((now - start).as_secs_f64() / total);
+        progress((now - began).as_secs_f64() / total);
         let next = if cpu_from.is_none() {
             window.from
         } else {
             window.to
         };
-        sleep_until(next.min(now + Duration::from_millis(100))).await;
+        tokio::select! {
+            () = sleep_until(next.min(now + Duration::from_millis(100))) => {}
+            _ = interrupt.recv() => return None,
+        }
     }
     let cpu_to = stats::process_cpu_time();
     let measured = Instant::now().saturating_duration_since(window.from);
     progress(1.0);
-
-    let mut outcome = Outcome {
-        connected: 0,
-        connect_error: None,
-        requests: 0,
-        bytes: 0,
-        errors: 0,
-        first_error: None,
-        starved: 0,
-        latency: latency_histogram(),
-        window: measured.min(config.duration).max(Duration::from_nanos(1)),
-        cpu: cpu_from
-            .zip(cpu_to)
-            .map(|(from, to)| to.saturating_sub(from)),
-    };
-    while let Some(joined) = tasks.join_next().await {
-        let Ok(result) = joined else { continue };
-        outcome.connected += usize::from(result.connected);
-        if outcome.connect_error.is_none() {
-            outcome.connect_error = result.connect_error;
-        }
-        outcome.requests += result.requests;
-        outcome.bytes += result.bytes;
-        outcome.errors += result.errors;
-        if outcome.first_error.is_none() {
-            outcome.first_error = result.first_error;
-        }
-        outcome.starved += usize::from(!result.replied_in_window);
-        // Both histograms have the same bounds, so adding cannot fail.
-        let _ = outcome.latency.add(&result.latency);
-    }
-    outcome
+    let cpu = cpu_from
+        .zip(cpu_to)
+        .map(|(from, to)| to.saturating_sub(from));
+    Some((measured, cpu))
 }
 
-/// Connects, at most `RAMP` at a time, giving up when the window ends.
-async fn open(
-    target: SocketAddr,
-    ramp: &Semaphore,
-    window: Window,
-    result: &mut ConnectionResult,
-) -> Option<TcpStream> {
-    let _permit = ramp.acquire().await.ok()?;
-    let connected = tokio::select! {
-        connected = TcpStream::connect(target) => connected,
-        () = sleep_until(window.to) => return None, // starved: never got in
-    };
-    match connected {
-        Ok(stream) => {
-            let _ = stream.set_nodelay(true);
-            result.connected = true;
-            Some(stream)
-        }
-        Err(err) => {
-            result.error(|| format!("cannot connect to {target}: {}", crate::error::plain(&err)));
-            result.connect_error = Some(err);
-            None
+impl Measurements {
+    /// Decides stalls (they depend on the whole run's p99) and folds the
+    /// waits of unanswered requests into the latency.
+    fn new(
+        mut tally: Tally,
+        connections: usize,
+        setup: Duration,
+        window: Duration,
+        cpu: Option<Duration>,
+    ) -> Measurements {
+        let stall_after = tally.stall_threshold();
+        let stalled = tally.stalled(stall_after);
+        // Same bounds, so adding cannot fail.
+        let _ = tally.latency.add(&tally.unanswered);
+        Measurements {
+            connections,
+            setup,
+            requests: tally.requests,
+            bytes: tally.bytes,
+            errors: tally.errors,
+            first_error: tally.first_error,
+            starved: connections.saturating_sub(tally.replied),
+            stalled,
+            stall_after,
+            latency: tally.latency,
+            window,
+            cpu,
         }
     }
 }
 
-/// Closed loop: send one message, read its whole reply, check it, repeat.
-async fn pingpong(mut stream: TcpStream, job: Job<'_>, result: &mut ConnectionResult) {
-    let Job {
-        size,
-        payload,
-        window,
-        ..
-    } = job;
-    // One byte of room past the reply: a read that fills its buffer leaves Tokio
-    // unsure whether more is queued, so the next round trip's first read would
-    // be a syscall that only says "would block" (one per round trip, seen with
-    // strace). A spare byte also catches a server that answers too much.
-    let mut reply = vec![0u8; size + 1];
-    let mut message = job.index % MESSAGES;
-    // One timer for the whole window: a new one per message would cost a timer
-    // wheel insert and remove per round trip (measured: a fifth of the
-    // generator's instructions).
-    let deadline = sleep_until(window.to);
-    tokio::pin!(deadline);
-    let (mut written, mut read);
-    'messages: loop {
-        (written, read) = (0usize, 0usize);
-        let sent_at = Instant::now();
-        if sent_at >= window.to {
-            break;
-        }
-        let at = message * size;
-        let request = &payload.sent[at..at + size];
-        let expected = &payload.expected[at..at + size];
-        // Most requests fit the socket buffer: one non-blocking write, with no
-        // future to poll, sends them whole.
-        match stream.try_write(request) {
-            Ok(n) => written = n,
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-            Err(err) => {
-                result.error(|| format!("cannot send: {}", crate::error::plain(&err)));
-                return;
-            }
-        }
-        // Write the rest and read at once: a large reply must not wait for the
-        // request to be fully written, or both sides' buffers fill and deadlock.
-        let (mut rx, mut tx) = stream.split();
-        while read < size {
-            tokio::select! {
-                biased;
-                n = rx.read(&mut reply[read..]) => match n {
-                    Ok(0) | Err(_) => {
-                        result.error(|| format!("reply ended after {read} of {size} bytes (server closed)"));
-                        return;
-                    }
-                    Ok(n) if read + n > size => {
-                        result.error(|| format!("{} more bytes than were sent", read + n - size));
-                        return;
-                    }
-                    Ok(n) => read += n,
-                },
-                n = tx.write(&request[written..]), if written < size => match n {
-                    Ok(n) => written += n,
-                    Err(err) => {
-                        result.error(|| format!("cannot send: {}", crate::error::plain(&err)));
-                        return;
-                    }
-                },
-                () = &mut deadline => break 'messages,
-            }
-        }
-        let done = Instant::now();
-        let reply = &reply[..size];
-        if reply != expected {
-            let at = reply
-                .iter()
-                .zip(expected)
-                .position(|(a, b)| a != b)
-                .unwrap_or(0);
-            result.error(|| {
-                format!(
-                    "wrong reply: byte {at} is {:#04x}, expected {:#04x}",
-                    reply[at], expected[at]
-                )
-            });
-        } else if window.contains(sent_at, done) {
-            result.requests += 1;
-            result.bytes += size as u64;
-            result.replied_in_window = true;
-            stats::record(&mut result.latency, done - sent_at);
-        }
-        message = (message + 1) % MESSAGES;
+impl Shared {
+    /// Reads once from `reader` into the run's read buffer, at most `max` bytes,
+    /// and hands what came (empty at EOF) to `take` while the buffer is held.
+    ///
+    /// Why `poll_read` and not `readable()` + `try_read`: tokio's `poll_read`
+    /// forgets the socket's readiness after a read shorter than the buffer, so
+    /// the next wait goes straight to epoll; `try_read` keeps it, and the next
+    /// round trip would begin with a read(2) that only says "would block".
+    pub fn read_checked<R, T>(
+        &self,
+        reader: &mut R,
+        max: usize,
+        mut take: impl FnMut(&[u8]) -> T,
+    ) -> impl Future<Output = io::Result<T>>
+    where
+        R: AsyncRead + Unpin,
+    {
+        poll_fn(move |cx| {
+            let mut buf = self.read_buf.borrow_mut();
+            let len = max.clamp(1, buf.len());
+            let mut filled = ReadBuf::new(&mut buf[..len]);
+            ready!(Pin::new(&mut *reader).poll_read(cx, &mut filled))?;
+            Poll::Ready(Ok(take(filled.filled())))
+        })
     }
-    // The message in flight: its reply so far must be right, and after our
-    // half-close exactly the rest must come, then EOF.
-    let at = message * size;
-    let owed = &payload.expected[at + read..at + written];
-    if reply[..read] != payload.expected[at..at + read] {
-        result.error(|| "wrong bytes in the reply in flight".to_string());
+
+    /// Records a connection's state at the window's end: how long its oldest
+    /// unanswered request had waited (`waiting_since`), and how long the bytes
+    /// it is owed had not moved (`silent_since`, only for a connection that had
+    /// been answered before: one never answered is starved, not stalled).
+    pub fn window_ended(&self, waiting_since: Option<Instant>, silent_since: Option<Instant>) {
+        let to = self.window.to;
+        let mut tally = self.tally.borrow_mut();
+        if let Some(since) = waiting_since {
+            stats::record(&mut tally.unanswered, to.saturating_duration_since(since));
+        }
+        if let Some(since) = silent_since {
+            stats::record(&mut tally.silences, to.saturating_duration_since(since));
+        }
     }
-    drain(stream, owed, result).await;
+
+    /// Counts one error of a connection.
+    pub fn error(&self, what: impl FnOnce() -> String) {
+        self.tally.borrow_mut().error(what);
+    }
 }
 
-/// Continuous writes while reading back; every byte is checked at its offset.
-async fn stream_mode(mut stream: TcpStream, job: Job<'_>, result: &mut ConnectionResult) {
-    let Job {
-        size,
-        payload,
-        window,
-        ..
-    } = job;
-    let period = payload.period;
-    let start = (job.index * 7919) % period;
-    let (mut written, mut read) = (0u64, 0u64);
-    // End offsets of writes not yet echoed, with when they were written.
-    let mut in_flight: VecDeque<(u64, Instant)> = VecDeque::with_capacity(64);
-    let mut buf = vec![0u8; size.max(64 * 1024)];
-    let (mut rx, mut tx) = stream.split();
-    let deadline = sleep_until(window.to);
-    tokio::pin!(deadline);
-    loop {
-        let wpos = (start + (written % period as u64) as usize) % period;
-        tokio::select! {
-            biased;
-            () = &mut deadline => break,
-            n = rx.read(&mut buf) => match n {
-                Ok(0) | Err(_) => {
-                    result.error(|| format!("stream ended after {read} of {written} bytes (server closed)"));
-                    return;
-                }
-                Ok(n) => {
-                    if read + n as u64 > written {
-                        result.error(|| format!("{} more bytes than were sent", read + n as u64 - written));
-                        return;
-                    }
-                    if !matches_at(payload, start, read, &buf[..n]) {
-                        result.error(|| format!("wrong bytes at stream offset {read}"));
-                    }
-                    read += n as u64;
-                    let now = Instant::now();
-                    while let Some(&(end, sent)) = in_flight.front() {
-                        if end > read {
-                            break;
-                        }
-                        in_flight.pop_front();
-                        if window.contains(sent, now) {
-                            result.requests += 1;
-                            stats::record(&mut result.latency, now - sent);
-                        }
-                    }
-                    if now >= window.from {
-                        result.bytes += n as u64;
-                        result.replied_in_window = true;
-                    }
-                }
-            },
-            n = tx.write(&payload.sent[wpos..wpos + size]) => match n {
-                Ok(n) => {
-                    written += n as u64;
-                    in_flight.push_back((written, Instant::now()));
-                }
-                Err(err) => {
-                    result.error(|| format!("cannot send: {}", crate::error::plain(&err)));
-                    return;
-                }
-            },
-        }
-    }
-    // Whatever was written and not yet read is owed; read it all, checking.
-    let owed_from = read;
-    let mut tail = Vec::with_capacity((written - read) as usize);
-    let mut pos = owed_from;
-    while pos < written {
-        let off = (start + (pos % period as u64) as usize) % period;
-        let take = ((written - pos) as usize).min(period - off);
-        tail.extend_from_slice(&payload.expected[off..off + take]);
-        pos += take as u64;
-    }
-    drain(stream, &tail, result).await;
+/// What a connection has seen of its server, across requests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Seen {
+    /// Some verified reply of this connection completed in the window (and was
+    /// counted in [`Tally::replied`]).
+    pub replied: bool,
+    /// Some reply byte ever arrived.
+    pub answered: bool,
 }
 
-/// Returns true if and only if `got` equals the expected stream at `offset`.
-fn matches_at(payload: &Payload, start: usize, offset: u64, mut got: &[u8]) -> bool {
-    let period = payload.period;
-    let mut pos = (start + (offset % period as u64) as usize) % period;
-    while !got.is_empty() {
-        let take = got.len().min(period - pos);
-        if got[..take] != payload.expected[pos..pos + take] {
-            return false;
+impl Seen {
+    /// Notes a verified reply in the window, counting the connection once.
+    #[inline]
+    pub fn replied_in_window(&mut self, tally: &mut Tally) {
+        if !self.replied {
+            self.replied = true;
+            tally.replied += 1;
         }
-        got = &got[take..];
-        pos = 0;
     }
-    true
 }
 
-/// Half-closes and reads what is still owed: exactly `owed`, then EOF.
-async fn drain(mut stream: TcpStream, owed: &[u8], result: &mut ConnectionResult) {
+/// Reply bytes a connection is owed, and the check they must pass.
+#[derive(Clone, Copy, Debug)]
+pub struct Owed<'a> {
+    /// The bytes they must be.
+    expected: Expected<'a>,
+    /// Bytes owed and not yet received.
+    pub left: u64,
+    /// Bytes received and checked so far.
+    pub got: u64,
+    /// The first wrong byte: its offset among the received bytes, and what it was.
+    pub wrong: Option<(u64, Mismatch)>,
+}
+
+/// What one read brought.
+#[derive(Clone, Copy, Debug)]
+pub enum Took {
+    /// `n` owed bytes, with the first wrong one among them, if any.
+    Bytes(usize, Option<Mismatch>),
+    /// End of stream.
+    Closed,
+    /// This many bytes beyond what was owed.
+    Extra(u64),
+}
+
+impl<'a> Owed<'a> {
+    /// `left` bytes owed, expected to be those at `expected`.
+    pub fn new(expected: Expected<'a>, left: u64) -> Self {
+        Owed {
+            expected,
+            left,
+            got: 0,
+            wrong: None,
+        }
+    }
+
+    /// Checks a received chunk (empty at EOF) against what is owed.
+    #[inline(always)]
+    pub fn take(&mut self, chunk: &[u8]) -> Took {
+        if chunk.is_empty() {
+            return Took::Closed;
+        }
+        let n = chunk.len();
+        if n as u64 > self.left {
+            return Took::Extra(n as u64 - self.left);
+        }
+        let wrong = self.expected.check(chunk).err();
+        if let Some(mismatch) = wrong
+            && self.wrong.is_none()
+        {
+            self.wrong = Some((self.got + mismatch.index as u64, mismatch));
+        }
+        self.left -= n as u64;
+        self.got += n as u64;
+        Took::Bytes(n, wrong)
+    }
+}
+
+/// After the window: half-closes, then reads what the server still owes, which
+/// must be exactly `owed` and then EOF. A server still busy after [`DRAIN`] is
+/// given up on, not blamed.
+pub async fn drain(mut stream: TcpStream, shared: &Shared, mut owed: Owed<'_>) {
     let _ = stream.shutdown().await;
-    let mut rest = Vec::with_capacity(owed.len());
-    let read = tokio::time::timeout(DRAIN, async {
-        let mut buf = [0u8; 16 * 1024];
+    let drained = tokio::time::timeout(DRAIN, async {
         loop {
-            match stream.read(&mut buf).await {
-                Ok(0) => return true,
-                Ok(n) => {
-                    rest.extend_from_slice(&buf[..n]);
-                    if rest.len() > owed.len() {
-                        return true; // extra bytes: no need to read on
-                    }
+            let room = owed.left.min(READ_BUF as u64 - 1) as usize + 1;
+            match shared
+                .read_checked(&mut stream, room, |chunk| owed.take(chunk))
+                .await
+            {
+                Ok(Took::Bytes(..)) => {}
+                Ok(Took::Closed) if owed.left == 0 => return Ok(()),
+                Ok(Took::Closed) => return Err(format!("{} bytes missing at the end", owed.left)),
+                Ok(Took::Extra(n)) => return Err(format!("{n} bytes more than were sent")),
+                Err(_) if owed.left == 0 => return Ok(()),
+                Err(err) => {
+                    return Err(format!(
+                        "{} bytes missing at the end: {}",
+                        owed.left,
+                        crate::error::plain(&err)
+                    ));
                 }
-                Err(_) => return true,
             }
         }
     })
     .await;
-    if read.is_err() {
-        return; // the server is still busy; we cannot tell
+    let failure = match drained {
+        Ok(Err(failure)) => Some(failure),
+        Ok(Ok(())) => owed
+            .wrong
+            .map(|_| "wrong bytes in the reply owed at the window's end".to_string()),
+        Err(_) => None, // the server is still busy; we cannot tell
+    };
+    if let Some(failure) = failure {
+        shared.error(|| failure);
     }
-    if rest.len() > owed.len() {
-        result.error(|| format!("{} bytes more than were sent", rest.len() - owed.len()));
-    } else if rest.len() < owed.len() {
-        result.error(|| format!("{} bytes missing at the end", owed.len() - rest.len()));
-    } else if rest != owed {
-        result.error(|| "wrong bytes at the end of the stream".to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_task_is_small() {
+        let config = BenchConfig::default();
+        let shared = Rc::new(Shared {
+            payload: Payload::new(&config),
+            window: Window {
+                from: Instant::now(),
+                to: Instant::now(),
+            },
+            tally: RefCell::new(Tally::default()),
+            read_buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let std_stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        std_stream.set_nonblocking(true).unwrap();
+        let stream = || TcpStream::from_std(std_stream.try_clone().unwrap()).unwrap();
+        let sizes = [
+            std::mem::size_of_val(&pingpong::run(stream(), 0, Rc::clone(&shared))),
+            std::mem::size_of_val(&stream::run(stream(), 0, Rc::clone(&shared))),
+        ];
+        assert!(
+            sizes.iter().all(|&size| size <= CONNECTION_MEMORY / 2),
+            "{sizes:?}"
+        );
     }
 }

@@ -1,12 +1,13 @@
 //! Presenting a benchmark: the numbers a run produced, as a human summary or as
-//! one JSON object (the contract's fields first).
+//! one JSON object (the contract's fields first), and whether they fail the run.
 
 use std::fmt;
+use std::io::{self, Write};
 
 use serde::Serialize;
 
 use super::BenchConfig;
-use super::load::Outcome;
+use super::load::Measurements;
 
 /// The result of one run, in the units the contract names (MB = 10^6 bytes).
 #[derive(Clone, Debug, Serialize)]
@@ -29,12 +30,21 @@ pub struct Report {
     pub p99_us: u64,
     /// 99.9th percentile latency in microseconds.
     pub p999_us: u64,
-    /// Largest latency in microseconds.
+    /// Largest latency in microseconds. Like the percentiles, it includes, for
+    /// each request unanswered when the window ended, how long it had waited.
     pub max_us: u64,
     /// Wrong, missing or extra bytes found (and failed connects).
     pub errors: u64,
-    /// Connections that got no reply in the window.
+    /// Connections that got no verified reply in the window.
     pub starved: usize,
+    /// Connections the server had answered but that, at the window's end, had
+    /// been owed bytes with nothing arriving for `stall_after_s` or more.
+    pub stalled: usize,
+    /// The silence that counted as a stall in this run: 1 s, or 10 x p99 if
+    /// longer (see [`crate::bench::stats::STALL_MIN`]).
+    pub stall_after_s: f64,
+    /// Seconds taken to open every connection, before the warm-up.
+    pub setup_s: f64,
     /// The load generator's own CPU use over the window, in % of one core.
     pub client_cpu_percent: f64,
     /// Verified requests in the window.
@@ -56,7 +66,7 @@ pub struct Report {
 
 impl Report {
     /// Turns raw measurements into rates and percentiles.
-    pub fn new(config: &BenchConfig, outcome: &Outcome) -> Report {
+    pub fn new(config: &BenchConfig, outcome: &Measurements) -> Report {
         let secs = outcome.window.as_secs_f64();
         let hist = &outcome.latency;
         let quantile = |q| {
@@ -79,6 +89,9 @@ impl Report {
             max_us: if hist.is_empty() { 0 } else { hist.max() },
             errors: outcome.errors,
             starved: outcome.starved,
+            stalled: outcome.stalled,
+            stall_after_s: round3(outcome.stall_after.as_secs_f64()),
+            setup_s: round3(outcome.setup.as_secs_f64()),
             client_cpu_percent: round3(
                 outcome
                     .cpu
@@ -97,6 +110,66 @@ impl Report {
     /// The report as one line of JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a report always serialises")
+    }
+
+    /// Writes the report, JSON (one line) or the human summary, and flushes.
+    ///
+    /// # Errors
+    ///
+    /// When `out` cannot be written (a full disk, a closed pipe).
+    pub fn write_to(&self, mut out: impl Write, json: bool) -> io::Result<()> {
+        if json {
+            writeln!(out, "{}", self.to_json())?;
+        } else {
+            writeln!(out, "{self}")?;
+        }
+        out.flush()
+    }
+
+    /// Returns why this run fails (exit status 1), or `None` if it passes.
+    ///
+    /// The decision, in the order checked:
+    /// - any error (a wrong, missing or extra byte, a connection broken
+    ///   mid-reply): the contract makes any error a failure;
+    /// - any stalled connection: a server that stops answering a connection it
+    ///   had been answering is not a working server, even while it serves the
+    ///   others; otherwise a stall would show only as a lower rate;
+    /// - every connection starved (no verified reply in the window): nothing
+    ///   was measured, the contract's "no reply".
+    ///
+    /// Starved connections alone, while others got replies, pass and are
+    /// reported: a server past its `--max-connections` keeps extra clients
+    /// waiting in its backlog by design, and the report says how many waited.
+    pub fn failure(&self) -> Option<String> {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        if self.errors > 0 {
+            Some(format!(
+                "{} error{} in replies from tcp {}; first: {}",
+                self.errors,
+                if self.errors == 1 { "" } else { "s" },
+                self.addr,
+                self.first_error.as_deref().unwrap_or("unknown")
+            ))
+        } else if self.stalled > 0 {
+            Some(format!(
+                "{} of {} connection{} stalled: tcp {} stopped replying to them \
+                 (nothing for {:.1} s or more when the window ended)",
+                self.stalled,
+                self.connections,
+                plural(self.connections),
+                self.addr,
+                self.stall_after_s
+            ))
+        } else if self.starved >= self.connections {
+            Some(format!(
+                "no reply from tcp {} in the window: all {} connection{} starved",
+                self.addr,
+                self.connections,
+                plural(self.connections)
+            ))
+        } else {
+            None
+        }
     }
 }
 
@@ -124,6 +197,13 @@ impl fmt::Display for Report {
             self.warmup_s,
             self.seed
         )?;
+        writeln!(
+            f,
+            "  set-up      {} connection{} opened in {:.3} s",
+            self.connections,
+            if self.connections == 1 { "" } else { "s" },
+            self.setup_s
+        )?;
         let unit = if self.mode == "pingpong" {
             "round trips"
         } else {
@@ -149,10 +229,77 @@ impl fmt::Display for Report {
             "  starved     {} of {} connections",
             self.starved, self.connections
         )?;
+        writeln!(
+            f,
+            "  stalled     {} of {} connections",
+            self.stalled, self.connections
+        )?;
         write!(
             f,
             "  client CPU  {:.1}% of one core",
             self.client_cpu_percent
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(errors: u64, starved: usize, stalled: usize) -> Report {
+        Report {
+            mode: "pingpong",
+            connections: 4,
+            size: 64,
+            duration_s: 1.0,
+            requests_per_s: 0.0,
+            mb_per_s: 0.0,
+            p50_us: 0,
+            p99_us: 0,
+            p999_us: 0,
+            max_us: 0,
+            errors,
+            starved,
+            stalled,
+            stall_after_s: 1.0,
+            setup_s: 0.0,
+            client_cpu_percent: 0.0,
+            requests: 0,
+            bytes: 0,
+            transform: "ascii",
+            seed: 1,
+            warmup_s: 1.0,
+            addr: "127.0.0.1:8080".into(),
+            first_error: Some("wrong reply".into()),
+        }
+    }
+
+    #[test]
+    fn errors_then_stalls_then_total_starvation_fail_a_run_in_that_order() {
+        let failure = |errors, starved, stalled| report(errors, starved, stalled).failure();
+        assert_eq!(
+            failure(2, 4, 4).unwrap(),
+            "2 errors in replies from tcp 127.0.0.1:8080; first: wrong reply"
+        );
+        assert!(
+            failure(0, 4, 1)
+                .unwrap()
+                .starts_with("1 of 4 connections stalled")
+        );
+        assert_eq!(
+            failure(0, 4, 0).unwrap(),
+            "no reply from tcp 127.0.0.1:8080 in the window: all 4 connections starved"
+        );
+    }
+
+    #[test]
+    fn some_starved_connections_alone_are_reported_not_failed() {
+        let report = report(0, 3, 0);
+        assert_eq!(report.failure(), None);
+        assert!(
+            report
+                .to_string()
+                .contains("starved     3 of 4 connections")
+        );
     }
 }

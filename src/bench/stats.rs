@@ -1,10 +1,21 @@
-//! Measuring: latency histograms and the CPU time this process uses.
+//! Measuring: one tally of counters and latency histograms shared by every
+//! connection of a run, the rule that tells a stalled connection, and the CPU
+//! time this process uses.
 
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-/// Latencies in microseconds, 1 us to 100 s, 3 significant digits.
+/// A connection is stalled when the bytes it was owed had not moved for at least
+/// this long at the window's end (or [`STALL_FACTOR`] x p99, if longer).
+pub const STALL_MIN: Duration = Duration::from_secs(1);
+
+/// How many times the window's p99 latency a silence must exceed to be a stall,
+/// so that a server that is uniformly slow under load is not called stalled.
+pub const STALL_FACTOR: u32 = 10;
+
+/// Latencies in microseconds, 1 us to 100 s, 3 significant digits (about
+/// 150 KiB each, which is why a run has three, not three per connection).
 pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 100_000_000, 3).expect("valid histogram bounds")
 }
@@ -15,6 +26,78 @@ pub fn record(hist: &mut Histogram<u64>, latency: Duration) {
         .unwrap_or(u64::MAX)
         .max(1);
     hist.saturating_record(us);
+}
+
+/// What the connections of a run have measured so far.
+///
+/// One for the whole run: the generator runs on one thread, so its connections
+/// share this (behind a `RefCell`) instead of each keeping a histogram, which
+/// would cost 150 KiB per connection.
+#[derive(Debug)]
+pub struct Tally {
+    /// Verified replies (pingpong) or `--size` units echoed (stream) that
+    /// completed in the window.
+    pub requests: u64,
+    /// Verified reply bytes received in the window.
+    pub bytes: u64,
+    /// Wrong, missing or extra bytes, and broken connections.
+    pub errors: u64,
+    /// A description of the first error, for the report.
+    pub first_error: Option<String>,
+    /// Connections with at least one verified reply in the window.
+    pub replied: usize,
+    /// Latency of the replies counted in `requests`.
+    pub latency: Histogram<u64>,
+    /// For each connection with a request unanswered at the window's end, how
+    /// long it had waited: a stall must show in the latency, not vanish.
+    pub unanswered: Histogram<u64>,
+    /// For each connection that had been answered before and was owed bytes at
+    /// the window's end, how long nothing had arrived: the stall detector.
+    pub silences: Histogram<u64>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            requests: 0,
+            bytes: 0,
+            errors: 0,
+            first_error: None,
+            replied: 0,
+            latency: latency_histogram(),
+            unanswered: latency_histogram(),
+            silences: latency_histogram(),
+        }
+    }
+}
+
+impl Tally {
+    /// Counts one error; `what` describes it if it is the first.
+    pub fn error(&mut self, what: impl FnOnce() -> String) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(what());
+        }
+    }
+
+    /// The silence from which a connection counts as stalled: [`STALL_MIN`], or
+    /// [`STALL_FACTOR`] times the p99 of the window's verified replies if that
+    /// is longer.
+    pub fn stall_threshold(&self) -> Duration {
+        let p99 = if self.latency.is_empty() {
+            0
+        } else {
+            self.latency.value_at_quantile(0.99)
+        };
+        STALL_MIN.max(Duration::from_micros(p99) * STALL_FACTOR)
+    }
+
+    /// Connections whose silence at the window's end reached `threshold`.
+    pub fn stalled(&self, threshold: Duration) -> usize {
+        let us = u64::try_from(threshold.as_micros()).unwrap_or(u64::MAX);
+        let count = self.silences.count_between(us, u64::MAX);
+        usize::try_from(count).unwrap_or(usize::MAX)
+    }
 }
 
 /// CPU time used so far by every thread of this process, from the scheduler's
@@ -48,6 +131,21 @@ mod tests {
         assert_eq!(hist.len(), 1000);
         assert!((495..=505).contains(&hist.value_at_quantile(0.5)));
         assert!(hist.max() >= 1000);
+    }
+
+    #[test]
+    fn a_silence_is_a_stall_past_one_second_or_ten_times_p99() {
+        let mut tally = Tally::default();
+        assert_eq!(tally.stall_threshold(), STALL_MIN);
+        record(&mut tally.silences, Duration::from_millis(900));
+        record(&mut tally.silences, Duration::from_millis(1500));
+        assert_eq!(tally.stalled(tally.stall_threshold()), 1);
+        // A server that answers everything in about 200 ms is slow, not stalled.
+        for _ in 0..100 {
+            record(&mut tally.latency, Duration::from_millis(200));
+        }
+        assert!(tally.stall_threshold() >= Duration::from_millis(1990));
+        assert_eq!(tally.stalled(tally.stall_threshold()), 0);
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! The client side of `upecho connect`: one connected stream, driven either by
 //! a terminal ([`repl`]) or by stdin/stdout ([`pipe`]). Both loops are generic
-//! over their reader and writer, so tests can drive them in memory.
+//! over their reader and writer, so tests can drive them in memory. Ctrl-C
+//! reaches them as an [`Interrupt`] and comes back as [`Finish::Interrupted`]:
+//! nothing in the library ends the process.
 
+mod interrupt;
 pub mod pipe;
 pub mod repl;
+
+pub use interrupt::Interrupt;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -24,6 +29,14 @@ pub trait Duplex: Read + Write + Send + Sized + 'static {
     ///
     /// When the connection is already gone.
     fn shutdown_write(&self) -> io::Result<()>;
+
+    /// Shuts down both directions, so that a thread blocked reading or
+    /// writing any handle of the connection returns at once.
+    ///
+    /// # Errors
+    ///
+    /// When the connection is already gone.
+    fn shutdown_both(&self) -> io::Result<()>;
 }
 
 impl Duplex for TcpStream {
@@ -33,6 +46,10 @@ impl Duplex for TcpStream {
 
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
+    }
+
+    fn shutdown_both(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Both)
     }
 }
 
@@ -49,22 +66,4 @@ pub enum Finish {
 /// (`upecho connect | head`), which ends the client quietly.
 pub fn is_broken_pipe(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::BrokenPipe
-}
-
-/// Makes Ctrl-C end the process with status 130 (the contract's "interrupted")
-/// even while blocked on the network, when the terminal is not in raw mode.
-///
-/// At the prompt the line editor reads Ctrl-C as a key instead and the REPL
-/// returns [`Finish::Interrupted`].
-pub fn exit_on_interrupt() {
-    match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT]) {
-        Ok(mut signals) => {
-            std::thread::spawn(move || {
-                if signals.forever().next().is_some() {
-                    std::process::exit(130);
-                }
-            });
-        }
-        Err(err) => tracing::warn!(error = %crate::error::plain(&err), "cannot handle Ctrl-C"),
-    }
 }

@@ -1,17 +1,46 @@
 //! Interactive mode: the tutorial's `>>: ` prompt done right. A line is read
 //! with editing and history, stripped, sent with `\n`, and the reply is read up
 //! to its `\n` however many reads that takes.
+//!
+//! Ctrl-C at the prompt is a key the line editor reports
+//! ([`Input::Interrupted`]); Ctrl-C while waiting for a reply is a SIGINT that
+//! the [`Interrupt`] turns into a shut-down connection, and the loop, asking
+//! [`LineSource::interrupted`], reports it the same way.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
+use rustyline::{
+    Cmd, ConditionalEventHandler, DefaultEditor, Event, EventContext, EventHandler, KeyCode,
+    KeyEvent, Modifiers, RepeatCount,
+};
 
-use super::{Finish, is_broken_pipe};
+use super::{Finish, Interrupt, is_broken_pipe};
 use crate::Error;
 
 /// The prompt shown before each line, as in the tutorial.
 pub const PROMPT: &str = ">>: ";
+
+/// The longest line the prompt lets the user type, in bytes; keys that would
+/// go past it are ignored. The line editor repaints the whole line each time
+/// the cursor wraps to a new terminal row, so typing n bytes writes about
+/// n²/(2 × columns) bytes to the terminal: 100 KB typed wrote 68 MB. At 4096
+/// bytes that stays near 100 KB.
+pub const MAX_LINE: usize = 4096;
+
+/// Refuses a typed character that would make the line longer than [`MAX_LINE`].
+struct LineCap;
+
+impl ConditionalEventHandler for LineCap {
+    fn handle(&self, evt: &Event, n: RepeatCount, _: bool, ctx: &EventContext) -> Option<Cmd> {
+        let KeyEvent(KeyCode::Char(ch), mods) = *evt.get(0)? else {
+            return None;
+        };
+        let typed = mods == Modifiers::NONE || mods == Modifiers::SHIFT;
+        let grown = ctx.line().len() + ch.len_utf8() * usize::from(n);
+        (typed && grown > MAX_LINE).then_some(Cmd::Noop)
+    }
+}
 
 /// What the user did at the prompt.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,26 +64,39 @@ pub trait LineSource {
 
     /// Records a sent line so the up arrow recalls it.
     fn remember(&mut self, _line: &str) {}
+
+    /// Returns true if and only if the user pressed Ctrl-C while no line was
+    /// being read (waiting for a reply, say). The loop asks after a line and
+    /// after a failed exchange, so that a connection shut down by the
+    /// interrupt ends the session as interrupted, not as an error.
+    fn interrupted(&self) -> bool {
+        false
+    }
 }
 
 /// The terminal front end: rustyline's line editor with in-memory history.
 pub struct Terminal {
     /// The line editor; owns the terminal's raw mode while reading.
     editor: DefaultEditor,
+    /// Ctrl-C outside the editor (the terminal is in cooked mode then, so the
+    /// key is a SIGINT).
+    interrupt: Interrupt,
 }
 
 impl Terminal {
-    /// Opens the line editor on the process's terminal.
+    /// Opens the line editor on the process's terminal; `interrupt` is what
+    /// Ctrl-C fires while no line is being read.
     ///
     /// # Errors
     ///
     /// When the terminal cannot be set up.
-    pub fn new() -> Result<Self, Error> {
-        let editor = DefaultEditor::new().map_err(|err| Error::Io {
+    pub fn new(interrupt: Interrupt) -> Result<Self, Error> {
+        let mut editor = DefaultEditor::new().map_err(|err| Error::Io {
             context: "cannot set up the terminal".into(),
             cause: readline_to_io(err),
         })?;
-        Ok(Terminal { editor })
+        editor.bind_sequence(Event::Any, EventHandler::Conditional(Box::new(LineCap)));
+        Ok(Terminal { editor, interrupt })
     }
 }
 
@@ -72,6 +114,10 @@ impl LineSource for Terminal {
         // History is a convenience: failing to record a line is not worth an error.
         let _ = self.editor.add_history_entry(line);
     }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt.is_interrupted()
+    }
 }
 
 fn readline_to_io(err: ReadlineError) -> io::Error {
@@ -86,6 +132,8 @@ fn readline_to_io(err: ReadlineError) -> io::Error {
 /// Each non-empty stripped line is sent with `\n`; the reply is read up to and
 /// including its `\n` and written to `output` byte for byte (it need not be
 /// UTF-8). Bytes the server sends beyond one reply stay buffered for the next.
+/// Returns [`Finish::Interrupted`] on Ctrl-C at the prompt, or when
+/// [`LineSource::interrupted`] says so after a line or a failed exchange.
 ///
 /// # Errors
 ///
@@ -120,20 +168,12 @@ where
     S: Read + Write,
     O: Write,
 {
-    let closed = || Error::Io {
-        context: format!("connection to {peer} lost"),
-        cause: io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the server closed the connection",
-        ),
+    let mut exchange = Exchange {
+        conn: BufReader::new(stream),
+        request: Vec::new(),
+        reply: Vec::new(),
+        peer,
     };
-    let failed = |cause| Error::Io {
-        context: format!("connection to {peer} failed"),
-        cause,
-    };
-    let mut conn = BufReader::new(stream);
-    let mut request = Vec::new();
-    let mut reply = Vec::new();
     loop {
         let line = match lines.read_line() {
             Ok(Input::Line(line)) => line,
@@ -146,35 +186,89 @@ where
                 });
             }
         };
+        if lines.interrupted() {
+            return Ok(Finish::Interrupted);
+        }
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
         lines.remember(line);
-
-        request.clear();
-        request.extend_from_slice(line.as_bytes());
-        request.push(b'\n');
-        match conn.get_mut().write_all(&request) {
-            Ok(()) => {}
-            Err(err) if is_broken_pipe(&err) => return Err(closed()),
-            Err(err) => return Err(failed(err)),
+        let complete = match exchange.round_trip(line) {
+            Ok(complete) => complete,
+            Err(_) if lines.interrupted() => return Ok(Finish::Interrupted),
+            Err(err) => return Err(err),
+        };
+        if !complete && lines.interrupted() {
+            return Ok(Finish::Interrupted);
         }
-
-        reply.clear();
-        conn.read_until(b'\n', &mut reply).map_err(failed)?;
-        let complete = reply.last() == Some(&b'\n');
-        let shown = output.write_all(&reply).and_then(|()| output.flush());
-        match shown {
-            Err(err) if is_broken_pipe(&err) => return Ok(Finish::Done),
-            Err(cause) => {
-                return Err(Error::Io {
-                    context: "cannot write to stdout".into(),
-                    cause,
-                });
-            }
-            Ok(()) if !complete => return Err(closed()),
-            Ok(()) => {}
+        if !show(output, &exchange.reply)? {
+            return Ok(Finish::Done);
         }
+        if !complete {
+            return Err(exchange.closed());
+        }
+    }
+}
+
+/// One request and its reply over the connection, with reused buffers.
+struct Exchange<'a, S> {
+    /// The connection; its buffer keeps bytes beyond one reply for the next.
+    conn: BufReader<S>,
+    /// The line being sent, with its `\n`.
+    request: Vec<u8>,
+    /// The last reply, with its `\n` unless the server closed first.
+    reply: Vec<u8>,
+    /// Names the server in errors.
+    peer: &'a str,
+}
+
+impl<S: Read + Write> Exchange<'_, S> {
+    /// Sends `line` plus `\n` and reads the reply into `self.reply`; returns
+    /// true if and only if the reply is complete (ends with `\n`).
+    fn round_trip(&mut self, line: &str) -> Result<bool, Error> {
+        self.request.clear();
+        self.request.extend_from_slice(line.as_bytes());
+        self.request.push(b'\n');
+        match self.conn.get_mut().write_all(&self.request) {
+            Ok(()) => {}
+            Err(err) if is_broken_pipe(&err) => return Err(self.closed()),
+            Err(err) => return Err(self.failed(err)),
+        }
+        self.reply.clear();
+        self.conn
+            .read_until(b'\n', &mut self.reply)
+            .map_err(|err| self.failed(err))?;
+        Ok(self.reply.last() == Some(&b'\n'))
+    }
+
+    fn closed(&self) -> Error {
+        Error::Io {
+            context: format!("connection to {} lost", self.peer),
+            cause: io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            ),
+        }
+    }
+
+    fn failed(&self, cause: io::Error) -> Error {
+        Error::Io {
+            context: format!("connection to {} failed", self.peer),
+            cause,
+        }
+    }
+}
+
+/// Writes a reply to the user and flushes; returns false if and only if the
+/// reader of our output went away, which ends the session quietly.
+fn show<O: Write>(output: &mut O, reply: &[u8]) -> Result<bool, Error> {
+    match output.write_all(reply).and_then(|()| output.flush()) {
+        Ok(()) => Ok(true),
+        Err(err) if is_broken_pipe(&err) => Ok(false),
+        Err(cause) => Err(Error::Io {
+            context: "cannot write to stdout".into(),
+            cause,
+        }),
     }
 }

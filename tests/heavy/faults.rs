@@ -65,7 +65,12 @@ fn five_thousand_connections_twice_cost_a_few_kib_each_and_are_given_back() {
         wait_until("the server to hold every connection", PATIENCE, || {
             fd_count(pid) >= fds + N as usize
         });
-        let per_connection = rss_kib(pid).saturating_sub(start) / N;
+        let grown = rss_kib(pid).saturating_sub(start);
+        eprintln!(
+            "round {round}: {:.2} KiB of server RSS per open connection",
+            grown as f64 / N as f64
+        );
+        let per_connection = grown / N;
         assert!(
             per_connection < KIB_PER_CONNECTION_BOUND,
             "round {round}: {per_connection} KiB per open connection"
@@ -76,6 +81,7 @@ fn five_thousand_connections_twice_cost_a_few_kib_each_and_are_given_back() {
         });
     }
     let after = rss_kib(pid).saturating_sub(start);
+    eprintln!("with all closed: {after} KiB above the start");
     assert!(
         after < 64 * 1024,
         "{after} KiB more than at the start with every connection closed"
@@ -120,6 +126,7 @@ fn fifty_clients_that_never_read_hold_bounded_memory_and_stall_only_themselves()
         stalled.push(stream);
     }
     let growth = rss_kib(pid).saturating_sub(start);
+    eprintln!("50 clients that never read: server RSS grew {growth} KiB");
     // At most one 64 KiB scratch buffer's worth owed per stalled client.
     assert!(
         growth < 50 * 4 * 64,
@@ -189,6 +196,7 @@ fn starved_of_descriptors_the_server_backs_off_then_serves_again() {
     let before = attempts();
     thread::sleep(Duration::from_secs(3));
     let during = attempts() - before;
+    eprintln!("accept attempts in 3 s while starved: {during}");
     // Pauses of 5 ms doubling to 1 s: about a dozen tries per thread in 3 s
     // (a fixed 50 ms pause made 60 per thread; no pause, millions).
     assert!(
@@ -261,6 +269,7 @@ fn four_clients_streaming_64_mib_each_get_exactly_the_transform_back() {
     let addr = server.addr();
     const TOTAL: usize = 64 << 20;
     const CHUNK: usize = 256 * 1024;
+    let started = std::time::Instant::now();
     let clients: Vec<_> = (0..4u64)
         .map(|seed| {
             thread::spawn(move || {
@@ -303,4 +312,9 @@ fn four_clients_streaming_64_mib_each_get_exactly_the_transform_back() {
             "SHA-256 of the reply differs from that of bytes.upper()"
         );
     }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "4 x 64 MiB verified in {secs:.2} s: {:.0} MB/s each way (test client included)",
+        (4 * TOTAL) as f64 / secs / 1e6
+    );
 }

@@ -1,44 +1,49 @@
-//! `upecho bench`: it measures a correct server without errors and catches
-//! every kind of broken server.
+//! `upecho bench`: it measures a correct server without errors, catches every
+//! kind of broken server without ever panicking, keeps its memory bounded,
+//! opens its connections before measuring, reports stalls, and keeps the
+//! contract's exit statuses and error lines.
+//!
+//! Windows in which `starved == 0` is asserted are at least 1 s long: the
+//! connections are all open before the warm-up, so only a reply that takes a
+//! whole second could starve one.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
+use std::time::Duration;
 
-use crate::support::{ServerProcess, run};
+use crate::support::{
+    PATIENCE, ServerProcess, assert_one_error_line, assert_passes, exit_and_stderr, json, run,
+    run_with_input, stderr_of, upecho,
+};
 
-/// The JSON report on stdout, parsed; it must be the only thing there.
-fn json(out: &Output) -> serde_json::Value {
-    let text = String::from_utf8(out.stdout.clone()).unwrap();
-    assert_eq!(text.lines().count(), 1, "one JSON object alone: {text}");
-    serde_json::from_str(&text).expect("valid JSON")
-}
-
-fn bench(addr: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "bench",
-        addr,
-        "--duration",
-        "0.5",
-        "--warmup",
-        "0.1",
-        "--json",
-    ];
+/// `upecho bench ADDR --json` with a window of `secs` after 0.1 s of warm-up.
+fn bench_for(secs: &str, addr: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["bench", addr, "--duration", secs, "--json"];
+    if !extra.contains(&"--warmup") {
+        args.extend_from_slice(&["--warmup", "0.1"]);
+    }
     args.extend_from_slice(extra);
     run(&args)
+}
+
+/// A short run, for tests that assert nothing about starvation.
+fn bench(addr: &str, extra: &[&str]) -> Output {
+    bench_for("0.5", addr, extra)
 }
 
 #[test]
 fn pingpong_against_upecho_reports_every_contract_field_and_no_error() {
     let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"], 1);
-    let out = bench(&server.addr_arg(), &["--connections", "4", "--size", "100"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = bench_for(
+        "1",
+        &server.addr_arg(),
+        &["--connections", "4", "--size", "100"],
     );
-    let report = json(&out);
+    let report = assert_passes(&out);
     for field in [
         "mode",
         "connections",
@@ -52,14 +57,16 @@ fn pingpong_against_upecho_reports_every_contract_field_and_no_error() {
         "max_us",
         "errors",
         "starved",
+        "stalled",
+        "setup_s",
         "client_cpu_percent",
     ] {
         assert!(report.get(field).is_some(), "missing {field}: {report}");
     }
     assert_eq!(report["mode"], "pingpong");
     assert_eq!(report["connections"], 4);
-    assert_eq!(report["errors"], 0);
     assert_eq!(report["starved"], 0);
+    assert_eq!(report["stalled"], 0);
     assert!(report["requests_per_s"].as_f64().unwrap() > 0.0);
     let (p50, p99, max) = (
         report["p50_us"].as_u64().unwrap(),
@@ -75,30 +82,23 @@ fn pingpong_against_upecho_reports_every_contract_field_and_no_error() {
 #[test]
 fn stream_against_upecho_verifies_bytes_without_error() {
     let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"], 1);
-    let out = bench(
+    let out = bench_for(
+        "1",
         &server.addr_arg(),
         &["--mode", "stream", "--size", "65536", "--connections", "2"],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report = json(&out);
+    let report = assert_passes(&out);
     assert_eq!(report["mode"], "stream");
-    assert_eq!(report["errors"], 0);
+    assert_eq!(report["starved"], 0);
     assert!(report["mb_per_s"].as_f64().unwrap() > 0.0);
+    assert!(report["requests"].as_u64().unwrap() > 0, "{report}");
 }
 
 #[test]
 fn transform_none_is_checked_as_plain_echo() {
     let server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "--transform", "none"], 1);
     let out = bench(&server.addr_arg(), &["--transform", "none"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_passes(&out);
     // The same server is wrong for a bench that expects upper case.
     let out = bench(&server.addr_arg(), &[]);
     assert_eq!(out.status.code(), Some(1));
@@ -112,18 +112,20 @@ fn human_summary_names_the_numbers() {
         "bench",
         &server.addr_arg(),
         "--duration",
-        "0.3",
+        "1",
         "--warmup",
         "0",
     ]);
-    assert!(out.status.success());
+    assert!(out.status.success(), "{}", stderr_of(&out));
     let text = String::from_utf8(out.stdout).unwrap();
     for word in [
+        "set-up      1 connection opened in",
         "round trips",
         "MB/s",
         "p99.9",
         "errors      0",
-        "starved     0",
+        "starved     0 of 1",
+        "stalled     0 of 1",
         "client CPU",
     ] {
         assert!(text.contains(word), "{word} missing in {text}");
@@ -133,44 +135,57 @@ fn human_summary_names_the_numbers() {
 /// A server with a defect: `reply` turns the bytes at stream offset `at` into
 /// what it sends back; `None` closes the connection.
 fn broken_server(reply: fn(u64, &[u8]) -> Option<Vec<u8>>) -> SocketAddr {
+    fake_server(move |mut conn| {
+        let mut buf = [0u8; 65536];
+        let mut at = 0u64;
+        loop {
+            let n = match conn.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let Some(out) = reply(at, &buf[..n]) else {
+                return;
+            };
+            at += n as u64;
+            if conn.write_all(&out).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// A server on 127.0.0.1:0 that runs `serve` on each connection, in a thread
+/// of its own.
+fn fake_server(serve: impl Fn(TcpStream) + Send + Sync + 'static) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let serve = Arc::new(serve);
     thread::spawn(move || {
         for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            thread::spawn(move || {
-                let mut buf = [0u8; 65536];
-                let mut at = 0u64;
-                loop {
-                    let n = match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    let Some(out) = reply(at, &buf[..n]) else {
-                        return;
-                    };
-                    at += n as u64;
-                    if conn.write_all(&out).is_err() {
-                        return;
-                    }
-                }
-            });
+            let Ok(conn) = conn else { return };
+            let serve = Arc::clone(&serve);
+            thread::spawn(move || serve(conn));
         }
     });
     addr
 }
 
+/// Holds a connection open without a word for a while, then lets it go: long
+/// enough that the bench gives up draining it (2 s), not forever.
+fn hold(conn: TcpStream) {
+    thread::sleep(Duration::from_secs(5));
+    drop(conn);
+}
+
+/// Asserts the run failed with the contract's error shape and never panicked.
+fn assert_fails(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(out));
+    assert_one_error_line(out)
+}
+
 fn assert_caught(addr: SocketAddr, extra: &[&str]) -> serde_json::Value {
     let out = bench(&addr.to_string(), extra);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert_fails(&out);
     let report = json(&out);
     assert!(report["errors"].as_u64().unwrap() > 0, "{report}");
     report
@@ -213,30 +228,219 @@ fn a_server_adding_a_byte_is_caught() {
         Some(out)
     });
     let out = bench(&addr.to_string(), &[]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr_of(&out);
     assert!(stderr.contains("1 more bytes than were sent"), "{stderr}");
     assert_caught(addr, &[]);
+    assert_caught(addr, &["--mode", "stream", "--size", "4096"]);
+}
+
+#[test]
+fn a_server_replying_to_each_chunk_before_the_request_is_whole_is_correct() {
+    // Small reads answered at once: the reply to a 1 MiB request starts long
+    // before the request is fully written. That is the contract's stream
+    // transform, not an error.
+    let addr = fake_server(|mut conn| {
+        let mut buf = [0u8; 1000];
+        while let Ok(n @ 1..) = conn.read(&mut buf) {
+            if conn.write_all(&buf[..n].to_ascii_uppercase()).is_err() {
+                return;
+            }
+        }
+    });
+    for mode in ["pingpong", "stream"] {
+        let out = bench_for(
+            "1",
+            &addr.to_string(),
+            &["--mode", mode, "--size", "1048576"],
+        );
+        let report = assert_passes(&out);
+        assert!(report["bytes"].as_u64().unwrap() > 0, "{mode}: {report}");
+    }
+}
+
+#[test]
+fn a_server_sending_bytes_nobody_asked_for_fails_without_panicking() {
+    // It never reads, and floods: replies arrive before their requests are
+    // even sent (the old code sliced out of range here).
+    let addr = fake_server(|mut conn| while conn.write_all(&[b'Z'; 65536]).is_ok() {});
+    for extra in [
+        &["--size", "64"][..],
+        &["--size", "1048576"],
+        &["--mode", "stream", "--size", "4096"],
+        &["--mode", "stream", "--size", "1048576"],
+    ] {
+        let report = assert_caught(addr, extra);
+        assert!(report["first_error"].is_string(), "{report}");
+    }
+    // Almost a whole 16 MiB reply at once, then silence: more reply than the
+    // socket buffers let the request get across.
+    let addr = fake_server(|mut conn| {
+        if conn.write_all(&vec![b'Z'; 15 << 20]).is_ok() {
+            hold(conn);
+        }
+    });
+    let report = assert_caught(addr, &["--size", "16777216"]);
+    let first = report["first_error"].as_str().unwrap();
+    assert!(first.contains("came before their request"), "{first}");
+}
+
+#[test]
+fn a_server_resetting_the_connection_mid_reply_fails_with_the_cause() {
+    let addr = fake_server(|mut conn| {
+        let mut buf = [0u8; 65536];
+        let Ok(n @ 1..) = conn.read(&mut buf) else {
+            return;
+        };
+        let _ = conn.write_all(&buf[..n / 2].to_ascii_uppercase());
+        socket2::SockRef::from(&conn)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        // Dropped: closing with a zero linger sends a reset.
+    });
+    for extra in [
+        &["--size", "64"][..],
+        &["--size", "1048576"],
+        &["--mode", "stream", "--size", "4096"],
+    ] {
+        let out = bench(&addr.to_string(), extra);
+        let stderr = assert_fails(&out);
+        assert!(stderr.contains("connection reset by peer"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_server_closing_half_way_through_a_reply_is_caught() {
+    for size in [64usize, 1 << 20] {
+        let addr = fake_server(move |mut conn| {
+            // Read the whole request first, so the close is a clean FIN.
+            let mut request = vec![0u8; size];
+            if conn.read_exact(&mut request).is_ok() {
+                let _ = conn.write_all(&request[..size / 2].to_ascii_uppercase());
+            }
+        });
+        let out = bench(&addr.to_string(), &["--size", &size.to_string()]);
+        let stderr = assert_fails(&out);
+        let half = format!("reply ended after {} of {size} bytes", size / 2);
+        assert!(stderr.contains(&half), "{stderr}");
+    }
+}
+
+#[test]
+fn a_server_trickling_one_byte_at_a_time_is_slow_but_correct() {
+    let addr = fake_server(|mut conn| {
+        conn.set_nodelay(true).unwrap();
+        let mut buf = [0u8; 65536];
+        while let Ok(n @ 1..) = conn.read(&mut buf) {
+            for byte in buf[..n].to_ascii_uppercase() {
+                if conn.write_all(&[byte]).is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    for mode in ["pingpong", "stream"] {
+        let out = bench_for("1", &addr.to_string(), &["--mode", mode]);
+        let report = assert_passes(&out);
+        assert_eq!(report["stalled"], 0, "{mode}: {report}");
+        assert!(report["requests"].as_u64().unwrap() > 0, "{mode}: {report}");
+    }
+}
+
+#[test]
+fn a_server_that_stops_replying_is_reported_stalled_with_the_wait_in_the_latency() {
+    // Nine correct replies per connection, then silence (the connection stays
+    // open): the old bench passed this with max_us in the hundreds.
+    let addr = fake_server(|mut conn| {
+        let mut request = [0u8; 64];
+        for _ in 0..9 {
+            if conn.read_exact(&mut request).is_err() {
+                return;
+            }
+            if conn.write_all(&request.to_ascii_uppercase()).is_err() {
+                return;
+            }
+        }
+        hold(conn);
+    });
+    let out = bench_for(
+        "1.5",
+        &addr.to_string(),
+        &["--connections", "3", "--warmup", "0"],
+    );
+    let stderr = assert_fails(&out);
+    assert!(stderr.contains("3 of 3 connections stalled"), "{stderr}");
+    let report = json(&out);
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["stalled"], 3, "{report}");
+    assert_eq!(report["requests"], 27, "{report}");
+    assert!(report["max_us"].as_u64().unwrap() >= 1_000_000, "{report}");
+}
+
+#[test]
+fn a_connection_never_answered_is_starved_but_the_run_passes() {
+    // Only the first connection is served, as by a server at its
+    // --max-connections: the other waits, which is a report, not a failure.
+    let accepted = AtomicUsize::new(0);
+    let addr = fake_server(move |mut conn| {
+        if accepted.fetch_add(1, Ordering::SeqCst) > 0 {
+            return hold(conn);
+        }
+        let mut buf = [0u8; 65536];
+        while let Ok(n @ 1..) = conn.read(&mut buf) {
+            if conn.write_all(&buf[..n].to_ascii_uppercase()).is_err() {
+                return;
+            }
+        }
+    });
+    let out = bench_for("1.5", &addr.to_string(), &["--connections", "2"]);
+    let report = assert_passes(&out);
+    assert_eq!(report["starved"], 1, "{report}");
+    assert_eq!(report["stalled"], 0, "{report}");
+}
+
+#[test]
+fn a_slow_stream_server_is_measured_consistently_and_passes() {
+    // Correct, but 200 ms per reply: the old bench reported bytes with "0
+    // writes echoed" and then failed with "no reply".
+    let addr = fake_server(|mut conn| {
+        let mut buf = [0u8; 65536];
+        while let Ok(n @ 1..) = conn.read(&mut buf) {
+            thread::sleep(Duration::from_millis(200));
+            if conn.write_all(&buf[..n].to_ascii_uppercase()).is_err() {
+                return;
+            }
+        }
+    });
+    let out = bench_for("1.5", &addr.to_string(), &["--mode", "stream"]);
+    let report = assert_passes(&out);
+    assert_eq!(report["starved"], 0, "{report}");
+    assert_eq!(report["stalled"], 0, "{report}");
+    let (requests, bytes) = (
+        report["requests"].as_u64().unwrap(),
+        report["bytes"].as_u64().unwrap(),
+    );
+    // Writes echoed are the verified bytes in whole 64-byte writes (give or
+    // take the one the window's start cut).
+    assert!(
+        requests > 0 && requests.abs_diff(bytes / 64) <= 1,
+        "{report}"
+    );
 }
 
 #[test]
 fn a_server_that_never_replies_starves_every_connection_and_fails() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let held = thread::spawn(move || {
-        let mut held: Vec<TcpStream> = Vec::new();
-        for conn in listener.incoming().take(3) {
-            held.push(conn.unwrap());
-        }
-        held
-    });
+    let addr = fake_server(hold);
     let out = bench(&addr.to_string(), &["--connections", "3"]);
-    assert_eq!(out.status.code(), Some(1));
+    let stderr = assert_fails(&out);
+    assert!(
+        stderr.contains("no reply from tcp") && stderr.contains("all 3 connections starved"),
+        "{stderr}"
+    );
     let report = json(&out);
     assert_eq!(report["starved"], 3);
+    assert_eq!(report["stalled"], 0, "never answered is not stalled");
     assert_eq!(report["requests_per_s"], 0.0);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no reply"), "{stderr}");
-    drop(held.join().unwrap());
 }
 
 #[test]
@@ -247,7 +451,140 @@ fn bench_to_a_closed_port_fails_saying_refused() {
         .unwrap()
         .port();
     let out = bench(&format!("127.0.0.1:{port}"), &[]);
+    let stderr = assert_fails(&out);
+    assert_eq!(
+        stderr,
+        format!("error: cannot connect to tcp 127.0.0.1:{port}: connection refused\n")
+    );
+}
+
+#[test]
+fn out_of_descriptors_is_a_connect_error_naming_the_limit() {
+    let addr = fake_server(hold);
+    let script = format!("ulimit -n 40 && exec \"$0\" bench {addr} --connections 100 --json");
+    let out = run_with_input(sh(&script), b"");
+    let stderr = assert_fails(&out);
+    for words in [
+        &format!("error: cannot connect to tcp {addr}: too many open files")[..],
+        "descriptor limit (40)",
+        "ulimit -n",
+    ] {
+        assert!(stderr.contains(words), "{words:?} in {stderr}");
+    }
+    assert!(out.stdout.is_empty(), "no report without connections");
+}
+
+#[test]
+fn bench_raises_its_own_descriptor_soft_limit() {
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"], 1);
+    let script = format!(
+        "ulimit -S -n 40 && exec \"$0\" bench {} --connections 100 --duration 0.3 --warmup 0 --json",
+        server.addr()
+    );
+    let out = run_with_input(sh(&script), b"");
+    assert_passes(&out);
+}
+
+/// `sh -c SCRIPT` with the binary under test as `$0`.
+fn sh(script: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", script, crate::support::bin()]);
+    cmd
+}
+
+#[test]
+fn seconds_past_a_billion_are_a_usage_error_naming_the_flag() {
+    for flag in ["--duration", "--warmup"] {
+        let out = run(&["bench", "127.0.0.1:9", flag, "1.8e19"]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+        let stderr = assert_one_error_line(&out);
+        assert!(stderr.contains(flag), "{stderr}");
+    }
+}
+
+#[test]
+fn a_report_that_cannot_be_written_is_one_plain_error_line() {
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"], 1);
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let args = [
+        "bench",
+        &server.addr_arg(),
+        "--duration",
+        "0.2",
+        "--warmup",
+        "0",
+        "--json",
+    ];
+    let out = upecho(&args)
+        .stdin(Stdio::null())
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("connection refused"), "{stderr}");
+    assert_eq!(
+        stderr_of(&out),
+        "error: cannot write the report to stdout: no space left on device\n"
+    );
+}
+
+#[test]
+fn a_reader_that_went_away_ends_bench_quietly() {
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"], 1);
+    let args = [
+        "bench",
+        &server.addr_arg(),
+        "--duration",
+        "0.2",
+        "--warmup",
+        "0",
+    ];
+    let mut child = upecho(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // like `| head -c0`: nobody will read the report
+    let (status, stderr) = exit_and_stderr(&mut child, PATIENCE, "bench did not finish");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr, "");
+}
+
+#[test]
+fn ctrl_c_clears_the_progress_bar_and_exits_130() {
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "-v"], 1);
+    let mut cmd = upecho(&[
+        "bench",
+        &server.addr_arg(),
+        "--duration",
+        "600",
+        "--warmup",
+        "0",
+    ]);
+    cmd.env("TERM", "xterm");
+    let mut p = rexpect::session::spawn_command(cmd, Some(PATIENCE.as_millis() as u64))
+        .expect("spawn in a pty");
+    // Bench watches for Ctrl-C before it opens its first connection, so the
+    // server having accepted it means the handler is in place; the bar's
+    // percentage means it is on screen.
+    server.wait_for_log("connection opened");
+    p.exp_string("%").unwrap();
+    p.process_mut()
+        .signal(nix::sys::signal::Signal::SIGINT)
+        .unwrap();
+    let rest = p.exp_eof().unwrap();
+    match p.process().wait().unwrap() {
+        nix::sys::wait::WaitStatus::Exited(_, code) => assert_eq!(code, 130, "{rest:?}"),
+        other => panic!("bench did not exit by itself: {other:?}"),
+    }
+    // After the bar's last drawing comes the sequence that erases it, and
+    // nothing else: no report, no error line.
+    let last_draw = rest.rfind('%').map_or(0, |at| at + 1);
+    let after = &rest[last_draw..];
+    assert!(after.contains("\x1b["), "bar left on screen: {rest:?}");
+    assert!(!rest.contains("error"), "{rest:?}");
 }

@@ -1,11 +1,14 @@
 //! `upecho connect` in pipe mode, and its errors.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::support::{
-    PATIENCE, ServerProcess, assert_one_error_line, random_bytes, run, run_with_input, upecho,
-    upper, wait_with_deadline,
+    PATIENCE, ServerProcess, assert_one_error_line, exit_and_stderr, random_bytes, run,
+    run_with_input, upecho, upper, wait_with_deadline,
 };
 
 #[test]
@@ -54,17 +57,11 @@ fn pipe_mode_into_a_closed_pipe_ends_quietly() {
     stdout.read_exact(&mut first).unwrap();
     assert_eq!(first, [0u8; 10]);
     drop(stdout);
-    let status = wait_with_deadline(&mut child, PATIENCE).unwrap_or_else(|| {
-        let _ = child.kill();
-        panic!("connect kept running after its stdout closed");
-    });
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (status, stderr) = exit_and_stderr(
+        &mut child,
+        PATIENCE,
+        "connect kept running after its stdout closed",
+    );
     assert!(status.success(), "{status:?} {stderr}");
     assert_eq!(stderr, "");
 }
@@ -95,29 +92,47 @@ fn pipe_mode_with_empty_input_exits_0_after_server_closes() {
     assert!(out.stdout.is_empty());
 }
 
-#[test]
-fn connect_timeout_bounds_a_connect_that_gets_no_answer() {
-    // A listener that never accepts, with its queue full: the kernel drops
-    // further SYNs, so a connect can only time out.
+/// A listener that never accepts, with its queue full: the kernel drops
+/// further SYNs, so a connect to it can only hang until it times out. Keep
+/// the returned values alive for as long as the connect must hang.
+fn unanswering_listener() -> (socket2::Socket, Vec<TcpStream>, SocketAddrV4) {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
         .unwrap();
     socket.listen(0).unwrap();
-    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let addr = socket.local_addr().unwrap().as_socket_ipv4().unwrap();
     let mut queued = Vec::new();
     for _ in 0..8 {
-        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)) {
+        match TcpStream::connect_timeout(&addr.into(), Duration::from_millis(200)) {
             Ok(stream) => queued.push(stream),
             Err(_) => break, // the queue is full
         }
     }
-    let start = std::time::Instant::now();
+    (socket, queued, addr)
+}
+
+/// Returns true if and only if a socket of this network namespace is in
+/// SYN_SENT towards `addr` (per /proc/net/tcp): a connect is pending.
+fn connect_pending_to(addr: SocketAddrV4) -> bool {
+    // The kernel prints the address as the hex of its in-memory u32, and the
+    // port in hex; state 02 is SYN_SENT.
+    let remote = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(addr.ip().octets()),
+        addr.port()
+    );
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"02")
+    })
+}
+
+#[test]
+fn connect_timeout_bounds_a_connect_that_gets_no_answer() {
+    let (_listener, _queued, addr) = unanswering_listener();
+    let start = Instant::now();
     let out = run(&["connect", &addr.to_string(), "--timeout", "0.5"]);
     assert_eq!(out.status.code(), Some(1));
     let line = assert_one_error_line(&out);
@@ -125,7 +140,174 @@ fn connect_timeout_bounds_a_connect_that_gets_no_answer() {
         line.trim_end(),
         format!("error: cannot connect to tcp {addr}: connection timed out")
     );
-    assert!(start.elapsed() >= std::time::Duration::from_millis(400));
+    assert!(start.elapsed() >= Duration::from_millis(400));
+}
+
+#[test]
+fn ctrl_c_during_a_pending_connect_exits_130_at_once() {
+    // --timeout 0: the connect has no limit of its own, only Ctrl-C ends it.
+    let (_listener, _queued, addr) = unanswering_listener();
+    let mut child = upecho(&["connect", &addr.to_string(), "--timeout", "0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The handler is installed before the connect starts, so a SYN_SENT
+    // socket towards the listener means the client is ready for Ctrl-C.
+    let deadline = Instant::now() + PATIENCE;
+    while !connect_pending_to(addr) {
+        assert!(
+            Instant::now() < deadline,
+            "the client never started connecting"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let (status, stderr) = exit_and_stderr(
+        &mut child,
+        Duration::from_secs(5),
+        "connect ignored Ctrl-C while connecting",
+    );
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(stderr, "");
+}
+
+#[test]
+fn timeout_0_means_no_limit_and_connects_as_usual() {
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"], 1);
+    let out = run_with_input(
+        upecho(&["connect", &server.addr_arg(), "--timeout", "0"]),
+        b"no limit\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"NO LIMIT\n");
+    assert!(out.stderr.is_empty());
+}
+
+/// A one-connection server that answers its first read, uppercased, then
+/// resets the connection (SO_LINGER 0 and close) while the client still sends.
+fn resetting_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = conn.read(&mut buf).unwrap_or(0);
+        let _ = conn.write_all(&upper(&buf[..n]));
+        socket2::SockRef::from(&conn)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    });
+    addr
+}
+
+#[test]
+fn pipe_mode_reports_a_reset_instead_of_exiting_0_with_truncated_output() {
+    // The reset reaches either the sending or the receiving side first; the
+    // other may see a plain EOF. Every run must still fail, so try several.
+    let input = random_bytes(11, 10 << 20);
+    for run in 0..10 {
+        let addr = resetting_server();
+        let out = run_with_input(upecho(&["connect", &addr.to_string()]), &input);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "run {run}: {} bytes out, stderr {:?}",
+            out.stdout.len(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = assert_one_error_line(&out);
+        assert_eq!(
+            line.trim_end(),
+            format!("error: connection to tcp {addr} failed: connection reset by peer"),
+            "run {run}"
+        );
+        assert!(out.stdout.len() < input.len(), "run {run}");
+    }
+}
+
+#[test]
+fn pipe_mode_fails_when_stdin_cannot_be_read() {
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"], 1);
+    let mut child = upecho(&["connect", &server.addr_arg()])
+        .stdin(std::fs::File::open("/tmp").unwrap()) // read(2) gives EISDIR
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_with_deadline(&mut child, PATIENCE).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("connect kept running with an unreadable stdin");
+    });
+    let out = std::process::Output {
+        status,
+        stdout: read_all(child.stdout.take().unwrap()),
+        stderr: read_all(child.stderr.take().unwrap()),
+    };
+    assert_eq!(out.status.code(), Some(1));
+    let line = assert_one_error_line(&out);
+    assert_eq!(line.trim_end(), "error: cannot read stdin: is a directory");
+    assert!(out.stdout.is_empty());
+}
+
+fn read_all(mut pipe: impl Read) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    pipe.read_to_end(&mut bytes).unwrap();
+    bytes
+}
+
+#[test]
+fn pipe_mode_exits_0_when_the_server_closes_cleanly_while_stdin_is_open() {
+    // Like `nc -N`: the server answered and closed (FIN); stdin never ended.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while line.last() != Some(&b'\n') && conn.read(&mut byte).unwrap_or(0) == 1 {
+            line.push(byte[0]);
+        }
+        conn.write_all(&upper(&line)).unwrap();
+    });
+    let mut child = upecho(&["connect", &addr.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"bye\n").unwrap();
+    let status = wait_with_deadline(&mut child, PATIENCE).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("connect kept running after the server closed");
+    });
+    drop(stdin);
+    assert!(status.success(), "{status:?}");
+    assert_eq!(read_all(child.stdout.take().unwrap()), b"BYE\n");
+    assert_eq!(read_all(child.stderr.take().unwrap()), b"");
+}
+
+#[test]
+fn an_unresolvable_name_is_one_line_naming_the_host() {
+    // A `.invalid` name never resolves (RFC 6761). A machine without a
+    // reachable resolver says "temporary failure" instead; both are plain.
+    let expected = [
+        "error: cannot resolve nosuch.invalid: no such host",
+        "error: cannot resolve nosuch.invalid: temporary failure in name resolution",
+    ];
+    for args in [
+        &["connect", "nosuch.invalid:80"][..],
+        &["serve", "--tcp", "nosuch.invalid:80"],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let line = assert_one_error_line(&out);
+        assert!(expected.contains(&line.trim_end()), "{args:?}: {line}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
 }
 
 #[test]

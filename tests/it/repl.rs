@@ -38,6 +38,25 @@ fn recording_server(replies: Option<usize>) -> (SocketAddr, Receiver<Vec<u8>>) {
     (addr, rx)
 }
 
+/// A one-connection server that reports the first line it receives and never
+/// answers; it holds the connection until the client closes it.
+fn silent_server() -> (SocketAddr, Receiver<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while line.last() != Some(&b'\n') && conn.read(&mut byte).unwrap_or(0) == 1 {
+            line.push(byte[0]);
+        }
+        let _ = tx.send(line);
+        let _ = conn.read(&mut byte); // until the client goes away
+    });
+    (addr, rx)
+}
+
 fn spawn_repl(addr: SocketAddr) -> PtySession {
     let mut cmd = Command::new(bin());
     cmd.args(["connect", &addr.to_string()])
@@ -94,6 +113,39 @@ fn repl_exits_130_on_ctrl_c() {
     p.send_control('c').unwrap();
     p.exp_eof().unwrap();
     assert_eq!(exit_code(&p), 130);
+}
+
+#[test]
+fn repl_exits_130_on_ctrl_c_while_waiting_for_a_reply() {
+    let (addr, received) = silent_server();
+    let mut p = spawn_repl(addr);
+    p.exp_string(">>: ").unwrap();
+    type_keys(&mut p, "anyone there\r");
+    // Once the line reached the server, the editor has given the terminal
+    // back (cooked mode), so Ctrl-C is a SIGINT, not a key.
+    let sent = received.recv_timeout(PATIENCE).unwrap();
+    assert_eq!(sent, b"anyone there\n");
+    p.send_control('c').unwrap();
+    p.exp_eof().unwrap();
+    assert_eq!(exit_code(&p), 130);
+}
+
+#[test]
+fn repl_caps_a_long_typed_line_so_its_redraw_stays_small() {
+    let (addr, received) = recording_server(Some(1));
+    let mut p = spawn_repl(addr);
+    p.exp_string(">>: ").unwrap();
+    // rexpect drains the terminal on its own thread, so typing never blocks.
+    let typed = "x".repeat(12_000);
+    for chunk in typed.as_bytes().chunks(1000) {
+        type_keys(&mut p, std::str::from_utf8(chunk).unwrap());
+    }
+    type_keys(&mut p, "\r");
+    let shown = p.exp_string(&format!("{}\r\n", "X".repeat(4096))).unwrap();
+    let sent = received.recv_timeout(PATIENCE).unwrap();
+    assert_eq!(sent.len(), 4097, "the line is cut at 4096 bytes");
+    // Uncapped, 12 000 keys on 80 columns redraw about 900 KB.
+    assert!(shown.len() < 300_000, "{} bytes of redraw", shown.len());
 }
 
 #[test]

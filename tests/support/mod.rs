@@ -208,18 +208,10 @@ pub fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
     let feeder = thread::spawn(move || {
         let _ = stdin.write_all(&input);
     });
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf);
-        buf
-    });
-    let err = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        buf
-    });
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let out = read_in_background(stdout);
+    let err = read_in_background(stderr);
     let status = match wait_with_deadline(&mut child, PATIENCE) {
         Some(status) => status,
         None => {
@@ -293,4 +285,89 @@ pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bo
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The JSON report on stdout, parsed; it must be the only thing there.
+pub fn json(out: &Output) -> serde_json::Value {
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(text.lines().count(), 1, "one JSON object alone: {text}");
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+/// stderr as text.
+pub fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts a bench run passed with no error and returns its JSON report.
+pub fn assert_passes(out: &Output) -> serde_json::Value {
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(out));
+    assert_eq!(stderr_of(out), "", "nothing on stderr");
+    let report = json(out);
+    assert_eq!(report["errors"], 0, "{report}");
+    report
+}
+
+/// Runs `upecho ARGS` and samples its peak resident memory (`VmHWM`) until it
+/// exits; returns its output and the last sample, in KiB.
+pub fn run_measuring_peak(args: &[&str]) -> (Output, u64) {
+    let mut child = upecho(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn upecho");
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out = read_in_background(stdout);
+    let err = read_in_background(stderr);
+    let status_file = format!("/proc/{}/status", child.id());
+    let deadline = Instant::now() + PATIENCE;
+    let mut peak = 0;
+    let status = loop {
+        // VmHWM only grows, so the last sample before exit is the peak, give
+        // or take the last 5 ms.
+        if let Ok(text) = std::fs::read_to_string(&status_file)
+            && let Some(kib) = text
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        {
+            peak = kib;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "{args:?} still running");
+        thread::sleep(Duration::from_millis(5));
+    };
+    let output = Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    (output, peak)
+}
+
+/// Reads `pipe` to its end on a thread of its own, so a child never blocks
+/// on a full pipe while the test waits for something else.
+pub fn read_in_background(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// Waits up to `limit` for `child` to exit (killing it and panicking with
+/// `stuck` if it does not), then returns its status and whole stderr.
+pub fn exit_and_stderr(child: &mut Child, limit: Duration, stuck: &str) -> (ExitStatus, String) {
+    let status = wait_with_deadline(child, limit).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("{stuck}");
+    });
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_string(&mut stderr).unwrap();
+    }
+    (status, stderr)
 }

@@ -1,0 +1,152 @@
+//! Stream: each connection writes continuously while reading back, and every
+//! byte read is checked at its offset in the stream. Throughput is verified
+//! bytes; "writes echoed" counts `--size` units whose last byte came back.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, sleep_until};
+
+use super::load::{Owed, READ_BUF, Seen, Shared, Took, drain};
+use super::stats;
+
+/// Writes timed per connection at once. Latency is sampled: with a deep socket
+/// buffer thousands of writes can be in flight, and timing each would make a
+/// connection's memory grow with the buffer; a fixed handful keeps it at a few
+/// hundred bytes while still timing a write whenever one of these is free.
+const MARKERS: usize = 8;
+
+/// One stream connection's progress.
+struct Flow<'a> {
+    /// Where in the pattern this connection's stream starts.
+    start: usize,
+    /// Bytes written so far.
+    written: u64,
+    /// Reply bytes owed for what was written, and their check.
+    owed: Owed<'a>,
+    /// Stream offsets at which timed writes end, and when they were written.
+    markers: VecDeque<(u64, Instant)>,
+    /// When owed bytes last moved: a read, or a write while nothing was owed.
+    progress: Instant,
+    /// What the connection has seen of its server.
+    seen: Seen,
+}
+
+/// Drives one stream connection until the window ends, then drains it.
+pub async fn run(mut stream: TcpStream, index: usize, shared: Rc<Shared>) {
+    let shared = &*shared;
+    let payload = &shared.payload;
+    let start = payload.stream_start(index);
+    let mut flow = Flow {
+        start,
+        written: 0,
+        owed: Owed::new(payload.stream_expected(start), 0),
+        markers: VecDeque::with_capacity(MARKERS),
+        progress: Instant::now(),
+        seen: Seen::default(),
+    };
+    let deadline = sleep_until(shared.window.to);
+    tokio::pin!(deadline);
+    let (mut rx, mut tx) = stream.split();
+    loop {
+        let write = payload.stream_write(flow.start, flow.written);
+        let failure = tokio::select! {
+            biased;
+            () = &mut deadline => break,
+            took = shared.read_checked(&mut rx, READ_BUF, |chunk| flow.owed.take(chunk)) => {
+                match took {
+                    Ok(Took::Bytes(n, wrong)) => {
+                        flow.received(shared, n, wrong.is_some());
+                        continue;
+                    }
+                    Ok(Took::Closed) => flow.ended(None),
+                    Ok(Took::Extra(n)) => format!("{n} more bytes than were sent"),
+                    Err(err) => flow.ended(Some(&err)),
+                }
+            }
+            n = tx.write(write) => match n {
+                Ok(n) => {
+                    flow.wrote(shared, n);
+                    continue;
+                }
+                Err(err) => format!("cannot send: {}", crate::error::plain(&err)),
+            },
+        };
+        return shared.error(|| failure);
+    }
+    flow.window_ended(shared);
+    Box::pin(drain(stream, shared, flow.owed)).await;
+}
+
+impl Flow<'_> {
+    /// Counts `n` bytes just read and checked: verified bytes and the `--size`
+    /// units they complete, if in the window, and the latency of timed writes
+    /// they finish echoing.
+    #[inline]
+    fn received(&mut self, shared: &Shared, n: usize, wrong: bool) {
+        let now = Instant::now();
+        self.progress = now;
+        self.seen.answered = true;
+        let in_window = shared.window.contains(now);
+        let mut tally = shared.tally.borrow_mut();
+        while let Some(&(end, sent)) = self.markers.front() {
+            if end > self.owed.got {
+                break;
+            }
+            self.markers.pop_front();
+            if in_window {
+                stats::record(&mut tally.latency, now - sent);
+            }
+        }
+        if wrong {
+            let at = self.owed.got - n as u64;
+            tally.error(|| format!("wrong bytes at stream offset {at}"));
+        } else if in_window {
+            let size = shared.payload.size() as u64;
+            let units = self.owed.got / size - (self.owed.got - n as u64) / size;
+            tally.requests += units;
+            tally.bytes += n as u64;
+            self.seen.replied_in_window(&mut tally);
+        }
+    }
+
+    /// Notes `n` bytes written: they are owed back, and timed if a marker is free.
+    #[inline]
+    fn wrote(&mut self, shared: &Shared, n: usize) {
+        let was_owed = self.owed.left > 0;
+        self.written += n as u64;
+        self.owed.left += shared.payload.expected_len(n as u64);
+        if !was_owed || self.markers.len() < MARKERS {
+            let now = Instant::now();
+            if !was_owed {
+                self.progress = now;
+            }
+            if self.markers.len() < MARKERS {
+                self.markers.push_back((self.written, now));
+            }
+        }
+    }
+
+    /// Records the oldest timed write still unanswered and, if the server had
+    /// answered before, how long the owed bytes have not moved.
+    fn window_ended(&self, shared: &Shared) {
+        let waiting = self.markers.front().map(|&(_, sent)| sent);
+        let owed = self.owed.left > 0;
+        let silent = (owed && self.seen.answered).then_some(self.progress);
+        shared.window_ended(waiting, silent);
+    }
+
+    /// Why the stream ended early: the server closed, or the connection broke.
+    fn ended(&self, cause: Option<&std::io::Error>) -> String {
+        let (got, written) = (self.owed.got, self.written);
+        match cause {
+            None => format!("stream ended after {got} of {written} bytes (server closed)"),
+            Some(err) => format!(
+                "stream ended after {got} of {written} bytes: {}",
+                crate::error::plain(err)
+            ),
+        }
+    }
+}

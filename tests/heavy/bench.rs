@@ -1,0 +1,53 @@
+//! `upecho bench` at scale: thousands of connections and 16 MiB messages in
+//! bounded memory.
+
+use crate::exclusive;
+use crate::support::{PATIENCE, ServerProcess, assert_passes, run_measuring_peak};
+
+#[test]
+fn thousands_of_connections_open_before_the_window_in_little_memory() {
+    let _serial = exclusive();
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"], 1);
+    let (out, peak_kib) = run_measuring_peak(&[
+        "bench",
+        &server.addr_arg(),
+        "--connections",
+        "2000",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.5",
+        "--json",
+    ]);
+    let report = assert_passes(&out);
+    assert_eq!(report["starved"], 0, "{report}");
+    let setup = report["setup_s"].as_f64().unwrap();
+    assert!(setup > 0.0 && setup < PATIENCE.as_secs_f64(), "{report}");
+    // About 2 KiB per connection (the old bench kept a 150 KiB histogram each:
+    // 300 MB here).
+    assert!(peak_kib < 40 * 1024, "peak RSS {peak_kib} KiB");
+}
+
+#[test]
+fn sixteen_mib_messages_keep_the_payload_under_80_mib() {
+    let _serial = exclusive();
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"], 1);
+    for mode in ["pingpong", "stream"] {
+        let (out, peak_kib) = run_measuring_peak(&[
+            "bench",
+            &server.addr_arg(),
+            "--mode",
+            mode,
+            "--size",
+            "16777216",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.1",
+            "--json",
+        ]);
+        assert_passes(&out);
+        // The old bench held about 3 GiB of messages at this size.
+        assert!(peak_kib < 120 * 1024, "{mode}: peak RSS {peak_kib} KiB");
+    }
+}
