@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
 
 use upecho::bench::{BenchConfig, Mode};
+use upecho::endpoint::Listen;
 use upecho::{Error, HostPort, ServerConfig, Transform};
 
 /// A fast, robust uppercase-echo service, its client and its load generator.
@@ -55,9 +56,13 @@ pub struct ServeArgs {
     /// Listen on this UDP address (repeatable; not yet built).
     #[arg(long, value_name = "ADDR")]
     pub udp: Vec<HostPort>,
-    /// Listen on this Unix socket path (repeatable; not yet built).
+    /// Listen on this Unix stream socket (repeatable); `@NAME` is a Linux
+    /// abstract socket. A stale socket file is replaced, a live one never.
     #[arg(long, value_name = "PATH")]
     pub unix: Vec<PathBuf>,
+    /// Permissions of the Unix socket files, in octal (default: the umask's).
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+    pub unix_mode: Option<u32>,
     /// How replies are transformed.
     #[arg(long, value_enum, default_value_t)]
     pub transform: TransformArg,
@@ -82,23 +87,29 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// Checks the flags and builds the server configuration.
+    /// Checks the flags and builds the server configuration. `matches` are
+    /// the subcommand's raw matches, which alone know the order in which
+    /// `--tcp` and `--unix` were given (readiness lines follow that order).
     ///
     /// # Errors
     ///
     /// [`Error::Unsupported`] for transports and transforms not built yet.
-    pub fn to_config(&self) -> Result<ServerConfig, Error> {
+    pub fn to_config(&self, matches: &ArgMatches) -> Result<ServerConfig, Error> {
         if !self.udp.is_empty() {
             return Err(Error::Unsupported("serve --udp"));
         }
-        if !self.unix.is_empty() {
-            return Err(Error::Unsupported("serve --unix"));
-        }
         let transform = transform(self.transform)?;
         let mut config = ServerConfig::default();
-        if !self.tcp.is_empty() {
-            config.tcp = self.tcp.clone();
+        let mut listen: Vec<(usize, Listen)> = Vec::new();
+        let tcp = self.tcp.iter().cloned().map(Listen::Tcp);
+        listen.extend(positions(matches, "tcp").zip(tcp));
+        let unix = self.unix.iter().cloned().map(|p| Listen::Unix(p.into()));
+        listen.extend(positions(matches, "unix").zip(unix));
+        listen.sort_by_key(|(at, _)| *at);
+        if !listen.is_empty() {
+            config.listen = listen.into_iter().map(|(_, l)| l).collect();
         }
+        config.unix_mode = self.unix_mode;
         config.transform = transform;
         config.backlog = self.backlog;
         config.max_connections = self.max_connections as usize;
@@ -267,6 +278,19 @@ fn transform(arg: TransformArg) -> Result<Transform, Error> {
 /// run, and far from where adding it to a clock reading would overflow (which
 /// panicked at `bench --duration 1.8e19`).
 const MAX_SECS: f64 = 1e9;
+
+/// Where on the command line each value of the flag `id` was given.
+fn positions<'a>(matches: &'a ArgMatches, id: &str) -> impl Iterator<Item = usize> + 'a {
+    matches.indices_of(id).into_iter().flatten()
+}
+
+/// Parses file permissions written in octal, as chmod takes them (`660`).
+fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|mode| *mode <= 0o7777)
+        .ok_or_else(|| format!("'{text}' is not an octal file mode such as 660"))
+}
 
 /// Parses a non-negative number of seconds, decimals allowed (`0.25`), up to
 /// [`MAX_SECS`].

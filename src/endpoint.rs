@@ -1,11 +1,21 @@
-//! Addresses: parsing `host:port`, showing them as the contract prints them
-//! (`tcp 127.0.0.1:8080`, `tcp [::1]:9000`), and the one place sockets are bound
-//! and connected. Everything upstream (cli) hands us text; everything downstream
+//! Addresses: parsing `host:port` and Unix socket paths, showing them as the
+//! contract prints them (`tcp 127.0.0.1:8080`, `tcp [::1]:9000`,
+//! `unix /run/upecho.sock`), and the one place sockets are bound and
+//! connected. Everything upstream (cli) hands us text; everything downstream
 //! (server, client) gets a ready socket.
+//!
+//! Adding a kind of listener touches one place per layer: a variant of
+//! [`Listen`] (what the user asked for), of [`Listener`] (the bound socket)
+//! and of [`Endpoint`] (how it is shown), and its arm in the server's
+//! `start_accepting`.
 
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -178,18 +188,209 @@ impl fmt::Display for HostPort {
     }
 }
 
-/// A bound or connected endpoint as the contract prints it: `tcp 127.0.0.1:8080`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The name of a Unix stream socket: a file system path, or, written with a
+/// leading `@`, a name in Linux's abstract namespace (no file).
+///
+/// ```
+/// let file = upecho::endpoint::UnixPath::from("/run/upecho.sock");
+/// assert!(file.abstract_name().is_none());
+/// let named = upecho::endpoint::UnixPath::from("@upecho");
+/// assert_eq!(named.abstract_name(), Some(&b"upecho"[..]));
+/// assert_eq!(named.to_string(), "@upecho");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnixPath(PathBuf);
+
+impl UnixPath {
+    /// The path as given (with the `@` of an abstract name).
+    pub fn as_path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The abstract name without its `@`, or `None` for a file path.
+    pub fn abstract_name(&self) -> Option<&[u8]> {
+        self.0.as_os_str().as_bytes().strip_prefix(b"@")
+    }
+
+    /// The socket address: the path, or for an abstract name the name after
+    /// a NUL byte, as Linux spells it.
+    fn sock_addr(&self) -> io::Result<socket2::SockAddr> {
+        match self.abstract_name() {
+            Some(name) => {
+                let mut bytes = vec![0u8];
+                bytes.extend_from_slice(name);
+                socket2::SockAddr::unix(std::ffi::OsStr::from_bytes(&bytes))
+            }
+            None => socket2::SockAddr::unix(&self.0),
+        }
+    }
+}
+
+impl<P: Into<PathBuf>> From<P> for UnixPath {
+    fn from(path: P) -> Self {
+        UnixPath(path.into())
+    }
+}
+
+impl fmt::Display for UnixPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.display())
+    }
+}
+
+/// What one listener flag asks for, before anything is bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Listen {
+    /// `--tcp ADDR`.
+    Tcp(HostPort),
+    /// `--unix PATH`.
+    Unix(UnixPath),
+}
+
+/// A bound listening socket, ready to be served: made by [`bind`], or
+/// inherited (socket activation) and handed to `Server::from_listeners`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Listener {
+    /// A listening TCP socket.
+    Tcp(TcpListener),
+    /// A listening Unix stream socket.
+    Unix(UnixListener),
+}
+
+impl Listener {
+    /// Where it listens, as the readiness line shows it.
+    ///
+    /// # Errors
+    ///
+    /// When the socket's address cannot be read.
+    pub fn endpoint(&self) -> io::Result<Endpoint> {
+        match self {
+            Listener::Tcp(socket) => socket.local_addr().map(Endpoint::Tcp),
+            Listener::Unix(socket) => {
+                let addr = socket.local_addr()?;
+                let path = match (addr.as_pathname(), unix_abstract_name(&addr)) {
+                    (Some(path), _) => UnixPath::from(path),
+                    (None, Some(name)) => {
+                        let mut text = b"@".to_vec();
+                        text.extend_from_slice(name);
+                        UnixPath::from(std::ffi::OsStr::from_bytes(&text))
+                    }
+                    (None, None) => UnixPath::from("(unnamed)"),
+                };
+                Ok(Endpoint::Unix(path))
+            }
+        }
+    }
+
+    /// Another descriptor for the same socket, for another thread.
+    ///
+    /// # Errors
+    ///
+    /// When the descriptor cannot be duplicated.
+    pub fn try_clone(&self) -> io::Result<Listener> {
+        Ok(match self {
+            Listener::Tcp(socket) => Listener::Tcp(socket.try_clone()?),
+            Listener::Unix(socket) => Listener::Unix(socket.try_clone()?),
+        })
+    }
+
+    /// Makes the socket non-blocking, as the async runtime needs it.
+    ///
+    /// # Errors
+    ///
+    /// When the socket refuses.
+    pub fn set_nonblocking(&self) -> io::Result<()> {
+        match self {
+            Listener::Tcp(socket) => socket.set_nonblocking(true),
+            Listener::Unix(socket) => socket.set_nonblocking(true),
+        }
+    }
+}
+
+/// The abstract name of a Unix socket address, if it has one.
+fn unix_abstract_name(addr: &std::os::unix::net::SocketAddr) -> Option<&[u8]> {
+    use std::os::linux::net::SocketAddrExt;
+    addr.as_abstract_name()
+}
+
+/// A bound or connected endpoint as the contract prints it:
+/// `tcp 127.0.0.1:8080`, `unix /run/upecho.sock`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Endpoint {
     /// A TCP socket address.
     Tcp(SocketAddr),
+    /// A Unix stream socket.
+    Unix(UnixPath),
 }
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Tcp(addr) => write!(f, "tcp {addr}"),
+            Endpoint::Unix(path) => write!(f, "unix {path}"),
         }
+    }
+}
+
+/// Binds what `listen` asks for: [`bind_tcp`] or [`bind_unix`].
+///
+/// # Errors
+///
+/// As those functions.
+pub fn bind(listen: &Listen, backlog: u32, unix_mode: Option<u32>) -> Result<Listener, Error> {
+    match listen {
+        Listen::Tcp(addr) => bind_tcp(addr, backlog).map(Listener::Tcp),
+        Listen::Unix(path) => bind_unix(path, backlog, unix_mode).map(Listener::Unix),
+    }
+}
+
+/// Binds a Unix stream listener: a stale socket file (nobody accepts on it)
+/// is replaced, a live one is never taken over (`address already in use`),
+/// and anything else at the path is left alone (the bind fails). `mode` sets
+/// the file's permissions (default: the umask's). A path starting with `@`
+/// names an abstract socket: no file, no mode.
+///
+/// # Errors
+///
+/// [`Error::Listen`] naming the path and the cause.
+pub fn bind_unix(path: &UnixPath, backlog: u32, mode: Option<u32>) -> Result<UnixListener, Error> {
+    let fail = |cause| Error::Listen {
+        endpoint: format!("unix {path}"),
+        cause,
+    };
+    if path.abstract_name().is_none() {
+        remove_if_stale(path.as_path()).map_err(fail)?;
+    }
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(fail)?;
+    socket
+        .bind(&path.sock_addr().map_err(fail)?)
+        .map_err(fail)?;
+    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    socket.listen(backlog).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    if let (Some(mode), None) = (mode, path.abstract_name()) {
+        std::fs::set_permissions(path.as_path(), std::fs::Permissions::from_mode(mode))
+            .map_err(fail)?;
+    }
+    Ok(socket.into())
+}
+
+/// Removes the socket file at `path` if and only if it is a socket nobody
+/// accepts on. A live socket is reported as `address already in use`.
+fn remove_if_stale(path: &Path) -> io::Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(()); // nothing there
+    };
+    if !meta.file_type().is_socket() {
+        return Ok(()); // not ours to remove; the bind will say why it fails
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::from_raw_os_error(libc::EADDRINUSE)),
+        Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
+        Err(_) => Ok(()),
     }
 }
 
@@ -295,6 +496,14 @@ mod tests {
                     .starts_with(&format!("invalid address '{bad}': "))
             );
         }
+    }
+
+    #[test]
+    fn unix_endpoints_show_their_path() {
+        let file = Endpoint::Unix(UnixPath::from("/run/upecho.sock"));
+        let named = Endpoint::Unix(UnixPath::from("@upecho"));
+        assert_eq!(file.to_string(), "unix /run/upecho.sock");
+        assert_eq!(named.to_string(), "unix @upecho");
     }
 
     #[test]

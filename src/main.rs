@@ -8,19 +8,24 @@ mod logging;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
+use clap::{CommandFactory, FromArgMatches};
 
 use cli::{Cli, Command, ConnectConfig, UsageError};
 use upecho::client::{self, Finish};
 use upecho::{Server, ServerConfig, ShutdownSignal};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    // Parsed in two steps to keep the raw matches: they alone know the order
+    // of mixed listener flags.
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(err) => return usage_error(&err),
     };
-    match run(cli) {
+    match run(cli, &matches) {
         Ok(Finish::Done) => ExitCode::SUCCESS,
         Ok(Finish::Interrupted) => ExitCode::from(130),
         Err(err) => {
@@ -59,11 +64,12 @@ fn usage_error(err: &clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn run(cli: Cli) -> anyhow::Result<Finish> {
+fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<Finish> {
     match cli.command {
         Command::Serve(args) => {
             init_logging(args.log_level());
-            let served = serve(args.to_config()?);
+            let serve_matches = matches.subcommand_matches("serve").unwrap_or(matches);
+            let served = serve(args.to_config(serve_matches)?);
             logging::flush(LOG_PATIENCE);
             served?;
             Ok(Finish::Done)

@@ -72,6 +72,18 @@ impl ReadyStream for tokio::net::TcpStream {
     }
 }
 
+impl ReadyStream for tokio::net::UnixStream {
+    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        tokio::net::UnixStream::writable(self)
+    }
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        tokio::net::UnixStream::try_write(self, buf)
+    }
+    fn shutdown_write(&self) -> io::Result<()> {
+        socket2::SockRef::from(self).shutdown(std::net::Shutdown::Write)
+    }
+}
+
 /// How a connection ended by itself (an abort ends it from outside).
 #[derive(Debug)]
 pub(crate) enum End {

@@ -11,27 +11,26 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{AbortHandle, Id, JoinError, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::Shared;
-use super::connection::{Connection, End, Traffic};
+use super::connection::{Connection, End, ReadyStream, Traffic};
 use crate::Endpoint;
 
 /// What the listener knows about one of its open connections.
 struct Open {
     /// Ends the connection's task.
     abort: AbortHandle,
-    /// For the log.
-    peer: SocketAddr,
+    /// For the log: the peer's address, or for a Unix socket its path.
+    peer: String,
     /// The connection's byte counters.
     traffic: Arc<Traffic>,
     /// Bytes moved (in + out) at the last sweep.
@@ -46,8 +45,8 @@ struct Open {
 /// `open` is held while the socket is open, so the server knows when every
 /// listening socket is closed. `health` is shared by every thread's copy of
 /// this socket.
-pub(crate) async fn serve(
-    listener: TcpListener,
+pub(crate) async fn serve<L: StreamListener>(
+    listener: L,
     endpoint: Endpoint,
     health: Arc<AcceptHealth>,
     open: TaskTrackerToken,
@@ -124,9 +123,9 @@ pub(crate) async fn serve(
 
 /// Spawns the task serving one accepted connection and returns what the
 /// listener keeps to watch and stop it.
-fn start(
-    stream: TcpStream,
-    peer: SocketAddr,
+fn start<S: ReadyStream + Send + 'static>(
+    stream: S,
+    peer: String,
     permit: OwnedSemaphorePermit,
     shared: &Shared,
     tasks: &mut JoinSet<End>,
@@ -159,23 +158,60 @@ fn start(
 /// # Cancel safety
 ///
 /// Dropping the future gives the slot back and loses no connection.
-async fn accept(
-    listener: &TcpListener,
+async fn accept<L: StreamListener>(
+    listener: &L,
     slots: &Arc<Semaphore>,
-) -> io::Result<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+) -> io::Result<(L::Stream, String, OwnedSemaphorePermit)> {
     let permit = Arc::clone(slots)
         .acquire_owned()
         .await
         .map_err(io::Error::other)?;
-    let (stream, peer) = listener.accept().await?;
-    // Replies must leave as soon as they are written: without this, Nagle
-    // holds a small reply until the previous one is acknowledged. If the
-    // peer is already gone this fails; the connection's first read then says
-    // so, and the listener never pauses for one connection's trouble.
-    if let Err(err) = stream.set_nodelay(true) {
-        tracing::debug!(%peer, error = %crate::error::plain(&err), "cannot set TCP_NODELAY");
-    }
+    let (stream, peer) = listener.accept_one().await?;
     Ok((stream, peer, permit))
+}
+
+/// A listening stream socket the accept loop can serve: TCP or Unix. Both
+/// kinds share everything after the accept.
+pub(crate) trait StreamListener: Send + 'static {
+    /// The accepted connection.
+    type Stream: ReadyStream + Send + 'static;
+
+    /// Accepts one connection, set up for serving, and names its peer.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as the underlying `accept`.
+    fn accept_one(&self) -> impl Future<Output = io::Result<(Self::Stream, String)>> + Send;
+}
+
+impl StreamListener for TcpListener {
+    type Stream = tokio::net::TcpStream;
+
+    async fn accept_one(&self) -> io::Result<(Self::Stream, String)> {
+        let (stream, peer) = self.accept().await?;
+        // Replies must leave as soon as they are written: without this, Nagle
+        // holds a small reply until the previous one is acknowledged. If the
+        // peer is already gone this fails; the connection's first read then
+        // says so, and the listener never pauses for one connection's trouble.
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %crate::error::plain(&err), "cannot set TCP_NODELAY");
+        }
+        Ok((stream, peer.to_string()))
+    }
+}
+
+impl StreamListener for UnixListener {
+    type Stream = tokio::net::UnixStream;
+
+    async fn accept_one(&self) -> io::Result<(Self::Stream, String)> {
+        let (stream, peer) = self.accept().await?;
+        // A client socket usually has no name; say "unix" then.
+        let peer = match peer.as_pathname() {
+            Some(path) => format!("unix {}", path.display()),
+            None => "unix".to_string(),
+        };
+        Ok((stream, peer))
+    }
 }
 
 /// The accept loop's pause after a failure for lack of resources: 5 ms, then

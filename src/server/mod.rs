@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 pub use connection::BUFFER_SIZE;
 pub use shutdown::{ShutdownSignal, watch_os_signals};
 
-use crate::endpoint::{self, Endpoint, HostPort};
+use crate::endpoint::{self, Endpoint, HostPort, Listen, Listener};
 use crate::{Error, Transform};
 
 /// Raises the soft limit on open descriptors to the hard limit and returns the
@@ -37,8 +37,11 @@ pub fn raise_fd_limit() -> std::io::Result<u64> {
 /// What to serve and how: the validated form of `upecho serve`'s flags.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// TCP addresses to listen on, in the order their readiness lines are printed.
-    pub tcp: Vec<HostPort>,
+    /// What to listen on, in the order their readiness lines are printed.
+    pub listen: Vec<Listen>,
+    /// Permissions of the Unix socket files (`--unix-mode`); `None` leaves
+    /// them to the umask.
+    pub unix_mode: Option<u32>,
     /// The transform applied to every byte.
     pub transform: Transform,
     /// The kernel's queue of connections not yet accepted (`listen(2)`'s backlog).
@@ -56,10 +59,11 @@ impl Default for ServerConfig {
     /// connections, idle timeout 300 s, shutdown grace 10 s.
     fn default() -> Self {
         ServerConfig {
-            tcp: vec![HostPort::from(std::net::SocketAddr::from((
+            listen: vec![Listen::Tcp(HostPort::from(std::net::SocketAddr::from((
                 [127, 0, 0, 1],
                 8080,
-            )))],
+            ))))],
+            unix_mode: None,
             transform: Transform::Ascii,
             backlog: 1024,
             max_connections: 10_000,
@@ -74,11 +78,11 @@ impl ServerConfig {
     ///
     /// ```
     /// let config = upecho::ServerConfig::tcp("127.0.0.1:0".parse().unwrap());
-    /// assert_eq!(config.tcp.len(), 1);
+    /// assert_eq!(config.listen.len(), 1);
     /// ```
     pub fn tcp(addr: HostPort) -> Self {
         ServerConfig {
-            tcp: vec![addr],
+            listen: vec![Listen::Tcp(addr)],
             ..ServerConfig::default()
         }
     }
@@ -122,9 +126,11 @@ pub(crate) struct Settings {
 #[derive(Debug)]
 pub struct Server {
     /// Bound, listening, non-blocking sockets, in the configured order.
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<Listener>,
     /// The addresses they are bound to (with real ports).
     endpoints: Vec<Endpoint>,
+    /// Unix socket files this server created, removed when it stops.
+    files: Vec<SocketFile>,
     /// Per-connection settings.
     settings: Arc<Settings>,
     /// See [`ServerConfig::max_connections`].
@@ -142,23 +148,63 @@ impl Server {
     /// [`Error::Resolve`] (listeners bound before it are closed again), or
     /// [`Error::NoListeners`] when the configuration names none.
     pub fn bind(config: ServerConfig) -> Result<Server, Error> {
-        if config.tcp.is_empty() {
+        let mut listeners = Vec::with_capacity(config.listen.len());
+        let mut files = Vec::new();
+        for listen in &config.listen {
+            let listener = endpoint::bind(listen, config.backlog, config.unix_mode)?;
+            if let Listen::Unix(path) = listen
+                && path.abstract_name().is_none()
+            {
+                files.push(SocketFile(path.as_path().to_path_buf()));
+            }
+            listeners.push(listener);
+        }
+        let mut server = Server::from_listeners(listeners, &config)?;
+        server.files = files;
+        Ok(server)
+    }
+
+    /// A server for sockets bound elsewhere (inherited through socket
+    /// activation, or made by a test), served with `config`'s settings; its
+    /// listener addresses are ignored. Socket files are left in place at exit:
+    /// whoever bound them owns them.
+    ///
+    /// ```
+    /// let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let listeners = vec![upecho::endpoint::Listener::Tcp(socket)];
+    /// let config = upecho::ServerConfig::default();
+    /// let server = upecho::Server::from_listeners(listeners, &config).unwrap();
+    /// assert_eq!(server.endpoints().len(), 1);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoListeners`] for an empty list, [`Error::Listen`] when a
+    /// socket's address cannot be read or it cannot be made non-blocking.
+    pub fn from_listeners(
+        listeners: Vec<Listener>,
+        config: &ServerConfig,
+    ) -> Result<Server, Error> {
+        if listeners.is_empty() {
             return Err(Error::NoListeners);
         }
-        let mut listeners = Vec::with_capacity(config.tcp.len());
-        let mut endpoints = Vec::with_capacity(config.tcp.len());
-        for addr in &config.tcp {
-            let listener = endpoint::bind_tcp(addr, config.backlog)?;
-            let local = listener.local_addr().map_err(|cause| Error::Listen {
-                endpoint: format!("tcp {addr}"),
+        let mut endpoints = Vec::with_capacity(listeners.len());
+        for listener in &listeners {
+            let fail = |cause| Error::Listen {
+                endpoint: "an inherited socket".into(),
+                cause,
+            };
+            let endpoint = listener.endpoint().map_err(fail)?;
+            listener.set_nonblocking().map_err(|cause| Error::Listen {
+                endpoint: endpoint.to_string(),
                 cause,
             })?;
-            listeners.push(listener);
-            endpoints.push(Endpoint::Tcp(local));
+            endpoints.push(endpoint);
         }
         Ok(Server {
             listeners,
             endpoints,
+            files: Vec::new(),
             settings: Arc::new(Settings {
                 transform: config.transform,
                 idle_timeout: config.idle_timeout,
@@ -175,16 +221,13 @@ impl Server {
 
     /// The bound TCP socket addresses, in the configured order.
     pub fn local_addrs(&self) -> Vec<std::net::SocketAddr> {
-        self.endpoints
-            .iter()
-            .map(|endpoint| match endpoint {
-                Endpoint::Tcp(addr) => *addr,
-            })
-            .collect()
+        tcp_addrs(&self.endpoints)
     }
 
     /// Splits the server into its listeners and the state its tasks share.
-    fn into_parts(self, signal: ShutdownSignal) -> (Vec<Listening>, Shared) {
+    /// The socket files come along so the caller removes them (by dropping
+    /// them) once serving has stopped.
+    fn into_parts(self, signal: ShutdownSignal) -> (Vec<Listening>, Shared, Vec<SocketFile>) {
         let shared = Shared {
             settings: self.settings,
             slots: Arc::new(Semaphore::new(self.max_connections)),
@@ -206,7 +249,7 @@ impl Server {
                 health: Arc::default(),
             })
             .collect();
-        (listening, shared)
+        (listening, shared, self.files)
     }
 
     /// Serves on the current Tokio runtime until `signal` fires, then drains:
@@ -221,8 +264,8 @@ impl Server {
     ///
     /// [`Error::Listen`] if a listener cannot be registered with the runtime.
     pub async fn run(self, signal: ShutdownSignal) -> Result<(), Error> {
-        let (listeners, shared) = self.into_parts(signal);
-        let endpoints: Vec<Endpoint> = listeners.iter().map(|l| l.endpoint).collect();
+        let (listeners, shared, _files) = self.into_parts(signal);
+        let endpoints: Vec<Endpoint> = listeners.iter().map(|l| l.endpoint.clone()).collect();
         shared.start_accepting(listeners)?;
         log_accepting(&endpoints, 1);
         shared.drain().await;
@@ -253,7 +296,7 @@ impl Server {
         signal: ShutdownSignal,
         on_ready: impl FnOnce() -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let (listeners, shared) = self.into_parts(signal);
+        let (listeners, shared, _files) = self.into_parts(signal);
         let finished = CancellationToken::new();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut workers = Vec::new();
@@ -305,7 +348,8 @@ impl Server {
         let result = started.and_then(|()| {
             let runtime = single_thread_runtime()?;
             runtime.block_on(async {
-                let endpoints: Vec<Endpoint> = listeners.iter().map(|l| l.endpoint).collect();
+                let endpoints: Vec<Endpoint> =
+                    listeners.iter().map(|l| l.endpoint.clone()).collect();
                 let ready = shared.start_accepting(listeners).and_then(|()| {
                     log_accepting(&endpoints, threads.max(1));
                     on_ready()
@@ -391,19 +435,25 @@ impl Shared {
             health,
         } in listeners
         {
-            let socket =
-                tokio::net::TcpListener::from_std(socket).map_err(|cause| Error::Listen {
-                    endpoint: endpoint.to_string(),
-                    cause,
-                })?;
+            let fail = |cause| Error::Listen {
+                endpoint: endpoint.to_string(),
+                cause,
+            };
             let open = self.open_listeners.token();
-            self.listeners.spawn(listener::serve(
-                socket,
-                endpoint,
-                health,
-                open,
-                self.clone(),
-            ));
+            let shared = self.clone();
+            // The one place each kind of socket gets its serving loop.
+            match socket {
+                Listener::Tcp(socket) => {
+                    let socket = tokio::net::TcpListener::from_std(socket).map_err(fail)?;
+                    let serve = listener::serve(socket, endpoint, health, open, shared);
+                    self.listeners.spawn(serve);
+                }
+                Listener::Unix(socket) => {
+                    let socket = tokio::net::UnixListener::from_std(socket).map_err(fail)?;
+                    let serve = listener::serve(socket, endpoint, health, open, shared);
+                    self.listeners.spawn(serve);
+                }
+            }
         }
         Ok(())
     }
@@ -458,7 +508,7 @@ fn log_accepting(endpoints: &[Endpoint], threads: usize) {
 #[derive(Debug)]
 struct Listening {
     /// The socket.
-    socket: std::net::TcpListener,
+    socket: Listener,
     /// Its address, for readiness lines and logs.
     endpoint: Endpoint,
     /// Shared by every copy, so resource starvation is logged once.
@@ -479,11 +529,34 @@ fn share_listeners(listeners: &[Listening]) -> Result<Vec<Listening>, Error> {
                 })?;
             Ok(Listening {
                 socket,
-                endpoint: listening.endpoint,
+                endpoint: listening.endpoint.clone(),
                 health: Arc::clone(&listening.health),
             })
         })
         .collect()
+}
+
+/// The TCP addresses among `endpoints`, in order.
+fn tcp_addrs(endpoints: &[Endpoint]) -> Vec<std::net::SocketAddr> {
+    endpoints
+        .iter()
+        .filter_map(|endpoint| match endpoint {
+            Endpoint::Tcp(addr) => Some(*addr),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A Unix socket file the server created: removed when the server stops
+/// (when this is dropped), so no stale file is left behind.
+#[derive(Debug)]
+struct SocketFile(std::path::PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        // Already gone, or replaced by someone else's: nothing to do.
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// A Tokio runtime that runs everything on the calling thread.
@@ -521,10 +594,15 @@ impl RunningServer {
     }
 
     /// The first TCP address; handy when the server has one listener.
+    ///
+    /// # Panics
+    ///
+    /// If the server has no TCP listener.
     pub fn local_addr(&self) -> std::net::SocketAddr {
-        match self.endpoints[0] {
-            Endpoint::Tcp(addr) => addr,
-        }
+        tcp_addrs(&self.endpoints)
+            .first()
+            .copied()
+            .expect("the server has a TCP listener")
     }
 
     /// The server's shutdown signal, to drive shutdown by hand.

@@ -107,7 +107,7 @@ fn repl_prints_a_non_utf8_reply_byte_for_byte_however_it_is_split() {
 #[test]
 fn a_server_without_listeners_is_refused() {
     let mut config = ServerConfig::tcp("127.0.0.1:0".parse().unwrap());
-    config.tcp.clear();
+    config.listen.clear();
     let err = Server::bind(config).unwrap_err();
     assert!(err.to_string().contains("nothing to listen on"), "{err}");
 }

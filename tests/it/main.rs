@@ -13,3 +13,4 @@ mod repl;
 mod serve;
 mod shutdown;
 mod tutorial;
+mod unix;

@@ -371,3 +371,51 @@ pub fn exit_and_stderr(child: &mut Child, limit: Duration, stuck: &str) -> (Exit
     }
     (status, stderr)
 }
+
+/// Sends `data` on a new Unix socket connection, half-closes, and returns the
+/// whole reply. A path starting with `@` is an abstract name.
+pub fn exchange_unix(path: &str, data: &[u8]) -> Vec<u8> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixStream};
+    let addr = match path.strip_prefix('@') {
+        Some(name) => UnixAddr::from_abstract_name(name.as_bytes()).unwrap(),
+        None => UnixAddr::from_pathname(path).unwrap(),
+    };
+    let mut stream = UnixStream::connect_addr(&addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let data = data.to_vec();
+    let sender = thread::spawn(move || {
+        writer.write_all(&data).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).expect("read reply");
+    sender.join().unwrap();
+    reply
+}
+
+/// A fresh directory for socket files, removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// A new empty directory under the system's temporary directory.
+    pub fn new() -> TempDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("upecho-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    /// A path inside it, as text.
+    pub fn path(&self, name: &str) -> String {
+        self.0.join(name).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,117 @@
+//! `upecho serve --unix`: stream Unix sockets, on the same connection path as
+//! TCP, and listeners of both kinds mixed in one process.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+
+use nix::sys::signal::Signal;
+
+use crate::support::{
+    PATIENCE, ServerProcess, TempDir, assert_one_error_line, exchange, exchange_unix, run, upper,
+};
+
+#[test]
+fn a_unix_socket_is_served_like_tcp() {
+    let dir = TempDir::new();
+    let path = dir.path("upecho.sock");
+    let server = ServerProcess::start(&["--unix", &path], 1);
+    assert_eq!(server.ready_lines, vec![format!("listening unix {path}")]);
+    let all: Vec<u8> = (0..=255).collect();
+    assert_eq!(exchange_unix(&path, &all), upper(&all));
+}
+
+#[test]
+fn a_stale_socket_file_is_replaced() {
+    let dir = TempDir::new();
+    let path = dir.path("stale.sock");
+    drop(UnixListener::bind(&path).unwrap()); // the file stays, nobody listens
+    assert!(Path::new(&path).exists());
+    let _server = ServerProcess::start(&["--unix", &path], 1);
+    assert_eq!(exchange_unix(&path, b"fresh"), b"FRESH");
+}
+
+#[test]
+fn a_live_socket_is_never_taken_over() {
+    let dir = TempDir::new();
+    let path = dir.path("live.sock");
+    let live = UnixListener::bind(&path).unwrap();
+    let out = run(&["serve", "--unix", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = assert_one_error_line(&out);
+    assert_eq!(
+        line.trim_end(),
+        format!("error: cannot listen on unix {path}: address already in use")
+    );
+    assert!(out.stdout.is_empty());
+    // The owner still has it.
+    drop(std::os::unix::net::UnixStream::connect(&path).unwrap());
+    drop(live);
+}
+
+#[test]
+fn something_other_than_a_socket_at_the_path_is_left_alone() {
+    let dir = TempDir::new();
+    let path = dir.path("notes.txt");
+    std::fs::write(&path, b"keep me").unwrap();
+    let out = run(&["serve", "--unix", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_one_error_line(&out);
+    assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
+}
+
+#[test]
+fn the_socket_file_is_removed_at_exit_and_has_the_mode_asked_for() {
+    let dir = TempDir::new();
+    let path = dir.path("mode.sock");
+    let mut server = ServerProcess::start(&["--unix", &path, "--unix-mode", "600"], 1);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit(PATIENCE).code(), Some(0));
+    assert!(!Path::new(&path).exists(), "socket file left behind");
+}
+
+#[test]
+fn an_abstract_socket_is_served_without_a_file() {
+    let name = format!("@upecho-test-{}", std::process::id());
+    let server = ServerProcess::start(&["--unix", &name], 1);
+    assert_eq!(server.ready_lines, vec![format!("listening unix {name}")]);
+    assert_eq!(exchange_unix(&name, b"no file"), b"NO FILE");
+}
+
+#[test]
+fn four_mixed_listeners_print_their_lines_in_flag_order_and_all_drain() {
+    let dir = TempDir::new();
+    let (first, second) = (dir.path("a.sock"), dir.path("b.sock"));
+    let mut server = ServerProcess::start(
+        &[
+            "--unix",
+            &first,
+            "--tcp",
+            "127.0.0.1:0",
+            "--unix",
+            &second,
+            "--tcp",
+            "[::1]:0",
+        ],
+        4,
+    );
+    let lines = &server.ready_lines;
+    assert_eq!(lines[0], format!("listening unix {first}"));
+    assert!(
+        lines[1].starts_with("listening tcp 127.0.0.1:"),
+        "{lines:?}"
+    );
+    assert_eq!(lines[2], format!("listening unix {second}"));
+    assert!(lines[3].starts_with("listening tcp [::1]:"), "{lines:?}");
+    for addr in server.addrs.clone() {
+        assert_eq!(exchange(addr, b"tcp"), b"TCP");
+    }
+    for path in [&first, &second] {
+        assert_eq!(exchange_unix(path, b"unix"), b"UNIX");
+    }
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit(PATIENCE).code(), Some(0));
+    assert!(!Path::new(&first).exists() && !Path::new(&second).exists());
+}
