@@ -43,4 +43,4 @@ if [ "${1:-}" = "--before" ]; then
   shift 2
 fi
 scripts/build-peers.sh ${before:+"$before"}
-exec python3 bench/peers.py --out docs "$@"
+exec python3 bench/peers.py --out docs ${before:+--before-rev "$before"} "$@"
