@@ -645,3 +645,34 @@ impl Drop for RunningServer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `RunningServer` whose task does what `task` does.
+    fn running(task: impl Future<Output = Result<(), Error>> + Send + 'static) -> RunningServer {
+        RunningServer {
+            endpoints: Vec::new(),
+            signal: ShutdownSignal::new(),
+            task: Some(tokio::spawn(task)),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_servers_error_reaches_the_caller_of_shutdown() {
+        let result = running(async { Err(Error::NoListeners) }).shutdown().await;
+        assert!(matches!(result, Err(Error::NoListeners)), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn the_servers_panic_reaches_the_caller_of_shutdown() {
+        let server = running(async { panic!("the server broke") });
+        let caller = tokio::spawn(server.shutdown());
+        let panic = caller
+            .await
+            .expect_err("the panic is resumed in the caller");
+        let message = panic.into_panic();
+        assert_eq!(message.downcast_ref::<&str>(), Some(&"the server broke"));
+    }
+}
