@@ -38,4 +38,4 @@ pub mod transform;
 pub use endpoint::{Endpoint, HostPort};
 pub use error::Error;
 pub use server::{RunningServer, Server, ServerConfig, ShutdownSignal};
-pub use transform::{StreamTransform, Transform, upper_ascii};
+pub use transform::{Output, StreamTransform, Transform, upper_ascii};

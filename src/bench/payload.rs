@@ -76,7 +76,7 @@ impl Payload {
         for part in sent[..ring].chunks(CHUNK) {
             let scratch = &mut scratch[..part.len()];
             scratch.copy_from_slice(part);
-            expected.extend_from_slice(transform.process(scratch));
+            expected.extend_from_slice(&transform.process(scratch));
         }
         expected.extend_from_slice(transform.finish());
         Payload {

@@ -243,7 +243,7 @@ impl<S: ReadyStream> Connection<S> {
                 // The transform holds an incomplete character.
                 return Poll::Ready(Ok(Step::Served));
             }
-            let written = match self.stream.try_write(out) {
+            let written = match self.stream.try_write(&out) {
                 Ok(written) => written,
                 Err(err) if would_block(&err) => 0,
                 Err(err) => return Poll::Ready(Err(err)),

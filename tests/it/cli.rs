@@ -45,7 +45,6 @@ fn bad_duration_is_a_usage_error_with_exit_2() {
 fn features_of_later_versions_fail_clearly_with_exit_1() {
     for args in [
         &["serve", "--udp", "127.0.0.1:0"][..],
-        &["serve", "--transform", "unicode"],
         &["connect", "--udp"],
         &["connect", "--unix", "/tmp/upecho-test.sock"],
         &["bench", "--udp"],

@@ -13,4 +13,5 @@ mod repl;
 mod serve;
 mod shutdown;
 mod tutorial;
+mod unicode;
 mod unix;
