@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
 
 use upecho::bench::{BenchConfig, Mode};
-use upecho::endpoint::Listen;
+use upecho::endpoint::{Listen, Target};
 use upecho::{Error, HostPort, ServerConfig, Transform};
 
 /// A fast, robust uppercase-echo service, its client and its load generator.
@@ -140,7 +140,7 @@ pub struct TargetArgs {
     /// Use UDP datagrams (not yet built).
     #[arg(long, conflicts_with = "unix")]
     pub udp: bool,
-    /// Use a Unix socket at PATH (not yet built).
+    /// Connect to the Unix stream socket at PATH instead (`@NAME`: abstract).
     #[arg(long, value_name = "PATH")]
     pub unix: Option<PathBuf>,
 }
@@ -156,6 +156,20 @@ impl TargetArgs {
             return Err(Error::Unsupported(command[1]));
         }
         Ok(self.addr.clone())
+    }
+}
+
+impl TargetArgs {
+    /// The server as a [`Target`]: the Unix socket if one is given, else
+    /// the TCP address; [`Error::Unsupported`] naming `udp_flag` for UDP.
+    fn target(&self, udp_flag: &'static str) -> Result<Target, Error> {
+        if self.udp {
+            return Err(Error::Unsupported(udp_flag));
+        }
+        Ok(match &self.unix {
+            Some(path) => Target::Unix(path.clone().into()),
+            None => Target::Tcp(self.addr.clone()),
+        })
     }
 }
 
@@ -175,7 +189,7 @@ pub struct ConnectArgs {
 #[derive(Debug)]
 pub struct ConnectConfig {
     /// Where to connect.
-    pub addr: HostPort,
+    pub target: Target,
     /// Bound on the connect and, with `--udp`, on each reply wait; `None`
     /// (`--timeout 0`) means no limit.
     pub timeout: Option<Duration>,
@@ -189,7 +203,7 @@ impl ConnectArgs {
     /// [`Error::Unsupported`] for transports not built yet.
     pub fn to_config(&self) -> Result<ConnectConfig, Error> {
         Ok(ConnectConfig {
-            addr: self.target.tcp(&["connect --udp", "connect --unix"])?,
+            target: self.target.target("connect --udp")?,
             timeout: Some(self.timeout).filter(|limit| !limit.is_zero()),
         })
     }

@@ -456,6 +456,47 @@ pub fn connect_tcp(addr: &HostPort, timeout: Option<Duration>) -> Result<TcpStre
     })
 }
 
+/// Connects to a Unix stream socket (a path, or `@name` for an abstract one).
+///
+/// # Errors
+///
+/// [`Error::Connect`] naming the path: `no such file or directory`,
+/// `connection refused` (a stale socket file), ...
+pub fn connect_unix(path: &UnixPath) -> Result<UnixStream, Error> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::SocketAddr as UnixAddr;
+    let fail = |cause| Error::Connect {
+        endpoint: format!("unix {path}"),
+        cause,
+    };
+    let addr = match path.abstract_name() {
+        Some(name) => UnixAddr::from_abstract_name(name),
+        None => UnixAddr::from_pathname(path.as_path()),
+    }
+    .map_err(fail)?;
+    UnixStream::connect_addr(&addr).map_err(fail)
+}
+
+/// Where a client connects: the validated target of `connect` (and later
+/// `bench`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Target {
+    /// A TCP server, `host:port`.
+    Tcp(HostPort),
+    /// A Unix stream socket.
+    Unix(UnixPath),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Tcp(addr) => write!(f, "tcp {addr}"),
+            Target::Unix(path) => write!(f, "unix {path}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ use clap::{CommandFactory, FromArgMatches};
 
 use cli::{Cli, Command, ConnectConfig, UsageError};
 use upecho::client::{self, Finish};
+use upecho::endpoint::Target;
 use upecho::{Server, ServerConfig, ShutdownSignal};
 
 fn main() -> ExitCode {
@@ -188,17 +189,34 @@ fn connect(config: ConnectConfig) -> anyhow::Result<Finish> {
         tracing::warn!(error = %upecho::error::plain(&err), "cannot handle Ctrl-C");
         client::Interrupt::manual()
     });
+    let peer = config.target.to_string();
     // The connect blocks for up to --timeout, or for as long as the kernel
-    // retries with --timeout 0. It runs on a helper thread so that Ctrl-C ends
-    // the wait at once: the standard library has no poll(2) for a
-    // non-blocking connect, and one thread is cheaper than a new dependency.
-    let (addr, timeout) = (config.addr.clone(), config.timeout);
-    let Some(connected) = interrupt.run(move || upecho::endpoint::connect_tcp(&addr, timeout))
-    else {
-        return Ok(Finish::Interrupted);
-    };
-    let stream = connected?;
-    let peer = format!("tcp {}", config.addr);
+    // retries with --timeout 0 (a Unix connect, while the server's backlog is
+    // full). It runs on a helper thread so that Ctrl-C ends the wait at once:
+    // the standard library has no poll(2) for a non-blocking connect, and one
+    // thread is cheaper than a new dependency.
+    match config.target {
+        Target::Tcp(addr) => {
+            let timeout = config.timeout;
+            match interrupt.run(move || upecho::endpoint::connect_tcp(&addr, timeout)) {
+                Some(stream) => session(stream?, &peer, interrupt),
+                None => Ok(Finish::Interrupted),
+            }
+        }
+        Target::Unix(path) => match interrupt.run(move || upecho::endpoint::connect_unix(&path)) {
+            Some(stream) => session(stream?, &peer, interrupt),
+            None => Ok(Finish::Interrupted),
+        },
+        _ => Err(upecho::Error::Unsupported("this connect target").into()),
+    }
+}
+
+/// Runs the prompt (stdin is a terminal) or pipe mode over a connected stream.
+fn session<S>(stream: S, peer: &str, interrupt: client::Interrupt) -> anyhow::Result<Finish>
+where
+    S: client::Duplex,
+    for<'a> &'a S: std::io::Read + std::io::Write,
+{
     let finish = if std::io::stdin().is_terminal() {
         interrupt
             .shut_down_on_interrupt(&stream)
@@ -207,10 +225,10 @@ fn connect(config: ConnectConfig) -> anyhow::Result<Finish> {
                 cause,
             })?;
         let mut terminal = client::repl::Terminal::new(interrupt)?;
-        client::repl::repl(&mut terminal, &stream, &mut std::io::stdout(), &peer)?
+        client::repl::repl(&mut terminal, &stream, &mut std::io::stdout(), peer)?
     } else {
         let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
-        client::pipe::pipe(stdin, stdout, stream, &peer, &interrupt)?
+        client::pipe::pipe(stdin, stdout, stream, peer, &interrupt)?
     };
     Ok(finish)
 }

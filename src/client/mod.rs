@@ -53,6 +53,20 @@ impl Duplex for TcpStream {
     }
 }
 
+impl Duplex for std::os::unix::net::UnixStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        std::os::unix::net::UnixStream::try_clone(self)
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+
+    fn shutdown_both(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Both)
+    }
+}
+
 /// How a client session ended without an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Finish {

@@ -46,7 +46,6 @@ fn features_of_later_versions_fail_clearly_with_exit_1() {
     for args in [
         &["serve", "--udp", "127.0.0.1:0"][..],
         &["connect", "--udp"],
-        &["connect", "--unix", "/tmp/upecho-test.sock"],
         &["bench", "--udp"],
         &["bench", "--transform", "unicode"],
     ] {

@@ -8,7 +8,8 @@ use std::path::Path;
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    PATIENCE, ServerProcess, TempDir, assert_one_error_line, exchange, exchange_unix, run, upper,
+    PATIENCE, ServerProcess, TempDir, assert_one_error_line, exchange, exchange_unix, run,
+    run_with_input, upecho, upper,
 };
 
 #[test]
@@ -114,4 +115,37 @@ fn four_mixed_listeners_print_their_lines_in_flag_order_and_all_drain() {
     server.signal(Signal::SIGTERM);
     assert_eq!(server.wait_exit(PATIENCE).code(), Some(0));
     assert!(!Path::new(&first).exists() && !Path::new(&second).exists());
+}
+
+#[test]
+fn connect_over_a_unix_socket_in_pipe_mode() {
+    let dir = TempDir::new();
+    let path = dir.path("pipe.sock");
+    let _server = ServerProcess::start(&["--unix", &path], 1);
+    let out = run_with_input(upecho(&["connect", "--unix", &path]), b"hello\nunix 42\n");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"HELLO\nUNIX 42\n");
+    assert!(out.stderr.is_empty());
+}
+
+#[test]
+fn connect_to_an_abstract_socket() {
+    let name = format!("@upecho-connect-{}", std::process::id());
+    let _server = ServerProcess::start(&["--unix", &name], 1);
+    let out = run_with_input(upecho(&["connect", "--unix", &name]), b"abstract\n");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"ABSTRACT\n");
+}
+
+#[test]
+fn connect_to_a_missing_unix_socket_is_one_error_line() {
+    let dir = TempDir::new();
+    let path = dir.path("nobody.sock");
+    let out = run(&["connect", "--unix", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = assert_one_error_line(&out);
+    assert_eq!(
+        line.trim_end(),
+        format!("error: cannot connect to unix {path}: no such file or directory")
+    );
 }
