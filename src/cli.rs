@@ -54,7 +54,8 @@ pub struct ServeArgs {
     /// Listen on this TCP address (repeatable; default 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
     pub tcp: Vec<HostPort>,
-    /// Listen on this UDP address (repeatable; not yet built).
+    /// Answer datagrams on this UDP address (repeatable): each datagram gets
+    /// one transformed datagram back; replies over 65507 bytes are dropped.
     #[arg(long, value_name = "ADDR")]
     pub udp: Vec<HostPort>,
     /// Listen on this Unix stream socket (repeatable); `@NAME` is a Linux
@@ -96,14 +97,13 @@ impl ServeArgs {
     ///
     /// [`Error::Unsupported`] for transports and transforms not built yet.
     pub fn to_config(&self, matches: &ArgMatches) -> Result<ServerConfig, Error> {
-        if !self.udp.is_empty() {
-            return Err(Error::Unsupported("serve --udp"));
-        }
         let transform = transform(self.transform)?;
         let mut config = ServerConfig::default();
         let mut listen: Vec<(usize, Listen)> = Vec::new();
         let tcp = self.tcp.iter().cloned().map(Listen::Tcp);
         listen.extend(positions(matches, "tcp").zip(tcp));
+        let udp = self.udp.iter().cloned().map(Listen::Udp);
+        listen.extend(positions(matches, "udp").zip(udp));
         let unix = self.unix.iter().cloned().map(|p| Listen::Unix(p.into()));
         listen.extend(positions(matches, "unix").zip(unix));
         listen.sort_by_key(|(at, _)| *at);

@@ -11,7 +11,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -244,6 +244,8 @@ impl fmt::Display for UnixPath {
 pub enum Listen {
     /// `--tcp ADDR`.
     Tcp(HostPort),
+    /// `--udp ADDR`.
+    Udp(HostPort),
     /// `--unix PATH`.
     Unix(UnixPath),
 }
@@ -255,6 +257,8 @@ pub enum Listen {
 pub enum Listener {
     /// A listening TCP socket.
     Tcp(TcpListener),
+    /// A bound UDP socket.
+    Udp(UdpSocket),
     /// A listening Unix stream socket.
     Unix(UnixListener),
 }
@@ -268,6 +272,7 @@ impl Listener {
     pub fn endpoint(&self) -> io::Result<Endpoint> {
         match self {
             Listener::Tcp(socket) => socket.local_addr().map(Endpoint::Tcp),
+            Listener::Udp(socket) => socket.local_addr().map(Endpoint::Udp),
             Listener::Unix(socket) => {
                 let addr = socket.local_addr()?;
                 let path = match (addr.as_pathname(), unix_abstract_name(&addr)) {
@@ -292,6 +297,7 @@ impl Listener {
     pub fn try_clone(&self) -> io::Result<Listener> {
         Ok(match self {
             Listener::Tcp(socket) => Listener::Tcp(socket.try_clone()?),
+            Listener::Udp(socket) => Listener::Udp(socket.try_clone()?),
             Listener::Unix(socket) => Listener::Unix(socket.try_clone()?),
         })
     }
@@ -304,6 +310,7 @@ impl Listener {
     pub fn set_nonblocking(&self) -> io::Result<()> {
         match self {
             Listener::Tcp(socket) => socket.set_nonblocking(true),
+            Listener::Udp(socket) => socket.set_nonblocking(true),
             Listener::Unix(socket) => socket.set_nonblocking(true),
         }
     }
@@ -322,6 +329,8 @@ fn unix_abstract_name(addr: &std::os::unix::net::SocketAddr) -> Option<&[u8]> {
 pub enum Endpoint {
     /// A TCP socket address.
     Tcp(SocketAddr),
+    /// A UDP socket address.
+    Udp(SocketAddr),
     /// A Unix stream socket.
     Unix(UnixPath),
 }
@@ -330,6 +339,7 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Tcp(addr) => write!(f, "tcp {addr}"),
+            Endpoint::Udp(addr) => write!(f, "udp {addr}"),
             Endpoint::Unix(path) => write!(f, "unix {path}"),
         }
     }
@@ -343,8 +353,44 @@ impl fmt::Display for Endpoint {
 pub fn bind(listen: &Listen, backlog: u32, unix_mode: Option<u32>) -> Result<Listener, Error> {
     match listen {
         Listen::Tcp(addr) => bind_tcp(addr, backlog).map(Listener::Tcp),
+        Listen::Udp(addr) => bind_udp(addr).map(Listener::Udp),
         Listen::Unix(path) => bind_unix(path, backlog, unix_mode).map(Listener::Unix),
     }
+}
+
+/// Receive buffer asked for on UDP sockets: bursts of datagrams from many
+/// clients wait here while the server is busy, instead of being dropped by
+/// the kernel. (The kernel caps it at `net.core.rmem_max`.)
+const UDP_RECEIVE_BUFFER: usize = 4 << 20;
+
+/// Binds a UDP socket: IPv6-only for IPv6 addresses, non-blocking, a large
+/// receive buffer. No SO_REUSEADDR: on UDP it would let a second process bind
+/// the same address, and a second upecho must fail with `address already in
+/// use`.
+///
+/// # Errors
+///
+/// [`Error::Resolve`] or [`Error::Listen`], naming the address and the cause.
+pub fn bind_udp(addr: &HostPort) -> Result<UdpSocket, Error> {
+    let target = addr.resolve("udp")?[0];
+    let fail = |cause| Error::Listen {
+        endpoint: Endpoint::Udp(target).to_string(),
+        cause,
+    };
+    let socket = Socket::new(
+        Domain::for_address(target),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )
+    .map_err(fail)?;
+    if target.is_ipv6() {
+        socket.set_only_v6(true).map_err(fail)?;
+    }
+    // Best effort: a smaller buffer only means more loss under bursts.
+    let _ = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER);
+    socket.bind(&target.into()).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    Ok(socket.into())
 }
 
 /// Binds a Unix stream listener: a stale socket file (nobody accepts on it)

@@ -6,6 +6,7 @@ mod connection;
 mod listener;
 mod memory;
 mod shutdown;
+mod udp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -235,6 +236,14 @@ impl Server {
             listeners: TaskTracker::new(),
             max_connections: self.max_connections,
             signal,
+            own_udp: self
+                .endpoints
+                .iter()
+                .filter_map(|endpoint| match endpoint {
+                    Endpoint::Udp(addr) => Some(*addr),
+                    _ => None,
+                })
+                .collect(),
             reclaim: Arc::default(),
             cut_off: CancellationToken::new(),
             grace: self.shutdown_grace,
@@ -414,6 +423,9 @@ pub(crate) struct Shared {
     max_connections: usize,
     /// Shutdown requests.
     pub(crate) signal: ShutdownSignal,
+    /// Every UDP address of the server: a datagram from one of them is never
+    /// answered (two listeners of one server must not echo each other).
+    own_udp: Arc<[std::net::SocketAddr]>,
     /// Returns the memory of closed connections to the system.
     pub(crate) reclaim: Arc<memory::Reclaim>,
     /// Cancelled by [`Shared::drain`] when open connections must close now:
@@ -452,6 +464,12 @@ impl Shared {
                     let socket = tokio::net::UnixListener::from_std(socket).map_err(fail)?;
                     let serve = listener::serve(socket, endpoint, health, open, shared);
                     self.listeners.spawn(serve);
+                }
+                Listener::Udp(socket) => {
+                    let socket = tokio::net::UdpSocket::from_std(socket).map_err(fail)?;
+                    let own = Arc::clone(&self.own_udp);
+                    self.listeners
+                        .spawn(udp::serve(socket, endpoint, own, open, shared));
                 }
             }
         }

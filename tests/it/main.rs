@@ -13,5 +13,6 @@ mod repl;
 mod serve;
 mod shutdown;
 mod tutorial;
+mod udp;
 mod unicode;
 mod unix;

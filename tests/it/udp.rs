@@ -1,0 +1,152 @@
+//! `upecho serve --udp`: one datagram back for each datagram, transformed, to
+//! its source; never truncated; loop-safe (the rule itself is unit-tested in
+//! src/server/udp.rs: its source ports need root to send from).
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, UdpSocket};
+
+use nix::sys::signal::Signal;
+
+use crate::support::{PATIENCE, ServerProcess, assert_one_error_line, run, upper};
+
+/// A client socket bound next to `server`'s family, with a receive timeout.
+fn client_for(server: SocketAddr) -> UdpSocket {
+    let local = if server.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    let socket = UdpSocket::bind(local).unwrap();
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    socket
+}
+
+/// Sends `datagram` and returns the first reply.
+fn round_trip(server: SocketAddr, datagram: &[u8]) -> Vec<u8> {
+    let socket = client_for(server);
+    socket.send_to(datagram, server).unwrap();
+    let mut reply = vec![0u8; 70_000];
+    let (n, from) = socket.recv_from(&mut reply).expect("a reply");
+    assert_eq!(from, server, "the reply comes from the server's address");
+    reply.truncate(n);
+    reply
+}
+
+#[test]
+fn a_datagram_comes_back_transformed() {
+    let server = ServerProcess::start(&["--udp", "127.0.0.1:0"], 1);
+    assert!(server.ready_lines[0].starts_with("listening udp 127.0.0.1:"));
+    let all: Vec<u8> = (0..=255).collect();
+    assert_eq!(round_trip(server.addr(), &all), upper(&all));
+}
+
+#[test]
+fn ipv6_udp_is_served() {
+    let server = ServerProcess::start(&["--udp", "[::1]:0"], 1);
+    assert!(server.ready_lines[0].starts_with("listening udp [::1]:"));
+    assert_eq!(round_trip(server.addr(), b"six"), b"SIX");
+}
+
+#[test]
+fn a_65507_byte_datagram_comes_back_whole() {
+    let server = ServerProcess::start(&["--udp", "127.0.0.1:0"], 1);
+    let big: Vec<u8> = (0..65_507u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let reply = round_trip(server.addr(), &big);
+    assert_eq!(reply.len(), 65_507);
+    assert_eq!(reply, upper(&big));
+}
+
+#[test]
+fn five_hundred_datagrams_at_most_32_in_flight_are_all_answered() {
+    let server = ServerProcess::start(&["--udp", "127.0.0.1:0"], 1);
+    let socket = client_for(server.addr());
+    let mut waiting: HashSet<Vec<u8>> = HashSet::new();
+    let mut buf = [0u8; 64];
+    let (mut sent, mut answered) = (0, 0);
+    while answered < 500 {
+        while sent < 500 && waiting.len() < 32 {
+            let message = format!("datagram number {sent}").into_bytes();
+            socket.send_to(&message, server.addr()).unwrap();
+            waiting.insert(upper(&message));
+            sent += 1;
+        }
+        let n = socket.recv(&mut buf).expect("every datagram is answered");
+        assert!(waiting.remove(&buf[..n]), "an unexpected reply");
+        answered += 1;
+    }
+    assert!(waiting.is_empty());
+}
+
+#[test]
+fn a_reply_over_65507_bytes_is_dropped_not_truncated() {
+    let server = ServerProcess::start(&["--udp", "127.0.0.1:0", "--transform", "unicode"], 1);
+    let socket = client_for(server.addr());
+    // 'ΐ' is 2 bytes and its upper case 6: 60,000 bytes would become 180,000.
+    let growing = "ΐ".repeat(30_000).into_bytes();
+    socket.send_to(&growing, server.addr()).unwrap();
+    socket.send_to("straße".as_bytes(), server.addr()).unwrap();
+    let mut reply = vec![0u8; 70_000];
+    let n = socket.recv(&mut reply).unwrap();
+    // The first (and only) reply is the small one's.
+    assert_eq!(&reply[..n], "STRASSE".as_bytes());
+}
+
+#[test]
+fn a_second_server_on_the_same_udp_address_fails() {
+    let first = ServerProcess::start(&["--udp", "127.0.0.1:0"], 1);
+    let addr = first.addr().to_string();
+    let out = run(&["serve", "--udp", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = assert_one_error_line(&out);
+    assert_eq!(
+        line.trim_end(),
+        format!("error: cannot listen on udp {addr}: address already in use")
+    );
+}
+
+#[test]
+fn udp_tcp_and_unix_listeners_mix_in_flag_order_and_stop_together() {
+    let dir = crate::support::TempDir::new();
+    let path = dir.path("mixed.sock");
+    let mut server = ServerProcess::start(
+        &[
+            "--udp",
+            "127.0.0.1:0",
+            "--tcp",
+            "127.0.0.1:0",
+            "--unix",
+            &path,
+            "--udp",
+            "[::1]:0",
+        ],
+        4,
+    );
+    let lines = &server.ready_lines;
+    assert!(
+        lines[0].starts_with("listening udp 127.0.0.1:"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("listening tcp 127.0.0.1:"),
+        "{lines:?}"
+    );
+    assert_eq!(lines[2], format!("listening unix {path}"));
+    assert!(lines[3].starts_with("listening udp [::1]:"), "{lines:?}");
+    let addrs = server.addrs.clone();
+    assert_eq!(round_trip(addrs[0], b"udp4"), b"UDP4");
+    assert_eq!(crate::support::exchange(addrs[1], b"tcp"), b"TCP");
+    assert_eq!(crate::support::exchange_unix(&path, b"unix"), b"UNIX");
+    assert_eq!(round_trip(addrs[2], b"udp6"), b"UDP6");
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit(PATIENCE).code(), Some(0));
+}
+
+#[test]
+fn udp_with_nothing_to_say_waits_for_no_one() {
+    // A reply to an address nobody listens on must not hold up the next peer.
+    let server = ServerProcess::start(&["--udp", "127.0.0.1:0"], 1);
+    let gone = UdpSocket::bind("127.0.0.1:0").unwrap();
+    gone.send_to(b"then I leave", server.addr()).unwrap();
+    drop(gone);
+    assert_eq!(round_trip(server.addr(), b"next"), b"NEXT");
+}
