@@ -137,7 +137,7 @@ pub struct TargetArgs {
     /// The server's address.
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub addr: HostPort,
-    /// Use UDP datagrams (not yet built).
+    /// Use UDP: each input line is one datagram, each reply one line.
     #[arg(long, conflicts_with = "unix")]
     pub udp: bool,
     /// Connect to the Unix stream socket at PATH instead (`@NAME`: abstract).
@@ -160,16 +160,14 @@ impl TargetArgs {
 }
 
 impl TargetArgs {
-    /// The server as a [`Target`]: the Unix socket if one is given, else
-    /// the TCP address; [`Error::Unsupported`] naming `udp_flag` for UDP.
-    fn target(&self, udp_flag: &'static str) -> Result<Target, Error> {
-        if self.udp {
-            return Err(Error::Unsupported(udp_flag));
+    /// The server as a [`Target`]: the Unix socket if one is given, the UDP
+    /// address with `--udp`, else the TCP address.
+    fn target(&self) -> Target {
+        match (&self.unix, self.udp) {
+            (Some(path), _) => Target::Unix(path.clone().into()),
+            (None, true) => Target::Udp(self.addr.clone()),
+            (None, false) => Target::Tcp(self.addr.clone()),
         }
-        Ok(match &self.unix {
-            Some(path) => Target::Unix(path.clone().into()),
-            None => Target::Tcp(self.addr.clone()),
-        })
     }
 }
 
@@ -203,7 +201,7 @@ impl ConnectArgs {
     /// [`Error::Unsupported`] for transports not built yet.
     pub fn to_config(&self) -> Result<ConnectConfig, Error> {
         Ok(ConnectConfig {
-            target: self.target.target("connect --udp")?,
+            target: self.target.target(),
             timeout: Some(self.timeout).filter(|limit| !limit.is_zero()),
         })
     }

@@ -523,6 +523,29 @@ pub fn connect_unix(path: &UnixPath) -> Result<UnixStream, Error> {
     UnixStream::connect_addr(&addr).map_err(fail)
 }
 
+/// A UDP socket connected to `addr` (the first address it resolves to):
+/// it receives only that server's datagrams, and learns at once, as
+/// `connection refused`, when nothing listens there.
+///
+/// # Errors
+///
+/// [`Error::Resolve`], or [`Error::Connect`] naming the address.
+pub fn connect_udp(addr: &HostPort) -> Result<UdpSocket, Error> {
+    let target = addr.resolve("udp")?[0];
+    let fail = |cause| Error::Connect {
+        endpoint: format!("udp {addr}"),
+        cause,
+    };
+    let local: SocketAddr = if target.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(local).map_err(fail)?;
+    socket.connect(target).map_err(fail)?;
+    Ok(socket)
+}
+
 /// Where a client connects: the validated target of `connect` (and later
 /// `bench`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -530,6 +553,8 @@ pub fn connect_unix(path: &UnixPath) -> Result<UnixStream, Error> {
 pub enum Target {
     /// A TCP server, `host:port`.
     Tcp(HostPort),
+    /// A UDP server, `host:port`.
+    Udp(HostPort),
     /// A Unix stream socket.
     Unix(UnixPath),
 }
@@ -538,6 +563,7 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::Tcp(addr) => write!(f, "tcp {addr}"),
+            Target::Udp(addr) => write!(f, "udp {addr}"),
             Target::Unix(path) => write!(f, "unix {path}"),
         }
     }

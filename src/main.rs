@@ -207,8 +207,51 @@ fn connect(config: ConnectConfig) -> anyhow::Result<Finish> {
             Some(stream) => session(stream?, &peer, interrupt),
             None => Ok(Finish::Interrupted),
         },
-        _ => Err(upecho::Error::Unsupported("this connect target").into()),
+        Target::Udp(addr) => {
+            let socket = upecho::endpoint::connect_udp(&addr)?;
+            udp_session(&socket, &peer, config.timeout, interrupt)
+        }
+        // Kinds of target this binary does not know yet (the enum is open).
+        _ => Err(upecho::Error::Unsupported("this kind of connect target").into()),
     }
+}
+
+/// Datagrams from the prompt (stdin is a terminal: lines stripped, empty
+/// ones skipped, as over TCP) or from piped stdin (each line as it is,
+/// without its `\n`).
+fn udp_session(
+    socket: &std::net::UdpSocket,
+    peer: &str,
+    timeout: Option<std::time::Duration>,
+    interrupt: client::Interrupt,
+) -> anyhow::Result<Finish> {
+    use client::udp::{Next, datagrams};
+    use std::io::BufRead;
+    let mut stdout = std::io::stdout();
+    let finish = if std::io::stdin().is_terminal() {
+        use client::repl::{Input, LineSource};
+        let mut terminal = client::repl::Terminal::new(interrupt.clone())?;
+        let mut next = || {
+            Ok(match terminal.read_line()? {
+                Input::Line(line) if line.trim().is_empty() => Next::Skip,
+                Input::Line(line) => {
+                    terminal.remember(line.trim());
+                    Next::Datagram(line.trim().as_bytes().to_vec())
+                }
+                Input::Eof => Next::End,
+                Input::Interrupted => Next::Interrupted,
+            })
+        };
+        datagrams(&mut next, socket, &mut stdout, peer, timeout, &interrupt)?
+    } else {
+        let mut lines = std::io::stdin().lock().split(b'\n');
+        let mut next = || match lines.next() {
+            Some(line) => line.map(Next::Datagram),
+            None => Ok(Next::End),
+        };
+        datagrams(&mut next, socket, &mut stdout, peer, timeout, &interrupt)?
+    };
+    Ok(finish)
 }
 
 /// Runs the prompt (stdin is a terminal) or pipe mode over a connected stream.

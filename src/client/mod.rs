@@ -7,6 +7,7 @@
 mod interrupt;
 pub mod pipe;
 pub mod repl;
+pub mod udp;
 
 pub use interrupt::Interrupt;
 

@@ -44,8 +44,7 @@ fn bad_duration_is_a_usage_error_with_exit_2() {
 #[test]
 fn features_of_later_versions_fail_clearly_with_exit_1() {
     for args in [
-        &["connect", "--udp"][..],
-        &["bench", "--udp"],
+        &["bench", "--udp"][..],
         &["bench", "--transform", "unicode"],
     ] {
         let out = run(args);

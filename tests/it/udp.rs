@@ -1,13 +1,16 @@
 //! `upecho serve --udp`: one datagram back for each datagram, transformed, to
 //! its source; never truncated; loop-safe (the rule itself is unit-tested in
-//! src/server/udp.rs: its source ports need root to send from).
+//! src/server/udp.rs: its source ports need root to send from). And
+//! `upecho connect --udp`, in a pipe and on a terminal.
 
 use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
 
 use nix::sys::signal::Signal;
 
-use crate::support::{PATIENCE, ServerProcess, assert_one_error_line, run, upper};
+use crate::support::{
+    PATIENCE, ServerProcess, assert_one_error_line, run, run_with_input, upecho, upper,
+};
 
 /// A client socket bound next to `server`'s family, with a receive timeout.
 fn client_for(server: SocketAddr) -> UdpSocket {
@@ -149,4 +152,77 @@ fn udp_with_nothing_to_say_waits_for_no_one() {
     gone.send_to(b"then I leave", server.addr()).unwrap();
     drop(gone);
     assert_eq!(round_trip(server.addr(), b"next"), b"NEXT");
+}
+
+#[test]
+fn connect_udp_in_a_pipe_sends_a_datagram_per_line_and_prints_each_reply() {
+    let server = ServerProcess::start(&["--udp", "127.0.0.1:0"], 1);
+    let out = run_with_input(
+        upecho(&["connect", "--udp", &server.addr_arg()]),
+        b"hello\nudp world\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"HELLO\nUDP WORLD\n");
+    assert!(out.stderr.is_empty());
+}
+
+#[test]
+fn connect_udp_with_no_server_fails_at_once_saying_refused() {
+    // A port nobody listens on: the kernel answers with ICMP, which the
+    // connected client socket reports as "connection refused".
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let out = run_with_input(upecho(&["connect", "--udp", &addr]), b"anyone?\n");
+    assert_eq!(out.status.code(), Some(1));
+    let line = assert_one_error_line(&out);
+    assert_eq!(
+        line.trim_end(),
+        format!("error: no reply from udp {addr}: connection refused")
+    );
+}
+
+#[test]
+fn connect_udp_gives_up_on_a_silent_server_after_its_timeout() {
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let started = std::time::Instant::now();
+    let out = run_with_input(
+        upecho(&["connect", "--udp", &addr, "--timeout", "0.5"]),
+        b"hello?\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let line = assert_one_error_line(&out);
+    assert_eq!(
+        line.trim_end(),
+        format!("error: no reply from udp {addr}: timed out after 0.5 s")
+    );
+    // Measured from before the client started, so this holds under any load.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+    let mut buf = [0u8; 16];
+    let (n, _) = silent.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hello?", "the datagram was sent");
+}
+
+#[test]
+fn connect_udp_on_a_terminal_prompts_and_prints_each_reply() {
+    let server = ServerProcess::start(&["--udp", "127.0.0.1:0"], 1);
+    let mut cmd = std::process::Command::new(crate::support::bin());
+    cmd.args(["connect", "--udp", &server.addr_arg()])
+        .env("TERM", "xterm");
+    let mut p = rexpect::session::spawn_command(cmd, Some(PATIENCE.as_millis() as u64))
+        .expect("spawn in a pty");
+    p.exp_string(">>: ").unwrap();
+    p.send("  datagram one \r").unwrap();
+    p.flush().unwrap();
+    p.exp_string("DATAGRAM ONE").unwrap();
+    p.exp_string(">>: ").unwrap();
+    p.send_control('d').unwrap();
+    match p.process().wait().unwrap() {
+        nix::sys::wait::WaitStatus::Exited(_, code) => assert_eq!(code, 0),
+        other => panic!("client did not exit normally: {other:?}"),
+    }
 }
