@@ -517,7 +517,12 @@ impl Shared {
 /// Logs, once per listener, that it accepts and on how many threads.
 fn log_accepting(endpoints: &[Endpoint], threads: usize) {
     for endpoint in endpoints {
-        tracing::info!(listener = %endpoint, threads, "accepting connections");
+        match endpoint {
+            Endpoint::Udp(_) => {
+                tracing::info!(listener = %endpoint, threads, "answering datagrams")
+            }
+            _ => tracing::info!(listener = %endpoint, threads, "accepting connections"),
+        }
     }
 }
 
