@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UnixListener};
+use std::os::fd::AsRawFd;
+
+use tokio::io::unix::AsyncFd;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{AbortHandle, Id, JoinError, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -46,7 +48,7 @@ struct Open {
 /// listening socket is closed. `health` is shared by every thread's copy of
 /// this socket.
 pub(crate) async fn serve<L: StreamListener>(
-    listener: L,
+    listener: AsyncFd<L>,
     endpoint: Endpoint,
     health: Arc<AcceptHealth>,
     open: TaskTrackerToken,
@@ -152,43 +154,55 @@ fn start<S: ReadyStream + Send + 'static>(
     }
 }
 
-/// Waits for a free connection slot, then accepts. Past the limit, clients
-/// wait in the kernel's backlog instead of being accepted and dropped.
+/// Waits until a client is waiting, then for a free connection slot, then
+/// accepts. Past the limit, clients wait in the kernel's backlog instead of
+/// being accepted and dropped.
+///
+/// Why readiness comes first: a slot held while waiting in `accept` belongs
+/// to a listener nobody may be connecting to, while a client of another
+/// listener waits for it (measured: up to 15 s with a TCP and a Unix listener
+/// at `--max-connections 1`). Here a slot is taken only by a socket with a
+/// client waiting, and given back at once if another thread took that client.
 ///
 /// # Cancel safety
 ///
 /// Dropping the future gives the slot back and loses no connection.
 async fn accept<L: StreamListener>(
-    listener: &L,
+    listener: &AsyncFd<L>,
     slots: &Arc<Semaphore>,
 ) -> io::Result<(L::Stream, String, OwnedSemaphorePermit)> {
-    let permit = Arc::clone(slots)
-        .acquire_owned()
-        .await
-        .map_err(io::Error::other)?;
-    let (stream, peer) = listener.accept_one().await?;
-    Ok((stream, peer, permit))
+    loop {
+        let mut ready = listener.readable().await?;
+        let permit = Arc::clone(slots)
+            .acquire_owned()
+            .await
+            .map_err(io::Error::other)?;
+        if let Ok(accepted) = ready.try_io(|socket| socket.get_ref().accept_now()) {
+            let (stream, peer) = accepted?;
+            return Ok((stream, peer, permit));
+        }
+        // Another thread took the client: the slot goes back, readiness is
+        // cleared, and we wait again.
+    }
 }
 
 /// A listening stream socket the accept loop can serve: TCP or Unix. Both
 /// kinds share everything after the accept.
-pub(crate) trait StreamListener: Send + 'static {
+pub(crate) trait StreamListener: AsRawFd + Send + Sync + 'static {
     /// The accepted connection.
     type Stream: ReadyStream + Send + 'static;
 
-    /// Accepts one connection, set up for serving, and names its peer.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe, as the underlying `accept`.
-    fn accept_one(&self) -> impl Future<Output = io::Result<(Self::Stream, String)>> + Send;
+    /// Accepts one waiting connection without blocking (`WouldBlock` when
+    /// none is waiting), sets it up for serving, and names its peer.
+    fn accept_now(&self) -> io::Result<(Self::Stream, String)>;
 }
 
-impl StreamListener for TcpListener {
+impl StreamListener for std::net::TcpListener {
     type Stream = tokio::net::TcpStream;
 
-    async fn accept_one(&self) -> io::Result<(Self::Stream, String)> {
-        let (stream, peer) = self.accept().await?;
+    fn accept_now(&self) -> io::Result<(Self::Stream, String)> {
+        let (stream, peer) = self.accept()?;
+        stream.set_nonblocking(true)?;
         // Replies must leave as soon as they are written: without this, Nagle
         // holds a small reply until the previous one is acknowledged. If the
         // peer is already gone this fails; the connection's first read then
@@ -196,21 +210,22 @@ impl StreamListener for TcpListener {
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %crate::error::plain(&err), "cannot set TCP_NODELAY");
         }
-        Ok((stream, peer.to_string()))
+        Ok((tokio::net::TcpStream::from_std(stream)?, peer.to_string()))
     }
 }
 
-impl StreamListener for UnixListener {
+impl StreamListener for std::os::unix::net::UnixListener {
     type Stream = tokio::net::UnixStream;
 
-    async fn accept_one(&self) -> io::Result<(Self::Stream, String)> {
-        let (stream, peer) = self.accept().await?;
+    fn accept_now(&self) -> io::Result<(Self::Stream, String)> {
+        let (stream, peer) = self.accept()?;
+        stream.set_nonblocking(true)?;
         // A client socket usually has no name; say "unix" then.
         let peer = match peer.as_pathname() {
             Some(path) => format!("unix {}", path.display()),
             None => "unix".to_string(),
         };
-        Ok((stream, peer))
+        Ok((tokio::net::UnixStream::from_std(stream)?, peer))
     }
 }
 

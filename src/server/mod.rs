@@ -11,6 +11,8 @@ mod udp;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -456,12 +458,12 @@ impl Shared {
             // The one place each kind of socket gets its serving loop.
             match socket {
                 Listener::Tcp(socket) => {
-                    let socket = tokio::net::TcpListener::from_std(socket).map_err(fail)?;
+                    let socket = watch_readable(socket).map_err(fail)?;
                     let serve = listener::serve(socket, endpoint, health, open, shared);
                     self.listeners.spawn(serve);
                 }
                 Listener::Unix(socket) => {
-                    let socket = tokio::net::UnixListener::from_std(socket).map_err(fail)?;
+                    let socket = watch_readable(socket).map_err(fail)?;
                     let serve = listener::serve(socket, endpoint, health, open, shared);
                     self.listeners.spawn(serve);
                 }
@@ -557,6 +559,18 @@ fn share_listeners(listeners: &[Listening]) -> Result<Vec<Listening>, Error> {
             })
         })
         .collect()
+}
+
+/// Registers a listening socket with the runtime for readiness only, so the
+/// accept loop can wait for a client before it takes a connection slot.
+///
+/// `AsyncFd::with_interest` is deprecated because an arbitrary `AsRawFd`
+/// type may close or swap its descriptor while registered; a std listener
+/// owns its descriptor until it is dropped, which the `AsyncFd` does first,
+/// so the safe constructor is sound here and no `unsafe` is needed.
+#[allow(deprecated)]
+fn watch_readable<L: std::os::fd::AsRawFd>(socket: L) -> std::io::Result<AsyncFd<L>> {
+    AsyncFd::with_interest(socket, Interest::READABLE)
 }
 
 /// The TCP addresses among `endpoints`, in order.

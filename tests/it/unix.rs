@@ -149,3 +149,38 @@ fn connect_to_a_missing_unix_socket_is_one_error_line() {
         format!("error: cannot connect to unix {path}: no such file or directory")
     );
 }
+
+#[test]
+fn a_freed_slot_goes_to_whichever_listener_has_a_client_waiting() {
+    // With a TCP and a Unix listener at --max-connections 1, clients take
+    // turns. A slot must never sit with a listener nobody connects to: the
+    // first version held it in an idle accept, and a client of the other
+    // listener waited up to 15 s. A correct server answers in milliseconds;
+    // 3 s is a bound no loaded machine reaches.
+    let dir = TempDir::new();
+    let path = dir.path("turns.sock");
+    let server = ServerProcess::start(
+        &[
+            "--tcp",
+            "127.0.0.1:0",
+            "--unix",
+            &path,
+            "--max-connections",
+            "1",
+        ],
+        2,
+    );
+    for turn in 0..6 {
+        let started = std::time::Instant::now();
+        if turn % 2 == 0 {
+            assert_eq!(exchange(server.addr(), b"tcp turn"), b"TCP TURN");
+        } else {
+            assert_eq!(exchange_unix(&path, b"unix turn"), b"UNIX TURN");
+        }
+        let waited = started.elapsed();
+        assert!(
+            waited < std::time::Duration::from_secs(3),
+            "turn {turn} waited {waited:?} for a free slot"
+        );
+    }
+}
