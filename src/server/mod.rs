@@ -132,7 +132,8 @@ pub struct Server {
     listeners: Vec<Listener>,
     /// The addresses they are bound to (with real ports).
     endpoints: Vec<Endpoint>,
-    /// Unix socket files this server created, removed when it stops.
+    /// Unix socket files this server created, removed when its listeners
+    /// close.
     files: Vec<SocketFile>,
     /// Per-connection settings.
     settings: Arc<Settings>,
@@ -158,7 +159,7 @@ impl Server {
             if let Listen::Unix(path) = listen
                 && path.abstract_name().is_none()
             {
-                files.push(SocketFile(path.as_path().to_path_buf()));
+                files.push(SocketFile::new(path.as_path()));
             }
             listeners.push(listener);
         }
@@ -228,9 +229,7 @@ impl Server {
     }
 
     /// Splits the server into its listeners and the state its tasks share.
-    /// The socket files come along so the caller removes them (by dropping
-    /// them) once serving has stopped.
-    fn into_parts(self, signal: ShutdownSignal) -> (Vec<Listening>, Shared, Vec<SocketFile>) {
+    fn into_parts(self, signal: ShutdownSignal) -> (Vec<Listening>, Shared) {
         let shared = Shared {
             settings: self.settings,
             slots: Arc::new(Semaphore::new(self.max_connections)),
@@ -238,6 +237,7 @@ impl Server {
             listeners: TaskTracker::new(),
             max_connections: self.max_connections,
             signal,
+            files: Arc::new(std::sync::Mutex::new(self.files)),
             own_udp: self
                 .endpoints
                 .iter()
@@ -260,7 +260,7 @@ impl Server {
                 health: Arc::default(),
             })
             .collect();
-        (listening, shared, self.files)
+        (listening, shared)
     }
 
     /// Serves on the current Tokio runtime until `signal` fires, then drains:
@@ -275,7 +275,7 @@ impl Server {
     ///
     /// [`Error::Listen`] if a listener cannot be registered with the runtime.
     pub async fn run(self, signal: ShutdownSignal) -> Result<(), Error> {
-        let (listeners, shared, _files) = self.into_parts(signal);
+        let (listeners, shared) = self.into_parts(signal);
         let endpoints: Vec<Endpoint> = listeners.iter().map(|l| l.endpoint.clone()).collect();
         shared.start_accepting(listeners)?;
         log_accepting(&endpoints, 1);
@@ -307,7 +307,7 @@ impl Server {
         signal: ShutdownSignal,
         on_ready: impl FnOnce() -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let (listeners, shared, _files) = self.into_parts(signal);
+        let (listeners, shared) = self.into_parts(signal);
         let finished = CancellationToken::new();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut workers = Vec::new();
@@ -425,6 +425,9 @@ pub(crate) struct Shared {
     max_connections: usize,
     /// Shutdown requests.
     pub(crate) signal: ShutdownSignal,
+    /// The socket files to remove once the listeners have closed (or when
+    /// the last holder of this state goes, if serving never started).
+    files: Arc<std::sync::Mutex<Vec<SocketFile>>>,
     /// Every UDP address of the server: a datagram from one of them is never
     /// answered (two listeners of one server must not echo each other).
     own_udp: Arc<[std::net::SocketAddr]>,
@@ -485,6 +488,10 @@ impl Shared {
         self.open_listeners.close();
         self.open_listeners.wait().await;
         tracing::info!("listeners closed");
+        // Now, not at exit: a successor may bind the path during our grace.
+        if let Ok(mut files) = self.files.lock() {
+            files.clear();
+        }
         self.listeners.close();
         let open = self.open_connections();
         if open > 0 {
@@ -584,15 +591,39 @@ fn tcp_addrs(endpoints: &[Endpoint]) -> Vec<std::net::SocketAddr> {
         .collect()
 }
 
-/// A Unix socket file the server created: removed when the server stops
-/// (when this is dropped), so no stale file is left behind.
+/// A Unix socket file the server created: removed when its listeners close
+/// (when this is dropped), so no stale file is left behind, but only if it is
+/// still the file this server bound. A successor that replaced it while we
+/// drained keeps its own.
 #[derive(Debug)]
-struct SocketFile(std::path::PathBuf);
+struct SocketFile {
+    /// Where it is.
+    path: std::path::PathBuf,
+    /// Device and inode at bind time, to recognise it.
+    id: Option<(u64, u64)>,
+}
+
+impl SocketFile {
+    fn new(path: &std::path::Path) -> SocketFile {
+        SocketFile {
+            path: path.to_path_buf(),
+            id: file_id(path),
+        }
+    }
+}
+
+/// The device and inode of the file at `path`, if there is one.
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    Some((meta.dev(), meta.ino()))
+}
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        // Already gone, or replaced by someone else's: nothing to do.
-        let _ = std::fs::remove_file(&self.0);
+        if self.id.is_some() && file_id(&self.path) == self.id {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -184,3 +184,21 @@ fn a_freed_slot_goes_to_whichever_listener_has_a_client_waiting() {
         );
     }
 }
+
+#[test]
+fn a_server_draining_leaves_a_successors_socket_file_alone() {
+    let dir = TempDir::new();
+    let path = dir.path("handover.sock");
+    let mut old = ServerProcess::start(&["--unix", &path, "--shutdown-grace", "60"], 1);
+    // Held open so the old server drains for a while after the signal.
+    let mut held = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    old.signal(Signal::SIGTERM);
+    old.wait_for_log("listeners closed");
+    // The new server finds no live socket at the path and binds its own.
+    let _new = ServerProcess::start(&["--unix", &path], 1);
+    // The old one finishes: its last client leaves.
+    std::io::Write::write_all(&mut held, b"bye").unwrap();
+    drop(held);
+    assert_eq!(old.wait_exit(PATIENCE).code(), Some(0));
+    assert_eq!(exchange_unix(&path, b"still here"), b"STILL HERE");
+}
