@@ -10,7 +10,7 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::OnceLock;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -44,17 +44,22 @@ pub fn init(level: tracing::Level) {
 }
 
 /// Writes one line (the fatal `error:` line) the same way, then waits up to
-/// `patience` for everything queued to reach stderr.
+/// `patience` for everything queued to reach stderr. The line waits for room
+/// in the queue rather than being dropped; if the writer thread is gone, it
+/// goes to stderr directly.
 pub fn emit(line: &str, patience: Duration) {
-    match QUEUE_TX.get() {
-        Some(tx) => {
-            let _ = tx.try_send(Message::Line(format!("{line}\n").into_bytes()));
-        }
-        None => {
+    let deadline = Instant::now() + patience;
+    let message = Message::Line(format!("{line}\n").into_bytes());
+    let queued = match QUEUE_TX.get() {
+        Some(tx) => send_within(tx, message, deadline),
+        None => Err(()),
+    };
+    match queued {
+        Ok(()) => flush(deadline.saturating_duration_since(Instant::now())),
+        Err(()) => {
             let _ = writeln!(io::stderr(), "{line}");
         }
     }
-    flush(patience);
 }
 
 /// Waits up to `patience` for the lines queued so far to be written.
@@ -62,20 +67,30 @@ pub fn flush(patience: Duration) {
     let Some(tx) = QUEUE_TX.get() else { return };
     let deadline = Instant::now() + patience;
     let (ack_tx, ack_rx) = mpsc::sync_channel(1);
-    let mut message = Message::Flush(ack_tx);
+    if send_within(tx, Message::Flush(ack_tx), deadline).is_ok() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = ack_rx.recv_timeout(left);
+    }
+}
+
+/// Queues `message`, waiting for room until `deadline`. `Err` if and only if
+/// the writer thread is gone (nothing will ever write it); a message still
+/// not queued at the deadline is dropped, `Ok`.
+fn send_within(
+    tx: &SyncSender<Message>,
+    mut message: Message,
+    deadline: Instant,
+) -> Result<(), ()> {
     loop {
         match tx.try_send(message) {
-            Ok(()) => break,
+            Ok(()) => return Ok(()),
             Err(TrySendError::Full(back)) if Instant::now() < deadline => {
                 message = back;
                 thread::sleep(Duration::from_millis(5));
             }
-            Err(_) => return,
+            Err(TrySendError::Full(_)) => return Ok(()),
+            Err(TrySendError::Disconnected(_)) => return Err(()),
         }
-    }
-    let left = deadline.saturating_duration_since(Instant::now());
-    match ack_rx.recv_timeout(left) {
-        Ok(()) | Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
     }
 }
 
