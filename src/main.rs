@@ -226,7 +226,6 @@ fn udp_session(
     interrupt: client::Interrupt,
 ) -> anyhow::Result<Finish> {
     use client::udp::{Next, datagrams};
-    use std::io::BufRead;
     let mut stdout = std::io::stdout();
     let finish = if std::io::stdin().is_terminal() {
         use client::repl::{Input, LineSource};
@@ -244,11 +243,13 @@ fn udp_session(
         };
         datagrams(&mut next, socket, &mut stdout, peer, timeout, &interrupt)?
     } else {
-        let mut lines = std::io::stdin().lock().split(b'\n');
-        let mut next = || match lines.next() {
-            Some(line) => line.map(Next::Datagram),
-            None => Ok(Next::End),
-        };
+        let stdin = std::io::BufReader::new(std::io::stdin());
+        let mut next = client::udp::piped_lines(stdin, interrupt.clone()).map_err(|cause| {
+            upecho::Error::Io {
+                context: "cannot start reading stdin".into(),
+                cause,
+            }
+        })?;
         datagrams(&mut next, socket, &mut stdout, peer, timeout, &interrupt)?
     };
     Ok(finish)

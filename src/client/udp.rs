@@ -98,6 +98,48 @@ pub fn datagrams(
     }
 }
 
+/// The datagrams of a piped `input`: each line without its `\n`. The lines
+/// are read on a thread of their own and waited for in slices, so Ctrl-C
+/// ends the wait even while the input says nothing; end of input after
+/// Ctrl-C (the writer died of the same Ctrl-C) is an interruption too.
+///
+/// # Errors
+///
+/// The returned function fails as the input does (a directory as stdin).
+pub fn piped_lines(
+    input: impl io::BufRead + Send + 'static,
+    interrupt: Interrupt,
+) -> io::Result<impl FnMut() -> io::Result<Next>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
+    std::thread::Builder::new()
+        .name("upecho-stdin".into())
+        .spawn(move || {
+            for line in input.split(b'\n') {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(move || {
+        loop {
+            match rx.recv_timeout(SLICE) {
+                Ok(line) => return line.map(Next::Datagram),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Ok(if interrupt.is_interrupted() {
+                        Next::Interrupted
+                    } else {
+                        Next::End
+                    });
+                }
+            }
+            if interrupt.is_interrupted() {
+                return Ok(Next::Interrupted);
+            }
+        }
+    })
+}
+
 /// Receives one reply within `timeout`, in slices so Ctrl-C is seen;
 /// `None` when interrupted.
 fn wait_for_reply(

@@ -226,3 +226,28 @@ fn connect_udp_on_a_terminal_prompts_and_prints_each_reply() {
         other => panic!("client did not exit normally: {other:?}"),
     }
 }
+
+#[test]
+fn connect_udp_in_a_pipe_exits_130_on_ctrl_c_while_its_input_is_silent() {
+    let server = ServerProcess::start(&["--udp", "127.0.0.1:0"], 1);
+    let mut child = upecho(&["connect", "--udp", &server.addr_arg()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // Once a reply came back, the client runs and its Ctrl-C handler is set.
+    std::io::Write::write_all(&mut stdin, b"ping\n").unwrap();
+    let mut reply = [0u8; 5];
+    std::io::Read::read_exact(&mut stdout, &mut reply).unwrap();
+    assert_eq!(&reply, b"PING\n");
+    // stdin stays open and silent.
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, Signal::SIGINT).unwrap();
+    let (status, stderr) =
+        crate::support::exit_and_stderr(&mut child, PATIENCE, "connect --udp ignored Ctrl-C");
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    drop(stdin);
+}
