@@ -414,13 +414,14 @@ pub fn bind_unix(path: &UnixPath, backlog: u32, mode: Option<u32>) -> Result<Uni
     socket
         .bind(&path.sock_addr().map_err(fail)?)
         .map_err(fail)?;
-    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
-    socket.listen(backlog).map_err(fail)?;
-    socket.set_nonblocking(true).map_err(fail)?;
+    // Before listen: nobody can connect while the umask's mode is on it.
     if let (Some(mode), None) = (mode, path.abstract_name()) {
         std::fs::set_permissions(path.as_path(), std::fs::Permissions::from_mode(mode))
             .map_err(fail)?;
     }
+    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    socket.listen(backlog).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
     Ok(socket.into())
 }
 
@@ -433,9 +434,15 @@ fn remove_if_stale(path: &Path) -> io::Result<()> {
     if !meta.file_type().is_socket() {
         return Ok(()); // not ours to remove; the bind will say why it fails
     }
-    match UnixStream::connect(path) {
-        Ok(_) => Err(io::Error::from_raw_os_error(libc::EADDRINUSE)),
+    // Non-blocking: a live server whose backlog is full answers EAGAIN
+    // instead of making us wait for it.
+    let probe = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    probe.set_nonblocking(true)?;
+    let in_use = || Err(io::Error::from_raw_os_error(libc::EADDRINUSE));
+    match probe.connect(&socket2::SockAddr::unix(path)?) {
         Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
+        Ok(()) => in_use(),
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => in_use(),
         Err(_) => Ok(()),
     }
 }

@@ -11,8 +11,8 @@
 //! could not take right away are copied into a buffer of the connection's
 //! own, which is freed as soon as it has drained. While such bytes are owed,
 //! nothing more is read from that peer (backpressure), so a client that never
-//! reads holds at most one scratch buffer's worth here, plus the kernel's
-//! socket buffers. Measured (docs/ARCHITECTURE.md): an open connection costs
+//! reads holds at most one read's output here (64 KiB, or up to 3x that with
+//! `--transform unicode`), plus the kernel's socket buffers. Measured (docs/ARCHITECTURE.md): an open connection costs
 //! under 1 KiB of server memory instead of the 64 KiB buffer it had before.
 
 use std::cell::RefCell;

@@ -355,30 +355,17 @@ fn is_per_connection(err: &io::Error) -> bool {
         // accept(2); its manual says to retry them like EAGAIN.
         err.raw_os_error(),
         Some(
-            libc_errno::EPROTO
-                | libc_errno::ENOPROTOOPT
-                | libc_errno::EHOSTDOWN
-                | libc_errno::ENONET
-                | libc_errno::EHOSTUNREACH
-                | libc_errno::EOPNOTSUPP
-                | libc_errno::ENETDOWN
-                | libc_errno::ENETUNREACH
-                | libc_errno::EPERM
+            libc::EPROTO
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETDOWN
+                | libc::ENETUNREACH
+                | libc::EPERM
         )
     )
-}
-
-/// The errno values `is_per_connection` names (Linux, all architectures).
-mod libc_errno {
-    pub(super) const EPERM: i32 = 1;
-    pub(super) const ENONET: i32 = 64;
-    pub(super) const EPROTO: i32 = 71;
-    pub(super) const ENOPROTOOPT: i32 = 92;
-    pub(super) const EOPNOTSUPP: i32 = 95;
-    pub(super) const ENETDOWN: i32 = 100;
-    pub(super) const ENETUNREACH: i32 = 101;
-    pub(super) const EHOSTDOWN: i32 = 112;
-    pub(super) const EHOSTUNREACH: i32 = 113;
 }
 
 #[cfg(test)]

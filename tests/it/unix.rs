@@ -202,3 +202,28 @@ fn a_server_draining_leaves_a_successors_socket_file_alone() {
     assert_eq!(old.wait_exit(PATIENCE).code(), Some(0));
     assert_eq!(exchange_unix(&path, b"still here"), b"STILL HERE");
 }
+
+#[test]
+fn a_live_socket_with_a_full_backlog_is_in_use_not_a_hang() {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let dir = TempDir::new();
+    let path = dir.path("busy.sock");
+    let live = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+    live.bind(&SockAddr::unix(&path).unwrap()).unwrap();
+    live.listen(0).unwrap();
+    // Fill its queue: nobody accepts, so connects soon say "would block".
+    let mut queued = Vec::new();
+    for _ in 0..64 {
+        let client = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+        client.set_nonblocking(true).unwrap();
+        match client.connect(&SockAddr::unix(&path).unwrap()) {
+            Ok(()) => queued.push(client),
+            Err(_) => break,
+        }
+    }
+    let out = run(&["serve", "--unix", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = assert_one_error_line(&out);
+    assert!(line.contains("address already in use"), "{line}");
+    drop((live, queued));
+}
