@@ -64,17 +64,14 @@ fn the_eleventh_client_of_ten_waits_in_the_backlog_until_one_closes() {
     assert_eq!(&reply, b"ELEVEN");
 }
 
-#[test]
-fn a_stderr_that_cannot_be_written_does_not_stop_the_server() {
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .unwrap();
+/// Starts `upecho serve --tcp 127.0.0.1:0 -v` with `stderr` as its stderr
+/// (our stderr reader is not wanted here) and returns it with its address.
+fn serve_with_stderr(stderr: Stdio) -> (std::process::Child, std::net::SocketAddr) {
     let mut child = Command::new(bin())
         .args(["serve", "--tcp", "127.0.0.1:0", "-v"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(full)
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -83,15 +80,20 @@ fn a_stderr_that_cannot_be_written_does_not_stop_the_server() {
     let addr = line
         .trim()
         .strip_prefix("listening tcp ")
-        .expect("readiness line");
-    let addr = addr.parse().unwrap();
-    assert_eq!(exchange(addr, b"no stderr"), b"NO STDERR");
+        .expect("readiness line")
+        .parse()
+        .unwrap();
+    (child, addr)
+}
+
+/// Sends SIGTERM and asserts the server exits 0 in time.
+fn stops_with_0_on_sigterm(child: &mut std::process::Child) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         Signal::SIGTERM,
     )
     .unwrap();
-    let status = wait_with_deadline(&mut child, PATIENCE).unwrap_or_else(|| {
+    let status = wait_with_deadline(child, PATIENCE).unwrap_or_else(|| {
         let _ = child.kill();
         panic!("the server did not stop on SIGTERM");
     });
@@ -99,38 +101,25 @@ fn a_stderr_that_cannot_be_written_does_not_stop_the_server() {
 }
 
 #[test]
+fn a_stderr_that_cannot_be_written_does_not_stop_the_server() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let (mut child, addr) = serve_with_stderr(full.into());
+    assert_eq!(exchange(addr, b"no stderr"), b"NO STDERR");
+    stops_with_0_on_sigterm(&mut child);
+}
+
+#[test]
 fn a_stderr_nobody_reads_neither_blocks_the_service_nor_signals() {
     // -v logs two lines per connection; the stderr pipe (64 KiB) is never
     // read, so it fills after a few hundred connections.
-    let mut child = Command::new(bin())
-        .args(["serve", "--tcp", "127.0.0.1:0", "-v"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, addr) = serve_with_stderr(Stdio::piped());
     let _unread_stderr = child.stderr.take().unwrap();
-    let mut line = String::new();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening tcp ")
-        .unwrap()
-        .parse()
-        .unwrap();
     for i in 0..1500 {
         let word = format!("word {i}");
         assert_eq!(exchange(addr, word.as_bytes()), upper(word.as_bytes()));
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = wait_with_deadline(&mut child, PATIENCE).unwrap_or_else(|| {
-        let _ = child.kill();
-        panic!("the server did not stop on SIGTERM");
-    });
-    assert_eq!(status.code(), Some(0));
+    stops_with_0_on_sigterm(&mut child);
 }

@@ -245,13 +245,19 @@ pub fn assert_one_error_line(output: &Output) -> String {
 
 /// Sends `data` on a new connection, half-closes, and returns the whole reply.
 pub fn exchange(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    let stream = std::net::TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    exchange_on(stream, data)
+}
+
+/// Writes `data` on `stream` from another thread (so a reply larger than the
+/// socket buffers cannot deadlock), half-closes, and reads the reply to EOF.
+fn exchange_on<S: upecho::client::Duplex>(mut stream: S, data: &[u8]) -> Vec<u8> {
     let mut writer = stream.try_clone().unwrap();
     let data = data.to_vec();
     let sender = thread::spawn(move || {
         writer.write_all(&data).unwrap();
-        writer.shutdown(std::net::Shutdown::Write).unwrap();
+        writer.shutdown_write().unwrap();
     });
     let mut reply = Vec::new();
     stream.read_to_end(&mut reply).expect("read reply");
@@ -381,18 +387,9 @@ pub fn exchange_unix(path: &str, data: &[u8]) -> Vec<u8> {
         Some(name) => UnixAddr::from_abstract_name(name.as_bytes()).unwrap(),
         None => UnixAddr::from_pathname(path).unwrap(),
     };
-    let mut stream = UnixStream::connect_addr(&addr).expect("connect");
+    let stream = UnixStream::connect_addr(&addr).expect("connect");
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let data = data.to_vec();
-    let sender = thread::spawn(move || {
-        writer.write_all(&data).unwrap();
-        writer.shutdown(std::net::Shutdown::Write).unwrap();
-    });
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).expect("read reply");
-    sender.join().unwrap();
-    reply
+    exchange_on(stream, data)
 }
 
 /// A fresh directory for socket files, removed when dropped.
