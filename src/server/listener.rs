@@ -296,9 +296,11 @@ fn tick(conns: &mut HashMap<Id, Open>, idle: Option<Duration>, shared: &Shared) 
 /// Forgets a finished connection and logs how it ended.
 fn closed(conns: &mut HashMap<Id, Open>, done: Result<(Id, End), JoinError>, shared: &Shared) {
     shared.reclaim.closed();
+    // A task that ended by itself says why, even if the listener had just
+    // decided to abort it (an idle sweep racing the peer's own close).
     let (id, end) = match done {
-        Ok((id, end)) => (id, end.to_string()),
-        Err(err) => (err.id(), String::new()),
+        Ok((id, end)) => (id, Some(end.to_string())),
+        Err(err) => (err.id(), None),
     };
     let Some(conn) = conns.remove(&id) else {
         return;
@@ -308,10 +310,10 @@ fn closed(conns: &mut HashMap<Id, Open>, done: Result<(Id, End), JoinError>, sha
         conns.shrink_to(conns.len() * 2);
     }
     let (bytes_in, bytes_out) = conn.traffic.counts();
-    let end = match conn.aborted_for {
-        Some(reason) => reason.to_string(),
-        None if end.is_empty() => "task failed".to_string(),
-        None => end,
+    let end = match (end, conn.aborted_for) {
+        (Some(end), _) => end,
+        (None, Some(reason)) => reason.to_string(),
+        (None, None) => "task failed".to_string(),
     };
     tracing::debug!(peer = %conn.peer, bytes_in, bytes_out, %end, "connection closed");
 }
