@@ -83,7 +83,13 @@ where
     let outbound = Arc::new(Outbound::default());
     let sending = Arc::clone(&outbound);
     let sender_peer = peer.to_owned();
-    thread::spawn(move || send(input, upstream, &sender_peer, &sending));
+    thread::Builder::new()
+        .name("upecho-send".into())
+        .spawn(move || send(input, upstream, &sender_peer, &sending))
+        .map_err(|cause| Error::Io {
+            context: "cannot start the sending thread".into(),
+            cause,
+        })?;
 
     let received = receive(stream, output, peer);
     if interrupt.is_interrupted() {
