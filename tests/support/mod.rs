@@ -243,6 +243,14 @@ pub fn assert_one_error_line(output: &Output) -> String {
     stderr
 }
 
+/// Asserts a runtime failure: exit status 1 and exactly `expected` as the
+/// one stderr line.
+pub fn assert_error_line(output: &Output, expected: &str) {
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let line = assert_one_error_line(output);
+    assert_eq!(line.trim_end(), expected);
+}
+
 /// Sends `data` on a new connection, half-closes, and returns the whole reply.
 pub fn exchange(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
     let stream = std::net::TcpStream::connect(addr).expect("connect");
