@@ -81,6 +81,60 @@ fn five_hundred_datagrams_at_most_32_in_flight_are_all_answered() {
 }
 
 #[test]
+fn a_burst_from_fifty_sockets_is_answered_whole_each_to_its_source() {
+    // 200 datagrams queued before any reply is read: the server takes them in
+    // batches, and each reply, grown or not, must go to its own source. (Not
+    // necessarily in order: each server thread takes batches of its own.)
+    let server = ServerProcess::start(&["--udp", "127.0.0.1:0", "--transform", "unicode"], 1);
+    let sockets: Vec<UdpSocket> = (0..50).map(|_| client_for(server.addr())).collect();
+    let message = |socket: usize, n: usize| {
+        let text = if (socket + n).is_multiple_of(2) {
+            "straße"
+        } else {
+            "plain"
+        };
+        format!("{text} {socket}/{n}")
+    };
+    for n in 0..4 {
+        for (i, socket) in sockets.iter().enumerate() {
+            socket
+                .send_to(message(i, n).as_bytes(), server.addr())
+                .unwrap();
+        }
+    }
+    let mut buf = [0u8; 64];
+    for (i, socket) in sockets.iter().enumerate() {
+        let mut waiting: HashSet<String> = (0..4).map(|n| message(i, n).to_uppercase()).collect();
+        for _ in 0..4 {
+            let (len, from) = socket
+                .recv_from(&mut buf)
+                .expect("every datagram is answered");
+            assert_eq!(from, server.addr());
+            let reply = String::from_utf8_lossy(&buf[..len]).into_owned();
+            assert!(waiting.remove(&reply), "socket {i} got {reply:?}");
+        }
+    }
+}
+
+#[test]
+fn a_wildcard_server_answers_from_the_address_each_datagram_was_sent_to() {
+    let server = ServerProcess::start(&["--udp", "0.0.0.0:0"], 1);
+    let port = server.addr().port();
+    for to in ["127.0.0.1", "127.0.0.2", "127.0.0.3"] {
+        let to: SocketAddr = format!("{to}:{port}").parse().unwrap();
+        // A connected socket takes replies only from the address it sent to.
+        let socket = client_for(to);
+        socket.connect(to).unwrap();
+        socket.send(b"where from").unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = socket
+            .recv_from(&mut buf)
+            .expect("a reply from the address sent to");
+        assert_eq!((&buf[..n], from), (&b"WHERE FROM"[..], to));
+    }
+}
+
+#[test]
 fn a_reply_over_65507_bytes_is_dropped_not_truncated() {
     let server = ServerProcess::start(&["--udp", "127.0.0.1:0", "--transform", "unicode"], 1);
     let socket = client_for(server.addr());
