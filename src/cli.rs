@@ -137,26 +137,13 @@ pub struct TargetArgs {
     /// The server's address.
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub addr: HostPort,
-    /// Use UDP: each input line is one datagram, each reply one line.
+    /// Use UDP: each input line is one datagram, each reply one line (bench:
+    /// each message is one datagram; pingpong only, up to 65507 bytes).
     #[arg(long, conflicts_with = "unix")]
     pub udp: bool,
     /// Connect to the Unix stream socket at PATH instead (`@NAME`: abstract).
     #[arg(long, value_name = "PATH")]
     pub unix: Option<PathBuf>,
-}
-
-impl TargetArgs {
-    /// The TCP address, or [`Error::Unsupported`] naming `command`'s flag for
-    /// transports not built yet.
-    fn tcp(&self, command: &'static [&'static str; 2]) -> Result<HostPort, Error> {
-        if self.udp {
-            return Err(Error::Unsupported(command[0]));
-        }
-        if self.unix.is_some() {
-            return Err(Error::Unsupported(command[1]));
-        }
-        Ok(self.addr.clone())
-    }
 }
 
 impl TargetArgs {
@@ -213,7 +200,8 @@ pub enum ModeArg {
     /// One message in flight per connection; reports round trips and latency.
     #[default]
     Pingpong,
-    /// Write continuously while reading back; reports verified bytes per second.
+    /// Write continuously while reading back; reports verified bytes per second
+    /// (TCP and Unix sockets only).
     Stream,
 }
 
@@ -226,7 +214,8 @@ pub struct BenchArgs {
     /// Traffic pattern.
     #[arg(long, value_enum, default_value_t)]
     pub mode: ModeArg,
-    /// The transform the server applies; every reply byte is checked against it.
+    /// The transform the server applies; every reply byte is checked against it
+    /// (with unicode, payloads are UTF-8 text and replies may change length).
     #[arg(long, value_enum, default_value_t)]
     pub transform: TransformArg,
     /// Concurrent connections, all opened before the warm-up (memory: about
@@ -234,8 +223,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub connections: u32,
     /// Message size (pingpong) or write size (stream) in bytes, up to 16 MiB
-    /// (memory: at most 80 MiB of payload whatever the size, plus about 2 KiB
-    /// per connection).
+    /// (65507 with --udp) (memory: at most 80 MiB of payload whatever the
+    /// size, plus about 2 KiB per connection).
     #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=upecho::bench::MAX_SIZE as i64))]
     pub size: u32,
     /// The measured window.
@@ -257,19 +246,37 @@ impl BenchArgs {
     ///
     /// # Errors
     ///
-    /// [`UsageError`] for a zero duration; [`Error::Unsupported`] for transports
-    /// and transforms not built yet.
+    /// [`UsageError`] for a zero duration, and with `--udp` for stream mode
+    /// or a size over 65507 bytes.
     pub fn to_config(&self) -> anyhow::Result<BenchConfig> {
         if self.duration.is_zero() {
             return Err(UsageError("--duration must be more than 0 seconds".into()).into());
         }
+        let target = self.target.target();
+        let mode = match self.mode {
+            ModeArg::Pingpong => Mode::PingPong,
+            ModeArg::Stream => Mode::Stream,
+        };
+        if let Target::Udp(_) = target {
+            if mode == Mode::Stream {
+                return Err(UsageError(
+                    "--mode stream cannot be used with --udp: datagrams are pingpong only".into(),
+                )
+                .into());
+            }
+            if self.size as usize > upecho::bench::datagram::MAX_DATAGRAM {
+                return Err(UsageError(format!(
+                    "--size {} is too large for --udp: a datagram holds at most {} bytes",
+                    self.size,
+                    upecho::bench::datagram::MAX_DATAGRAM
+                ))
+                .into());
+            }
+        }
         Ok(BenchConfig {
-            addr: self.target.tcp(&["bench --udp", "bench --unix"])?,
-            mode: match self.mode {
-                ModeArg::Pingpong => Mode::PingPong,
-                ModeArg::Stream => Mode::Stream,
-            },
-            transform: bench_transform(self.transform)?,
+            target,
+            mode,
+            transform: transform(self.transform)?,
             connections: self.connections as usize,
             size: self.size as usize,
             duration: self.duration,
@@ -285,15 +292,6 @@ fn transform(arg: TransformArg) -> Result<Transform, Error> {
         TransformArg::Ascii => Ok(Transform::Ascii),
         TransformArg::Unicode => Ok(Transform::Unicode),
         TransformArg::None => Ok(Transform::None),
-    }
-}
-
-/// The transforms `bench` can check replies against: not yet `unicode`,
-/// whose payloads must be text and whose replies change length.
-fn bench_transform(arg: TransformArg) -> Result<Transform, Error> {
-    match arg {
-        TransformArg::Unicode => Err(Error::Unsupported("--transform unicode")),
-        other => transform(other),
     }
 }
 

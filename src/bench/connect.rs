@@ -1,15 +1,25 @@
-//! The set-up phase: opens every connection before the warm-up starts, a few at
-//! a time, so that the measured window sees all of them and none is still
-//! waiting for the kernel's SYN retry timer.
+//! The set-up phase: opens every connection (or, over UDP, every connected
+//! socket) before the warm-up starts, a few at a time, so that the measured
+//! window sees all of them and none is still waiting for the kernel's SYN
+//! retry timer. This is also the one place that knows the kinds of socket a
+//! run can use: [`ByteStream`] lets the stream traffic patterns run over TCP
+//! and Unix sockets alike, and [`open`] dispatches on the [`Peer`] once, so
+//! nothing per message does.
 
+use std::ffi::OsString;
 use std::io;
 use std::net::SocketAddr;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream, tcp, unix};
 use tokio::task::JoinSet;
 
-use crate::{Error, HostPort};
+use crate::Error;
+use crate::endpoint::Target;
 
 /// Connections being opened at once. A burst of thousands of SYNs overflows
 /// small backlogs (the tutorial's `listen(5)`, or a busy server's), and each
@@ -24,6 +34,120 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `EMFILE` on Linux: this process has as many descriptors open as its limit.
 const EMFILE: i32 = 24;
 
+/// A connected byte stream the stream traffic patterns (pingpong and stream)
+/// can drive: a TCP or a Unix stream socket.
+///
+/// Why a trait with the two operations they use beyond `AsyncRead` and
+/// `AsyncWrite`, rather than `Box<dyn ...>` or an enum: the connection tasks
+/// are generic over it, so each kind gets its own copy of the hot loop, and
+/// TCP's is exactly the code it was before Unix sockets existed (no dynamic
+/// dispatch, no match per read or write).
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + 'static {
+    /// The read half [`ByteStream::split`] lends.
+    type Reader<'a>: AsyncRead + Unpin
+    where
+        Self: 'a;
+    /// The write half [`ByteStream::split`] lends.
+    type Writer<'a>: AsyncWrite + Unpin
+    where
+        Self: 'a;
+
+    /// Writes what the socket buffer takes at once, without waiting; a full
+    /// buffer is `WouldBlock`.
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+
+    /// Borrowed halves, so that one task can read and write at once without
+    /// the `Arc` and lock of an owned split.
+    fn split(&mut self) -> (Self::Reader<'_>, Self::Writer<'_>);
+}
+
+impl ByteStream for TcpStream {
+    type Reader<'a> = tcp::ReadHalf<'a>;
+    type Writer<'a> = tcp::WriteHalf<'a>;
+
+    #[inline]
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        TcpStream::try_write(self, buf)
+    }
+
+    #[inline]
+    fn split(&mut self) -> (tcp::ReadHalf<'_>, tcp::WriteHalf<'_>) {
+        TcpStream::split(self)
+    }
+}
+
+impl ByteStream for UnixStream {
+    type Reader<'a> = unix::ReadHalf<'a>;
+    type Writer<'a> = unix::WriteHalf<'a>;
+
+    #[inline]
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        UnixStream::try_write(self, buf)
+    }
+
+    #[inline]
+    fn split(&mut self) -> (unix::ReadHalf<'_>, unix::WriteHalf<'_>) {
+        UnixStream::split(self)
+    }
+}
+
+/// A connected UDP socket, registered with the runtime.
+///
+/// Why `AsyncFd` and not tokio's `UdpSocket`: the datagram pingpong knows when
+/// the socket has nothing more for it (the reply it waited for came, so
+/// whatever else is queued is stale), and `AsyncFd` lets it say so
+/// ([`AsyncFdReadyGuard::clear_ready`]); tokio's socket would find out with one
+/// more `recv(2)` per round trip that only says "would block".
+///
+/// [`AsyncFdReadyGuard::clear_ready`]: tokio::io::unix::AsyncFdReadyGuard::clear_ready
+pub type DatagramSocket = AsyncFd<std::net::UdpSocket>;
+
+/// Where a run's connections go, resolved once before any is opened.
+#[derive(Clone, Debug)]
+pub enum Peer {
+    /// A TCP server.
+    Tcp(SocketAddr),
+    /// A Unix stream socket, as tokio takes it: a path, or an abstract name
+    /// after a NUL byte.
+    Unix(PathBuf),
+    /// A UDP server.
+    Udp(SocketAddr),
+}
+
+impl Peer {
+    /// Resolves `target` (the first address a host name resolves to, as the
+    /// server binds).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Resolve`] when the host name does not resolve.
+    pub fn resolve(target: &Target) -> Result<Peer, Error> {
+        Ok(match target {
+            Target::Tcp(addr) => Peer::Tcp(addr.resolve("tcp")?[0]),
+            Target::Udp(addr) => Peer::Udp(addr.resolve("udp")?[0]),
+            Target::Unix(path) => Peer::Unix(match path.abstract_name() {
+                Some(name) => {
+                    let mut bytes = vec![0u8];
+                    bytes.extend_from_slice(name);
+                    PathBuf::from(OsString::from_vec(bytes))
+                }
+                None => path.as_path().to_path_buf(),
+            }),
+        })
+    }
+}
+
+/// Every connection of a run, open, of the one kind the target asked for.
+#[derive(Debug)]
+pub enum Opened {
+    /// TCP connections, Nagle's algorithm off.
+    Tcp(Vec<TcpStream>),
+    /// Unix stream connections.
+    Unix(Vec<UnixStream>),
+    /// Connected UDP sockets.
+    Udp(Vec<DatagramSocket>),
+}
+
 /// Why the set-up phase stopped: the first connection that could not be
 /// opened, and how many had been.
 #[derive(Debug)]
@@ -35,9 +159,10 @@ pub struct SetupFailure {
 }
 
 impl SetupFailure {
-    /// The contract's error, naming the endpoint and, when the cause is the
-    /// descriptor limit, saying so and how to raise it.
-    pub fn into_error(self, addr: &HostPort, wanted: usize) -> Error {
+    /// The contract's error, naming the endpoint (`tcp ADDR`, `unix PATH`,
+    /// `udp ADDR`) and, when the cause is the descriptor limit, saying so and
+    /// how to raise it.
+    pub fn into_error(self, target: &Target, wanted: usize) -> Error {
         let mut cause = crate::error::plain(&self.cause);
         if self.cause.raw_os_error() == Some(EMFILE) {
             let limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft);
@@ -50,13 +175,13 @@ impl SetupFailure {
             cause = format!("{cause} (after opening {} of {wanted})", self.opened);
         }
         Error::Connect {
-            endpoint: format!("tcp {addr}"),
+            endpoint: target.to_string(),
             cause: io::Error::new(self.cause.kind(), cause),
         }
     }
 }
 
-/// Opens `count` connections to `target`, [`AT_ONCE`] at a time, and returns
+/// Opens `count` connections to `peer`, [`AT_ONCE`] at a time, and returns
 /// them once all are open.
 ///
 /// # Errors
@@ -67,46 +192,114 @@ impl SetupFailure {
 /// # Cancel safety
 ///
 /// Dropping the future closes every connection opened so far.
-pub async fn open_all(target: SocketAddr, count: usize) -> Result<Vec<TcpStream>, SetupFailure> {
-    let mut streams = Vec::with_capacity(count);
+pub async fn open(peer: &Peer, count: usize) -> Result<Opened, SetupFailure> {
+    Ok(match peer {
+        Peer::Tcp(addr) => {
+            let addr = *addr;
+            Opened::Tcp(open_all(count, move || tcp(addr)).await?)
+        }
+        Peer::Unix(path) => Opened::Unix(
+            open_all(count, || {
+                let path = path.clone();
+                async move { UnixStream::connect(path).await }
+            })
+            .await?,
+        ),
+        Peer::Udp(addr) => {
+            let addr = *addr;
+            Opened::Udp(open_all(count, move || async move { udp(addr) }).await?)
+        }
+    })
+}
+
+/// Runs `open` `count` times, [`AT_ONCE`] at a time, each bounded by
+/// [`CONNECT_TIMEOUT`], and returns what they opened once all succeeded.
+///
+/// # Errors
+///
+/// At the first that fails, with the count opened so far; the others are
+/// closed.
+///
+/// # Cancel safety
+///
+/// Dropping the future closes every connection opened so far.
+pub async fn open_all<S, F>(count: usize, open: impl Fn() -> F) -> Result<Vec<S>, SetupFailure>
+where
+    S: Send + 'static,
+    F: Future<Output = io::Result<S>> + Send + 'static,
+{
+    let mut opened = Vec::with_capacity(count);
     let mut pending = JoinSet::new();
     let mut started = 0;
-    while streams.len() < count {
+    while opened.len() < count {
         while started < count && pending.len() < AT_ONCE {
-            pending.spawn(open(target));
+            pending.spawn(within_timeout(open()));
             started += 1;
         }
-        let opened = match pending.join_next().await {
-            Some(Ok(opened)) => opened,
+        let next = match pending.join_next().await {
+            Some(Ok(next)) => next,
             // A connect task cannot panic; if the runtime still lost one,
             // say so rather than wait forever.
             Some(Err(lost)) => Err(io::Error::other(lost.to_string())),
             None => Err(io::Error::other("no connection attempt left")),
         };
-        match opened {
-            Ok(stream) => streams.push(stream),
+        match next {
+            Ok(socket) => opened.push(socket),
             Err(cause) => {
                 return Err(SetupFailure {
-                    opened: streams.len(),
+                    opened: opened.len(),
                     cause,
                 });
             }
         }
     }
-    Ok(streams)
+    Ok(opened)
 }
 
-/// Opens one connection with Nagle's algorithm off (a pingpong message must
-/// not wait for the previous one's ACK).
-async fn open(target: SocketAddr) -> io::Result<TcpStream> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target))
+/// `connecting`, or a timeout error after [`CONNECT_TIMEOUT`].
+async fn within_timeout<S>(connecting: impl Future<Output = io::Result<S>>) -> io::Result<S> {
+    tokio::time::timeout(CONNECT_TIMEOUT, connecting)
         .await
         .map_err(|_| {
             io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("timed out after {} s", CONNECT_TIMEOUT.as_secs()),
             )
-        })??;
+        })?
+}
+
+/// Opens one TCP connection with Nagle's algorithm off (a pingpong message
+/// must not wait for the previous one's ACK).
+async fn tcp(target: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect(target).await?;
     stream.set_nodelay(true)?;
     Ok(stream)
+}
+
+/// A UDP socket on an ephemeral port, connected to `target` (so it receives
+/// only the server's datagrams, and `connection refused` when nothing
+/// listens), non-blocking and registered with the runtime.
+fn udp(target: SocketAddr) -> io::Result<DatagramSocket> {
+    let local: SocketAddr = if target.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = std::net::UdpSocket::bind(local)?;
+    socket.connect(target)?;
+    socket.set_nonblocking(true)?;
+    register(socket)
+}
+
+/// Registers a non-blocking UDP socket with the runtime.
+///
+/// Why the deprecated `AsyncFd::new`: tokio deprecated it because an
+/// arbitrary `AsRawFd` type may close or change its descriptor while it is
+/// registered; its replacement, `AsyncFd::register`, is `unsafe` to call for
+/// that reason. A `std::net::UdpSocket` owns its descriptor, and the
+/// `AsyncFd` owns the socket and deregisters it before closing it, so the
+/// safe constructor is sound here.
+#[allow(deprecated)]
+pub(super) fn register(socket: std::net::UdpSocket) -> io::Result<DatagramSocket> {
+    AsyncFd::new(socket)
 }

@@ -1,5 +1,5 @@
 //! Load generation: the phases of a run (set-up, warm-up, measured window,
-//! drain), the state every connection shares, and the pieces both traffic
+//! drain), the state every connection shares, and the pieces the traffic
 //! patterns use: reading into the shared buffer while checking, counting what
 //! a connection is owed, and the final drain.
 //!
@@ -11,7 +11,6 @@
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Poll, ready};
@@ -19,20 +18,20 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 
-use super::connect;
+use super::connect::{self, ByteStream, DatagramSocket, Opened, Peer};
 use super::payload::Payload;
 use super::stats::{self, Tally};
 use super::verify::{Expected, Mismatch};
-use super::{BenchConfig, Mode, pingpong, stream};
+use super::{BenchConfig, Mode, datagram, pingpong, stream};
 use crate::Error;
 
 /// The one read buffer of the run: 64 KiB (a large socket read) plus the spare
-/// byte pingpong needs (see [`pingpong`]).
+/// byte pingpong needs (see [`pingpong`]); over UDP, more than the largest
+/// datagram, so a reply longer than expected is seen whole, not truncated.
 pub const READ_BUF: usize = 64 * 1024 + 1;
 
 /// The generator's memory per connection, as measured (and as `--help`
@@ -63,6 +62,9 @@ pub struct Measurements {
     pub errors: u64,
     /// A description of the first error, for the report.
     pub first_error: Option<String>,
+    /// UDP: messages whose reply did not come within
+    /// [`datagram::LOSS`], counted when that time ran out in the window.
+    pub lost: u64,
     /// Connections that got no verified reply in the window.
     pub starved: usize,
     /// Connections that had been answered but were owed bytes that had not
@@ -109,8 +111,8 @@ pub struct Shared {
     read_buf: RefCell<Box<[u8]>>,
 }
 
-/// Runs the whole benchmark: set-up, warm-up, window, drain. Returns `None`
-/// if Ctrl-C interrupted it.
+/// Runs the whole benchmark with `payload` against `peer`: set-up, warm-up,
+/// window, drain. Returns `None` if Ctrl-C interrupted it.
 ///
 /// # Errors
 ///
@@ -118,7 +120,8 @@ pub struct Shared {
 /// Ctrl-C cannot be watched.
 pub async fn drive(
     config: BenchConfig,
-    target: SocketAddr,
+    peer: Peer,
+    payload: Payload,
     progress: impl FnMut(f64),
 ) -> Result<Option<Measurements>, Error> {
     // Installed before any connection opens, so a Ctrl-C at any point after a
@@ -127,11 +130,10 @@ pub async fn drive(
         context: "cannot watch for Ctrl-C".into(),
         cause,
     })?;
-    let payload = Payload::new(&config);
     let start = Instant::now();
-    let streams = tokio::select! {
-        opened = connect::open_all(target, config.connections) => {
-            opened.map_err(|failure| failure.into_error(&config.addr, config.connections))?
+    let opened = tokio::select! {
+        opened = connect::open(&peer, config.connections) => {
+            opened.map_err(|failure| failure.into_error(&config.target, config.connections))?
         }
         _ = interrupt.recv() => return Ok(None),
     };
@@ -148,14 +150,12 @@ pub async fn drive(
         read_buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
     });
     let mut tasks = JoinSet::new();
-    for (index, stream) in streams.into_iter().enumerate() {
-        let shared = Rc::clone(&shared);
-        // Spawned as they are, not inside a future that matches on the mode:
-        // one state machine less to resume per round trip (15 instructions).
-        match config.mode {
-            Mode::PingPong => tasks.spawn_local(pingpong::run(stream, index, shared)),
-            Mode::Stream => tasks.spawn_local(stream::run(stream, index, shared)),
-        };
+    // The one dispatch on the kind of socket: each task below is a loop
+    // compiled for its own kind.
+    match opened {
+        Opened::Tcp(streams) => spawn_streams(&mut tasks, streams, config.mode, &shared),
+        Opened::Unix(streams) => spawn_streams(&mut tasks, streams, config.mode, &shared),
+        Opened::Udp(sockets) => spawn_datagrams(&mut tasks, sockets, &shared),
     }
     let Some((measured, cpu)) = keep_time(window, began, progress, &mut interrupt).await else {
         return Ok(None);
@@ -172,6 +172,31 @@ pub async fn drive(
         measured.min(config.duration).max(Duration::from_nanos(1)),
         cpu,
     )))
+}
+
+/// Spawns a connection task per stream, of the mode's traffic pattern.
+fn spawn_streams<S: ByteStream>(
+    tasks: &mut JoinSet<()>,
+    streams: Vec<S>,
+    mode: Mode,
+    shared: &Rc<Shared>,
+) {
+    for (index, stream) in streams.into_iter().enumerate() {
+        let shared = Rc::clone(shared);
+        // Spawned as they are, not inside a future that matches on the mode:
+        // one state machine less to resume per round trip (15 instructions).
+        match mode {
+            Mode::PingPong => tasks.spawn_local(pingpong::run(stream, index, shared)),
+            Mode::Stream => tasks.spawn_local(stream::run(stream, index, shared)),
+        };
+    }
+}
+
+/// Spawns a datagram pingpong task per UDP socket.
+fn spawn_datagrams(tasks: &mut JoinSet<()>, sockets: Vec<DatagramSocket>, shared: &Rc<Shared>) {
+    for (index, socket) in sockets.into_iter().enumerate() {
+        tasks.spawn_local(datagram::run(socket, index, Rc::clone(shared)));
+    }
 }
 
 /// Keeps time while the connections run: reports progress several times a
@@ -234,6 +259,7 @@ impl Measurements {
             bytes: tally.bytes,
             errors: tally.errors,
             first_error: tally.first_error,
+            lost: tally.lost,
             starved: connections.saturating_sub(tally.replied),
             stalled,
             stall_after,
@@ -267,6 +293,39 @@ impl Shared {
             let mut filled = ReadBuf::new(&mut buf[..len]);
             ready!(Pin::new(&mut *reader).poll_read(cx, &mut filled))?;
             Poll::Ready(Ok(take(filled.filled())))
+        })
+    }
+
+    /// Receives one datagram from `socket` into the run's read buffer (all of
+    /// it: the buffer is larger than any datagram) and hands it to `take`
+    /// while the buffer is held. `take` returns its verdict and whether the
+    /// socket is known to hold nothing more of use (the reply waited for
+    /// came): then its readiness is cleared, so the next wait goes straight
+    /// to epoll instead of beginning with a `recv(2)` that only says "would
+    /// block". A datagram still queued behind is stale, and is read when the
+    /// next reply's arrival wakes the socket again.
+    pub fn recv_datagram<T>(
+        &self,
+        socket: &DatagramSocket,
+        mut take: impl FnMut(&[u8]) -> (T, bool),
+    ) -> impl Future<Output = io::Result<T>> {
+        poll_fn(move |cx| {
+            loop {
+                let mut guard = ready!(socket.poll_read_ready(cx))?;
+                let mut buf = self.read_buf.borrow_mut();
+                match guard.try_io(|socket| socket.get_ref().recv(&mut buf)) {
+                    Ok(Ok(n)) => {
+                        let (verdict, drained) = take(&buf[..n]);
+                        if drained {
+                            guard.clear_ready();
+                        }
+                        return Poll::Ready(Ok(verdict));
+                    }
+                    Ok(Err(err)) => return Poll::Ready(Err(err)),
+                    // Readiness cleared by `try_io`: wait for the next.
+                    Err(_would_block) => {}
+                }
+            }
         })
     }
 
@@ -370,13 +429,27 @@ impl<'a> Owed<'a> {
 }
 
 /// After the window: half-closes, then reads what the server still owes, which
-/// must be exactly `owed` and then EOF. A server still busy after [`DRAIN`] is
-/// given up on, not blamed.
-pub async fn drain(mut stream: TcpStream, shared: &Shared, mut owed: Owed<'_>) {
+/// must be exactly `owed`, then `cut` (the bytes of a character the last write
+/// cut, which a `unicode` server returns unchanged at the end of the stream;
+/// empty otherwise), then EOF. A server still busy after [`DRAIN`] is given up
+/// on, not blamed.
+pub async fn drain<S: ByteStream>(mut stream: S, shared: &Shared, owed: Owed<'_>, cut: &[u8]) {
     let _ = stream.shutdown().await;
+    let mut owed = owed;
+    let mut wrong = None;
+    let mut cut = (!cut.is_empty()).then_some(cut);
     let drained = tokio::time::timeout(DRAIN, async {
         loop {
-            let room = owed.left.min(READ_BUF as u64 - 1) as usize + 1;
+            if owed.left == 0
+                && let Some(cut) = cut.take()
+            {
+                wrong = owed.wrong;
+                owed = Owed::new(Expected::new(cut, 0), cut.len() as u64);
+            }
+            // Until the cut character, exactly what is owed before it; then
+            // one spare byte, to see EOF or an extra byte.
+            let spare = usize::from(cut.is_none());
+            let room = owed.left.min(READ_BUF as u64 - 1) as usize + spare;
             match shared
                 .read_checked(&mut stream, room, |chunk| owed.take(chunk))
                 .await
@@ -399,8 +472,8 @@ pub async fn drain(mut stream: TcpStream, shared: &Shared, mut owed: Owed<'_>) {
     .await;
     let failure = match drained {
         Ok(Err(failure)) => Some(failure),
-        Ok(Ok(())) => owed
-            .wrong
+        Ok(Ok(())) => wrong
+            .or(owed.wrong)
             .map(|_| "wrong bytes in the reply owed at the window's end".to_string()),
         Err(_) => None, // the server is still busy; we cannot tell
     };
@@ -411,6 +484,8 @@ pub async fn drain(mut stream: TcpStream, shared: &Shared, mut owed: Owed<'_>) {
 
 #[cfg(test)]
 mod tests {
+    use tokio::net::{TcpStream, UnixStream};
+
     use super::*;
 
     #[test]
@@ -433,10 +508,19 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let std_stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         std_stream.set_nonblocking(true).unwrap();
-        let stream = || TcpStream::from_std(std_stream.try_clone().unwrap()).unwrap();
+        let tcp = || TcpStream::from_std(std_stream.try_clone().unwrap()).unwrap();
+        let (std_unix, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        std_unix.set_nonblocking(true).unwrap();
+        let unix = || UnixStream::from_std(std_unix.try_clone().unwrap()).unwrap();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.set_nonblocking(true).unwrap();
+        let udp = connect::register(udp).unwrap();
         let sizes = [
-            std::mem::size_of_val(&pingpong::run(stream(), 0, Rc::clone(&shared))),
-            std::mem::size_of_val(&stream::run(stream(), 0, Rc::clone(&shared))),
+            std::mem::size_of_val(&pingpong::run(tcp(), 0, Rc::clone(&shared))),
+            std::mem::size_of_val(&stream::run(tcp(), 0, Rc::clone(&shared))),
+            std::mem::size_of_val(&pingpong::run(unix(), 0, Rc::clone(&shared))),
+            std::mem::size_of_val(&stream::run(unix(), 0, Rc::clone(&shared))),
+            std::mem::size_of_val(&datagram::run(udp, 0, Rc::clone(&shared))),
         ];
         assert!(
             sizes.iter().all(|&size| size <= CONNECTION_MEMORY / 2),

@@ -1,15 +1,18 @@
 //! `upecho bench`: a verifying load generator. [`connect`] opens every
-//! connection before the warm-up, [`load`] runs the phases and drives the
-//! connections ([`pingpong`] or [`stream`]), checking every reply byte with
-//! [`verify`] against the [`payload`], [`stats`] measures (one latency
-//! histogram, stalls, CPU), [`report`] presents the result (human summary or
-//! JSON). Measuring, presenting and exporting stay separate, as in hyperfine.
+//! connection (TCP or Unix stream, or connected UDP socket) before the
+//! warm-up, [`load`] runs the phases and drives the connections
+//! ([`pingpong`] or [`stream`] over a stream, [`datagram`] over UDP),
+//! checking every reply byte with [`verify`] against the [`payload`],
+//! [`stats`] measures (one latency histogram, stalls, CPU), [`report`]
+//! presents the result (human summary or JSON). Measuring, presenting and
+//! exporting stay separate, as in hyperfine.
 //!
 //! Memory is bounded whatever the flags: at most [`payload::MAX_PAYLOAD`]
 //! bytes of payload, a fixed 64 KiB read buffer and three histograms, and
 //! about [`load::CONNECTION_MEMORY`] bytes per connection.
 
 pub mod connect;
+pub mod datagram;
 pub mod load;
 pub mod payload;
 mod pingpong;
@@ -23,6 +26,7 @@ use std::time::Duration;
 
 use tokio::task::LocalSet;
 
+use crate::endpoint::Target;
 use crate::{Error, HostPort, Transform};
 
 pub use report::Report;
@@ -56,8 +60,8 @@ impl Mode {
 /// A validated `upecho bench`.
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
-    /// The server.
-    pub addr: HostPort,
+    /// The server: TCP, UDP (pingpong only) or a Unix stream socket.
+    pub target: Target,
     /// Traffic pattern.
     pub mode: Mode,
     /// The transform the server is expected to apply.
@@ -79,7 +83,7 @@ impl Default for BenchConfig {
     /// 64 bytes, 10 s after a 1 s warm-up, seed 1.
     fn default() -> Self {
         BenchConfig {
-            addr: HostPort::from(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            target: Target::Tcp(HostPort::from(SocketAddr::from(([127, 0, 0, 1], 8080)))),
             mode: Mode::PingPong,
             transform: Transform::Ascii,
             connections: 1,
@@ -120,8 +124,10 @@ pub enum Outcome {
 /// [`Error::Resolve`] when the address does not resolve; [`Error::Connect`]
 /// when any connection cannot be opened (naming the descriptor limit if that
 /// is the cause); [`Error::Io`] when the runtime or the Ctrl-C handler cannot
-/// be set up, or for a `size` outside 1..=[`MAX_SIZE`], zero connections, or
-/// a warm-up plus window longer than [`MAX_RUN`].
+/// be set up, or for a `size` outside 1..=[`MAX_SIZE`], zero connections,
+/// a warm-up plus window longer than [`MAX_RUN`], or over UDP: stream mode,
+/// a `size` over [`datagram::MAX_DATAGRAM`], or `unicode` replies longer
+/// than that (a reply can be longer than its message).
 /// Wrong replies and stalls are not errors of this function but counted in
 /// the report; [`Report::failure`] says whether they fail the run.
 pub fn run(config: &BenchConfig, progress: impl FnMut(f64) + 'static) -> Result<Outcome, Error> {
@@ -129,7 +135,9 @@ pub fn run(config: &BenchConfig, progress: impl FnMut(f64) + 'static) -> Result<
     if let Err(err) = crate::server::raise_fd_limit() {
         tracing::debug!(error = %crate::error::plain(&err), "cannot raise the descriptor limit");
     }
-    let target = config.addr.resolve("tcp")?[0];
+    let peer = connect::Peer::resolve(&config.target)?;
+    let payload = payload::Payload::new(config);
+    check_datagrams(config, &payload)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -144,7 +152,7 @@ pub fn run(config: &BenchConfig, progress: impl FnMut(f64) + 'static) -> Result<
     // instructions per round trip (callgrind). Awaiting the set polls only the
     // tasks.
     let tasks = LocalSet::new();
-    let driver = tasks.spawn_local(load::drive(config.clone(), target, progress));
+    let driver = tasks.spawn_local(load::drive(config.clone(), peer, payload, progress));
     runtime.block_on(tasks);
     let measured = match runtime.block_on(driver) {
         Ok(measured) => measured?,
@@ -159,17 +167,44 @@ pub fn run(config: &BenchConfig, progress: impl FnMut(f64) + 'static) -> Result<
 /// Rejects what the command line cannot produce but a library caller could.
 fn check(config: &BenchConfig) -> Result<(), Error> {
     let run = config.warmup.checked_add(config.duration);
+    let udp = matches!(config.target, Target::Udp(_));
     let problem = if !(1..=MAX_SIZE).contains(&config.size) {
         "the size must be 1 to 16777216 bytes"
     } else if config.connections == 0 {
         "at least one connection is needed"
     } else if run.is_none_or(|run| run > MAX_RUN) {
         "the warm-up and the window must add up to at most 2000000000 seconds"
+    } else if udp && config.mode == Mode::Stream {
+        "UDP has no stream mode: datagrams are pingpong only"
+    } else if udp && config.size > datagram::MAX_DATAGRAM {
+        "over UDP the size must be at most 65507 bytes, the largest datagram"
     } else {
         return Ok(());
     };
-    Err(Error::Io {
+    Err(invalid(problem.into()))
+}
+
+/// Over UDP, rejects `unicode` messages whose reply would not fit in one
+/// datagram: the server would drop it, and every such message would count
+/// as lost.
+fn check_datagrams(config: &BenchConfig, payload: &payload::Payload) -> Result<(), Error> {
+    let longest = payload.max_reply_len();
+    if matches!(config.target, Target::Udp(_)) && longest > datagram::MAX_DATAGRAM {
+        return Err(invalid(format!(
+            "over UDP, a reply to these {}-byte {} messages would be {longest} bytes, \
+             more than one datagram holds ({}); use a smaller --size",
+            config.size,
+            config.transform,
+            datagram::MAX_DATAGRAM
+        )));
+    }
+    Ok(())
+}
+
+/// The error for a configuration the run cannot use.
+fn invalid(problem: String) -> Error {
+    Error::Io {
         context: "invalid bench configuration".into(),
         cause: std::io::Error::new(std::io::ErrorKind::InvalidInput, problem),
-    })
+    }
 }

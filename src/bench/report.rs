@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::BenchConfig;
 use super::load::Measurements;
+use crate::endpoint::Target;
 
 /// The result of one run, in the units the contract names (MB = 10^6 bytes).
 #[derive(Clone, Debug, Serialize)]
@@ -35,6 +36,9 @@ pub struct Report {
     pub max_us: u64,
     /// Wrong, missing or extra bytes found (and failed connects).
     pub errors: u64,
+    /// UDP messages whose reply did not come within 1 s (not errors; always
+    /// 0 over TCP and Unix sockets, which do not lose bytes).
+    pub lost: u64,
     /// Connections that got no verified reply in the window.
     pub starved: usize,
     /// Connections the server had answered but that, at the window's end, had
@@ -57,7 +61,9 @@ pub struct Report {
     pub seed: u64,
     /// The warm-up before the window, in seconds.
     pub warmup_s: f64,
-    /// The server address as given.
+    /// How the server was reached: `tcp`, `udp` or `unix`.
+    pub transport: &'static str,
+    /// The server address (or Unix socket path) as given.
     pub addr: String,
     /// The first error, described.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,6 +94,7 @@ impl Report {
             p999_us: quantile(0.999),
             max_us: if hist.is_empty() { 0 } else { hist.max() },
             errors: outcome.errors,
+            lost: outcome.lost,
             starved: outcome.starved,
             stalled: outcome.stalled,
             stall_after_s: round3(outcome.stall_after.as_secs_f64()),
@@ -102,7 +109,15 @@ impl Report {
             transform: config.transform.name(),
             seed: config.seed,
             warmup_s: config.warmup.as_secs_f64(),
-            addr: config.addr.to_string(),
+            transport: match config.target {
+                Target::Tcp(_) => "tcp",
+                Target::Udp(_) => "udp",
+                Target::Unix(_) => "unix",
+            },
+            addr: match &config.target {
+                Target::Tcp(addr) | Target::Udp(addr) => addr.to_string(),
+                Target::Unix(path) => path.to_string(),
+            },
             first_error: outcome.first_error.clone(),
         }
     }
@@ -126,6 +141,12 @@ impl Report {
         out.flush()
     }
 
+    /// The server as the contract names endpoints: `tcp 127.0.0.1:8080`,
+    /// `unix /run/upecho.sock`.
+    fn peer(&self) -> String {
+        format!("{} {}", self.transport, self.addr)
+    }
+
     /// Returns why this run fails (exit status 1), or `None` if it passes.
     ///
     /// The decision, in the order checked:
@@ -142,28 +163,26 @@ impl Report {
     /// waiting in its backlog by design, and the report says how many waited.
     pub fn failure(&self) -> Option<String> {
         let plural = |n: usize| if n == 1 { "" } else { "s" };
+        let peer = self.peer();
         if self.errors > 0 {
             Some(format!(
-                "{} error{} in replies from tcp {}; first: {}",
+                "{} error{} in replies from {peer}; first: {}",
                 self.errors,
                 if self.errors == 1 { "" } else { "s" },
-                self.addr,
                 self.first_error.as_deref().unwrap_or("unknown")
             ))
         } else if self.stalled > 0 {
             Some(format!(
-                "{} of {} connection{} stalled: tcp {} stopped replying to them \
+                "{} of {} connection{} stalled: {peer} stopped replying to them \
                  (nothing for {:.1} s or more when the window ended)",
                 self.stalled,
                 self.connections,
                 plural(self.connections),
-                self.addr,
                 self.stall_after_s
             ))
         } else if self.starved >= self.connections {
             Some(format!(
-                "no reply from tcp {} in the window: all {} connection{} starved",
-                self.addr,
+                "no reply from {peer} in the window: all {} connection{} starved",
                 self.connections,
                 plural(self.connections)
             ))
@@ -186,9 +205,9 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "upecho bench: {} tcp {}, {} connection{}, {} B, {}, {:.1} s after {:.1} s warm-up, seed {}",
+            "upecho bench: {} {}, {} connection{}, {} B, {}, {:.1} s after {:.1} s warm-up, seed {}",
             self.mode,
-            self.addr,
+            self.peer(),
             self.connections,
             if self.connections == 1 { "" } else { "s" },
             self.size,
@@ -226,6 +245,12 @@ impl fmt::Display for Report {
         }
         writeln!(
             f,
+            "  lost        {} repl{} not back within 1 s",
+            self.lost,
+            if self.lost == 1 { "y" } else { "ies" }
+        )?;
+        writeln!(
+            f,
             "  starved     {} of {} connections",
             self.starved, self.connections
         )?;
@@ -259,6 +284,7 @@ mod tests {
             p999_us: 0,
             max_us: 0,
             errors,
+            lost: 0,
             starved,
             stalled,
             stall_after_s: 1.0,
@@ -269,6 +295,7 @@ mod tests {
             transform: "ascii",
             seed: 1,
             warmup_s: 1.0,
+            transport: "tcp",
             addr: "127.0.0.1:8080".into(),
             first_error: Some("wrong reply".into()),
         }

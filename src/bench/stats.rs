@@ -44,6 +44,8 @@ pub struct Tally {
     pub errors: u64,
     /// A description of the first error, for the report.
     pub first_error: Option<String>,
+    /// UDP messages whose reply did not come in time (counted in the window).
+    pub lost: u64,
     /// Connections with at least one verified reply in the window.
     pub replied: usize,
     /// Latency of the replies counted in `requests`.
@@ -63,6 +65,7 @@ impl Default for Tally {
             bytes: 0,
             errors: 0,
             first_error: None,
+            lost: 0,
             replied: 0,
             latency: latency_histogram(),
             unanswered: latency_histogram(),

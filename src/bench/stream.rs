@@ -1,15 +1,22 @@
 //! Stream: each connection writes continuously while reading back, and every
 //! byte read is checked at its offset in the stream. Throughput is verified
 //! bytes; "writes echoed" counts `--size` units whose last byte came back.
+//!
+//! With `ascii` and `none` a byte written is a byte owed. With `unicode` the
+//! bytes owed after a write are the transform of the whole characters written
+//! so far (the server holds a character the socket cut), which
+//! [`Payload::text_owed`] looks up; the one branch per write and per read on
+//! [`Payload::grows`] is all the length-preserving path pays for it.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
 
+use super::connect::ByteStream;
 use super::load::{Owed, READ_BUF, Seen, Shared, Took, drain};
+use super::payload::{Payload, Units};
 use super::stats;
 
 /// Writes timed per connection at once. Latency is sampled: with a deep socket
@@ -26,7 +33,11 @@ struct Flow<'a> {
     written: u64,
     /// Reply bytes owed for what was written, and their check.
     owed: Owed<'a>,
-    /// Stream offsets at which timed writes end, and when they were written.
+    /// `unicode`: where the stream stands in the units it writes and gets
+    /// back.
+    units: Units,
+    /// Reply stream offsets at which the replies to timed writes end, and
+    /// when those were written.
     markers: VecDeque<(u64, Instant)>,
     /// When owed bytes last moved: a read, or a write while nothing was owed.
     progress: Instant,
@@ -34,8 +45,9 @@ struct Flow<'a> {
     seen: Seen,
 }
 
-/// Drives one stream connection until the window ends, then drains it.
-pub async fn run(mut stream: TcpStream, index: usize, shared: Rc<Shared>) {
+/// Drives one stream connection (TCP or Unix) until the window ends, then
+/// drains it.
+pub async fn run<S: ByteStream>(mut stream: S, index: usize, shared: Rc<Shared>) {
     let shared = &*shared;
     let payload = &shared.payload;
     let start = payload.stream_start(index);
@@ -43,48 +55,56 @@ pub async fn run(mut stream: TcpStream, index: usize, shared: Rc<Shared>) {
         start,
         written: 0,
         owed: Owed::new(payload.stream_expected(start), 0),
+        units: payload.stream_units(start),
         markers: VecDeque::with_capacity(MARKERS),
         progress: Instant::now(),
         seen: Seen::default(),
     };
     let deadline = sleep_until(shared.window.to);
     tokio::pin!(deadline);
-    let (mut rx, mut tx) = stream.split();
-    loop {
-        let write = payload.stream_write(flow.start, flow.written);
-        let failure = tokio::select! {
-            biased;
-            () = &mut deadline => break,
-            took = shared.read_checked(&mut rx, READ_BUF, |chunk| flow.owed.take(chunk)) => {
-                match took {
-                    Ok(Took::Bytes(n, wrong)) => {
-                        flow.received(shared, n, wrong.is_some());
+    {
+        // The halves borrow the stream until the window ends.
+        let (mut rx, mut tx) = stream.split();
+        loop {
+            let write = payload.stream_write(flow.start, flow.written);
+            let failure = tokio::select! {
+                biased;
+                () = &mut deadline => break,
+                took = shared.read_checked(&mut rx, READ_BUF, |chunk| flow.owed.take(chunk)) => {
+                    match took {
+                        Ok(Took::Bytes(n, wrong)) => {
+                            flow.received(shared, n, wrong.is_some());
+                            continue;
+                        }
+                        Ok(Took::Closed) => flow.ended(None),
+                        Ok(Took::Extra(n)) => format!("{n} more bytes than were sent"),
+                        Err(err) => flow.ended(Some(&err)),
+                    }
+                }
+                n = tx.write(write) => match n {
+                    Ok(n) => {
+                        flow.wrote(payload, n);
                         continue;
                     }
-                    Ok(Took::Closed) => flow.ended(None),
-                    Ok(Took::Extra(n)) => format!("{n} more bytes than were sent"),
-                    Err(err) => flow.ended(Some(&err)),
-                }
-            }
-            n = tx.write(write) => match n {
-                Ok(n) => {
-                    flow.wrote(shared, n);
-                    continue;
-                }
-                Err(err) => format!("cannot send: {}", crate::error::plain(&err)),
-            },
-        };
-        return shared.error(|| failure);
+                    Err(err) => format!("cannot send: {}", crate::error::plain(&err)),
+                },
+            };
+            return shared.error(|| failure);
+        }
     }
     flow.window_ended(shared);
-    Box::pin(drain(stream, shared, flow.owed)).await;
+    let cut = payload.text_cut(flow.start, flow.written, &flow.units);
+    Box::pin(drain(stream, shared, flow.owed, cut)).await;
 }
 
 impl Flow<'_> {
     /// Counts `n` bytes just read and checked: verified bytes and the `--size`
     /// units they complete, if in the window, and the latency of timed writes
     /// they finish echoing.
-    #[inline]
+    ///
+    /// Inlined by force, as is [`Flow::wrote`]: `run` has a copy per kind of
+    /// socket, so each has two call sites, which LLVM stopped inlining.
+    #[inline(always)]
     fn received(&mut self, shared: &Shared, n: usize, wrong: bool) {
         let now = Instant::now();
         self.progress = now;
@@ -100,31 +120,43 @@ impl Flow<'_> {
                 stats::record(&mut tally.latency, now - sent);
             }
         }
+        let payload = &shared.payload;
+        // Whatever the window: the unit cursor follows every byte.
+        let units = if payload.grows() {
+            payload.text_echoed(self.owed.got, &mut self.units)
+        } else {
+            let size = payload.size() as u64;
+            self.owed.got / size - (self.owed.got - n as u64) / size
+        };
         if wrong {
             let at = self.owed.got - n as u64;
             tally.error(|| format!("wrong bytes at stream offset {at}"));
         } else if in_window {
-            let size = shared.payload.size() as u64;
-            let units = self.owed.got / size - (self.owed.got - n as u64) / size;
             tally.requests += units;
             tally.bytes += n as u64;
             self.seen.replied_in_window(&mut tally);
         }
     }
 
-    /// Notes `n` bytes written: they are owed back, and timed if a marker is free.
-    #[inline]
-    fn wrote(&mut self, shared: &Shared, n: usize) {
+    /// Notes `n` bytes written: what they are owed back, and timed if a
+    /// marker is free.
+    #[inline(always)]
+    fn wrote(&mut self, payload: &Payload, n: usize) {
         let was_owed = self.owed.left > 0;
         self.written += n as u64;
-        self.owed.left += shared.payload.expected_len(n as u64);
+        self.owed.left += if payload.grows() {
+            payload.text_owed(self.start, self.written, &mut self.units)
+        } else {
+            n as u64
+        };
         if !was_owed || self.markers.len() < MARKERS {
             let now = Instant::now();
             if !was_owed {
                 self.progress = now;
             }
             if self.markers.len() < MARKERS {
-                self.markers.push_back((self.written, now));
+                let reply_end = self.owed.got + self.owed.left;
+                self.markers.push_back((reply_end, now));
             }
         }
     }
@@ -140,11 +172,11 @@ impl Flow<'_> {
 
     /// Why the stream ended early: the server closed, or the connection broke.
     fn ended(&self, cause: Option<&std::io::Error>) -> String {
-        let (got, written) = (self.owed.got, self.written);
+        let (got, owed) = (self.owed.got, self.owed.got + self.owed.left);
         match cause {
-            None => format!("stream ended after {got} of {written} bytes (server closed)"),
+            None => format!("stream ended after {got} of {owed} bytes (server closed)"),
             Some(err) => format!(
-                "stream ended after {got} of {written} bytes: {}",
+                "stream ended after {got} of {owed} bytes: {}",
                 crate::error::plain(err)
             ),
         }

@@ -8,7 +8,7 @@
 //! whole second could starve one.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,13 +16,26 @@ use std::thread;
 use std::time::Duration;
 
 use crate::support::{
-    PATIENCE, ServerProcess, assert_one_error_line, assert_passes, exit_and_stderr, json, run,
-    run_with_input, stderr_of, upecho,
+    PATIENCE, ServerProcess, TempDir, assert_error_line, assert_one_error_line, assert_passes,
+    exit_and_stderr, json, run, run_with_input, stderr_of, upecho,
 };
 
 /// `upecho bench ADDR --json` with a window of `secs` after 0.1 s of warm-up.
 fn bench_for(secs: &str, addr: &str, extra: &[&str]) -> Output {
     let mut args = vec!["bench", addr, "--duration", secs, "--json"];
+    if !extra.contains(&"--warmup") {
+        args.extend_from_slice(&["--warmup", "0.1"]);
+    }
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// `upecho bench TARGET --json` with a window of `secs` after 0.1 s of
+/// warm-up, where `target` is `ADDR`, `--udp ADDR` or `--unix PATH`.
+fn bench_to(secs: &str, target: &[&str], extra: &[&str]) -> Output {
+    let mut args = vec!["bench"];
+    args.extend_from_slice(target);
+    args.extend_from_slice(&["--duration", secs, "--json"]);
     if !extra.contains(&"--warmup") {
         args.extend_from_slice(&["--warmup", "0.1"]);
     }
@@ -56,6 +69,7 @@ fn pingpong_against_upecho_reports_every_contract_field_and_no_error() {
         "p999_us",
         "max_us",
         "errors",
+        "lost",
         "starved",
         "stalled",
         "setup_s",
@@ -64,7 +78,9 @@ fn pingpong_against_upecho_reports_every_contract_field_and_no_error() {
         assert!(report.get(field).is_some(), "missing {field}: {report}");
     }
     assert_eq!(report["mode"], "pingpong");
+    assert_eq!(report["transport"], "tcp");
     assert_eq!(report["connections"], 4);
+    assert_eq!(report["lost"], 0, "TCP loses nothing");
     assert_eq!(report["starved"], 0);
     assert_eq!(report["stalled"], 0);
     assert!(report["requests_per_s"].as_f64().unwrap() > 0.0);
@@ -124,6 +140,7 @@ fn human_summary_names_the_numbers() {
         "MB/s",
         "p99.9",
         "errors      0",
+        "lost        0 replies",
         "starved     0 of 1",
         "stalled     0 of 1",
         "client CPU",
@@ -587,4 +604,200 @@ fn ctrl_c_clears_the_progress_bar_and_exits_130() {
     let after = &rest[last_draw..];
     assert!(after.contains("\x1b["), "bar left on screen: {rest:?}");
     assert!(!rest.contains("error"), "{rest:?}");
+}
+
+#[test]
+fn pingpong_and_stream_over_unix_sockets_verify_without_error() {
+    let dir = TempDir::new();
+    let path = dir.path("bench.sock");
+    let name = format!("@upecho-bench-{}", std::process::id());
+    let _server = ServerProcess::start(&["--unix", &path, "--unix", &name], 2);
+    for (socket, mode, size) in [
+        (&path, "pingpong", "100"),
+        (&name, "pingpong", "100"),
+        (&path, "stream", "65536"),
+    ] {
+        let out = bench_to(
+            "0.5",
+            &["--unix", socket],
+            &["--mode", mode, "--size", size, "--connections", "2"],
+        );
+        let report = assert_passes(&out);
+        assert_eq!(report["transport"], "unix", "{report}");
+        assert_eq!(report["addr"], socket.as_str(), "{report}");
+        assert_eq!(report["mode"], mode, "{report}");
+        assert!(report["requests"].as_u64().unwrap() > 0, "{report}");
+    }
+}
+
+#[test]
+fn bench_to_a_missing_unix_socket_fails_naming_it() {
+    let dir = TempDir::new();
+    let path = dir.path("nobody.sock");
+    let out = bench_to("0.5", &["--unix", &path], &[]);
+    assert_error_line(
+        &out,
+        &format!("error: cannot connect to unix {path}: no such file or directory"),
+    );
+}
+
+#[test]
+fn pingpong_over_udp_verifies_every_datagram_and_loses_none_on_loopback() {
+    let server = ServerProcess::start(&["--udp", "127.0.0.1:0"], 1);
+    let out = bench_to(
+        "1",
+        &["--udp", &server.addr_arg()],
+        &["--connections", "4", "--size", "1000"],
+    );
+    let report = assert_passes(&out);
+    assert_eq!(report["transport"], "udp", "{report}");
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["starved"], 0, "{report}");
+    let requests = report["requests"].as_u64().unwrap();
+    assert!(requests > 0, "{report}");
+    assert_eq!(report["bytes"].as_u64().unwrap(), requests * 1000);
+    assert!(report["p50_us"].as_u64().unwrap() > 0, "{report}");
+}
+
+#[test]
+fn udp_replies_that_never_come_are_lost_not_errors_and_the_run_fails() {
+    // A socket that never answers, and a closed port, whose ICMP port
+    // unreachable comes back as "connection refused": both are silence.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let closed = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let runs = thread::scope(|scope| {
+        [silent.local_addr().unwrap(), closed]
+            .map(|addr| {
+                // 1.5 s: the first message is lost 1 s into it.
+                scope.spawn(move || (addr, bench_to("1.5", &["--udp", &addr.to_string()], &[])))
+            })
+            .map(|run| run.join().unwrap())
+    });
+    for (addr, out) in runs {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+        let stderr = assert_one_error_line(&out);
+        let starved = format!("no reply from udp {addr} in the window: all 1 connection starved");
+        assert!(stderr.contains(&starved), "{stderr}");
+        let report = json(&out);
+        assert_eq!(report["errors"], 0, "{report}");
+        assert!(report["lost"].as_u64().unwrap() >= 1, "{report}");
+        assert_eq!(report["starved"], 1, "{report}");
+    }
+}
+
+#[test]
+fn a_late_udp_reply_to_a_lost_message_is_not_an_error() {
+    // The first datagram is answered 1.2 s late, after bench has counted it
+    // lost and moved on; every other at once.
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        let mut first = true;
+        while let Ok((n, from)) = server.recv_from(&mut buf) {
+            let reply = buf[..n].to_ascii_uppercase();
+            if std::mem::take(&mut first) {
+                let late = server.try_clone().unwrap();
+                thread::spawn(move || {
+                    thread::sleep(Duration::from_millis(1200));
+                    let _ = late.send_to(&reply, from);
+                });
+            } else if server.send_to(&reply, from).is_err() {
+                return;
+            }
+        }
+    });
+    let out = bench_to("2", &["--udp", &addr.to_string()], &["--warmup", "0"]);
+    let report = assert_passes(&out);
+    assert_eq!(report["lost"], 1, "{report}");
+    assert!(report["requests"].as_u64().unwrap() > 0, "{report}");
+}
+
+#[test]
+fn udp_stream_mode_and_oversized_datagrams_are_usage_errors() {
+    for (extra, words) in [
+        (
+            &["--mode", "stream"][..],
+            "--mode stream cannot be used with --udp",
+        ),
+        (&["--size", "65508"], "--size 65508 is too large for --udp"),
+    ] {
+        let mut args = vec!["bench", "--udp", "127.0.0.1:9"];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+        let stderr = assert_one_error_line(&out);
+        assert!(stderr.contains(words), "{stderr}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn unicode_is_verified_over_tcp_unix_and_udp_against_a_unicode_server() {
+    let dir = TempDir::new();
+    let path = dir.path("unicode.sock");
+    let server = ServerProcess::start(
+        &[
+            "--tcp",
+            "127.0.0.1:0",
+            "--udp",
+            "127.0.0.1:0",
+            "--unix",
+            &path,
+            "--transform",
+            "unicode",
+        ],
+        3,
+    );
+    let (tcp, udp) = (server.addrs[0].to_string(), server.addrs[1].to_string());
+    let runs: [(&[&str], &str, &str); 6] = [
+        (&[&tcp], "pingpong", "64"),
+        // Larger than the socket buffers: requests and writes are cut
+        // mid-character, and some are still being written at the window's end.
+        (&[&tcp], "pingpong", "1048576"),
+        (&[&tcp], "stream", "100000"),
+        (&["--unix", &path], "pingpong", "1000"),
+        (&["--unix", &path], "stream", "4096"),
+        (&["--udp", &udp], "pingpong", "1000"),
+    ];
+    for (target, mode, size) in runs {
+        let out = bench_to(
+            "0.5",
+            target,
+            &[
+                "--transform",
+                "unicode",
+                "--mode",
+                mode,
+                "--size",
+                size,
+                "--connections",
+                "2",
+            ],
+        );
+        let report = assert_passes(&out);
+        assert_eq!(report["transform"], "unicode", "{report}");
+        assert!(report["requests"].as_u64().unwrap() > 0, "{report}");
+        assert!(report["bytes"].as_u64().unwrap() > 0, "{report}");
+        assert_eq!(report["lost"], 0, "{report}");
+    }
+}
+
+#[test]
+fn unicode_bench_against_an_ascii_server_finds_errors() {
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0"], 2);
+    for mode in ["pingpong", "stream"] {
+        let report = assert_caught(server.addr(), &["--transform", "unicode", "--mode", mode]);
+        assert!(report["first_error"].is_string(), "{report}");
+    }
+    let udp = server.addrs[1].to_string();
+    let out = bench_to("0.5", &["--udp", &udp], &["--transform", "unicode"]);
+    assert_fails(&out);
+    let report = json(&out);
+    assert!(report["errors"].as_u64().unwrap() > 0, "{report}");
+    let first = report["first_error"].as_str().unwrap();
+    assert!(first.starts_with("wrong reply"), "{first}");
 }

@@ -40,17 +40,3 @@ fn bad_duration_is_a_usage_error_with_exit_2() {
     let line = assert_one_error_line(&out);
     assert!(line.contains("--shutdown-grace"), "{line}");
 }
-
-#[test]
-fn features_of_later_versions_fail_clearly_with_exit_1() {
-    for args in [
-        &["bench", "--udp"][..],
-        &["bench", "--transform", "unicode"],
-    ] {
-        let out = run(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
-        let line = assert_one_error_line(&out);
-        assert!(line.contains("not supported yet"), "{args:?}: {line}");
-        assert!(out.stdout.is_empty(), "{args:?} must not pretend to listen");
-    }
-}
