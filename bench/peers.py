@@ -6,76 +6,173 @@ interleaved across repeats; medians are reported. Server CPU comes from the
 scheduler's accounting (/proc/PID/task/*/schedstat) summed over the server's
 whole process tree (socat and ncat fork per connection).
 
+Every load runs over one transport (TCP, UDP or a Unix stream socket) and is
+run against the peers that serve that transport: each peer names its
+transports and, for each, how to start it on an endpoint (127.0.0.1:PORT for
+TCP and UDP, a socket path in a temporary directory for Unix).
+
 Usage: bench/peers.py --out docs [--repeats 5] [--duration 3] [--warmup 1]
-       [--peers a,b] [--loads a,b]  (run by scripts/bench-peers.sh)
+       [--peers a,b] [--loads a,b] [--transports tcp,udp,unix] [--dry-run]
+       (run by scripts/bench-peers.sh)
 """
 import argparse
 import json
+import math
 import os
 import platform
 import random
+import select
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target", "release")
 UPECHO = os.path.join(REL, "upecho")
 SERVER_CPU, CLIENT_CPU = "0", "1"
+TRANSPORTS = ("tcp", "udp", "unix")
+TR = "stdbuf -o0 tr a-z A-Z"
 
-# name -> (argv builder, extra environment)
+
+def port(addr):
+    return addr.rsplit(":", 1)[1]
+
+
+def upecho_peer(binary):
+    """upecho serves every transport: one listener flag per run."""
+    return {"tcp": lambda a: [binary, "serve", "--tcp", a, "-q"],
+            "udp": lambda a: [binary, "serve", "--udp", a, "-q"],
+            "unix": lambda p: [binary, "serve", "--unix", p, "-q"]}
+
+
+# name -> ({transport: argv builder}, extra environment). A builder takes the
+# endpoint: "127.0.0.1:PORT" for tcp and udp, a socket path for unix.
 PEERS = {
-    "upecho": (lambda a: [UPECHO, "serve", "--tcp", a, "-q"], {}),
+    "upecho": (upecho_peer(UPECHO), {}),
     # An earlier build of upecho, for before/after comparisons in one run:
     # scripts/bench-peers.sh --before REV builds it.
-    "upecho-before": (lambda a: [os.path.join(REL, "upecho-before"), "serve", "--tcp", a, "-q"], {}),
-    "c-epoll": (lambda a: [os.path.join(REL, "epoll_server"), a.split(":")[1]], {}),
-    "tokio-single-64k": (lambda a: [os.path.join(REL, "examples", "single_thread"), a], {}),
-    "tokio-uring-64k": (lambda a: [os.path.join(REL, "examples", "uring"), a], {}),
-    "tokio-naive": (lambda a: [os.path.join(REL, "examples", "naive_tokio"), a], {}),
-    "socat": (lambda a: ["socat", f"TCP-LISTEN:{a.split(':')[1]},bind=127.0.0.1,reuseaddr,fork,backlog=1024",
-                         "EXEC:stdbuf -o0 tr a-z A-Z"], {}),
-    "ncat": (lambda a: ["ncat", "-l", "127.0.0.1", a.split(":")[1], "--keep-open", "--max-conns", "10000",
-                        "--exec", "/usr/bin/stdbuf -o0 /usr/bin/tr a-z A-Z"], {}),
-    "python-threading": (lambda a: [sys.executable, os.path.join(ROOT, "bench", "peers", "threading_server.py"),
-                                    a.split(":")[1]], {}),
-    "tutorial": (lambda a: [sys.executable, os.path.join(ROOT, "bench", "peers", "tutorial_server.py"),
-                            a.split(":")[1]], {}),
+    "upecho-before": (upecho_peer(os.path.join(REL, "upecho-before")), {}),
+    "c-epoll": ({"tcp": lambda a: [os.path.join(REL, "epoll_server"), port(a)]}, {}),
+    "tokio-single-64k": ({"tcp": lambda a: [os.path.join(REL, "examples", "single_thread"), a]}, {}),
+    "tokio-uring-64k": ({"tcp": lambda a: [os.path.join(REL, "examples", "uring"), a]}, {}),
+    "tokio-naive": ({"tcp": lambda a: [os.path.join(REL, "examples", "naive_tokio"), a]}, {}),
+    "socat": ({"tcp": lambda a: ["socat", f"TCP-LISTEN:{port(a)},bind=127.0.0.1,reuseaddr,fork,backlog=1024",
+                                 f"EXEC:{TR}"]}, {}),
+    "ncat": ({"tcp": lambda a: ["ncat", "-l", "127.0.0.1", port(a), "--keep-open", "--max-conns", "10000",
+                                "--exec", "/usr/bin/stdbuf -o0 /usr/bin/tr a-z A-Z"]}, {}),
+    "python-threading": ({"tcp": lambda a: [sys.executable, os.path.join(ROOT, "bench", "peers", "threading_server.py"),
+                                            port(a)]}, {}),
+    "tutorial": ({"tcp": lambda a: [sys.executable, os.path.join(ROOT, "bench", "peers", "tutorial_server.py"),
+                                    port(a)]}, {}),
+    # UDP peers.
+    "c-mmsg": ({"udp": lambda a: [os.path.join(REL, "udp_mmsg_server"), port(a)]}, {}),
+    "tokio-udp": ({"udp": lambda a: [os.path.join(REL, "examples", "udp_tokio"), a]}, {}),
+    # socat forks a process (and `tr`) per datagram, which answers its sender.
+    "socat-udp": ({"udp": lambda a: ["socat", f"UDP-RECVFROM:{port(a)},bind=127.0.0.1,reuseaddr,fork",
+                                     f"EXEC:{TR}"]}, {}),
+    # socat's per-client mode, not compared by default: it mixes up the
+    # datagrams of clients it has no process for yet (UDP_NOTE).
+    "socat-udp-listen": ({"udp": lambda a: ["socat", f"UDP-LISTEN:{port(a)},bind=127.0.0.1,reuseaddr,fork",
+                                            f"EXEC:{TR}"]}, {}),
+    # Unix stream peers. socat's default backlog (5) refuses most of 50
+    # simultaneous connects on a Unix socket: 1024, as for TCP.
+    "c-epoll-unix": ({"unix": lambda p: [os.path.join(REL, "epoll_server"), p]}, {}),
+    "tokio-unix": ({"unix": lambda p: [os.path.join(REL, "examples", "unix_tokio"), p]}, {}),
+    "socat-unix": ({"unix": lambda p: ["socat", f"UNIX-LISTEN:{p},fork,backlog=1024", f"EXEC:{TR}"]}, {}),
 }
 
-# Compared when --peers is not given: every peer but the earlier build.
-DEFAULT_PEERS = [p for p in PEERS if p != "upecho-before"]
+# Compared when --peers is not given: every peer but the earlier build and
+# socat's UDP-LISTEN mode.
+DEFAULT_PEERS = [p for p in PEERS if p not in ("upecho-before", "socat-udp-listen")]
 
-# name -> bench flags
+# name -> (transport, bench flags). The endpoint comes first: ADDR for tcp and
+# udp, --unix PATH for unix.
 LOADS = {
-    "64B pingpong x1": ["--mode", "pingpong", "--size", "64", "--connections", "1"],
-    "64B pingpong x50": ["--mode", "pingpong", "--size", "64", "--connections", "50"],
-    "64B pingpong x500": ["--mode", "pingpong", "--size", "64", "--connections", "500"],
-    "4KiB pingpong x50": ["--mode", "pingpong", "--size", "4096", "--connections", "50"],
-    "64KiB stream x1": ["--mode", "stream", "--size", "65536", "--connections", "1"],
-    "64KiB stream x16": ["--mode", "stream", "--size", "65536", "--connections", "16"],
+    "64B pingpong x1": ("tcp", ["--mode", "pingpong", "--size", "64", "--connections", "1"]),
+    "64B pingpong x50": ("tcp", ["--mode", "pingpong", "--size", "64", "--connections", "50"]),
+    "64B pingpong x500": ("tcp", ["--mode", "pingpong", "--size", "64", "--connections", "500"]),
+    "4KiB pingpong x50": ("tcp", ["--mode", "pingpong", "--size", "4096", "--connections", "50"]),
+    "64KiB stream x1": ("tcp", ["--mode", "stream", "--size", "65536", "--connections", "1"]),
+    "64KiB stream x16": ("tcp", ["--mode", "stream", "--size", "65536", "--connections", "16"]),
+    "udp 64B pingpong x50": ("udp", ["--udp", "--size", "64", "--connections", "50"]),
+    "udp 64B pingpong x500": ("udp", ["--udp", "--size", "64", "--connections", "500"]),
+    "unix 64B pingpong x50": ("unix", ["--size", "64", "--connections", "50"]),
+    "unix 64KiB stream x16": ("unix", ["--mode", "stream", "--size", "65536", "--connections", "16"]),
 }
 
 
-def free_port():
-    with socket.socket() as s:
+def transport(load):
+    return LOADS[load][0]
+
+
+def serves(peer, load):
+    return transport(load) in PEERS[peer][0]
+
+
+def load_peers(peers, load):
+    """The peers of `peers` that serve `load`'s transport, in their order."""
+    return [p for p in peers if serves(p, load)]
+
+
+def bench_target(transport, endpoint):
+    """The arguments of `upecho bench` that name the server."""
+    return ["--unix", endpoint] if transport == "unix" else [endpoint]
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def wait_listening(port, proc, limit=10.0):
+PROBE = b"upecho-peers readiness probe"
+
+
+def wait_listening(transport, endpoint, proc, limit=10.0):
+    """Returns once the server answers on `endpoint`: a TCP or Unix connect is
+    accepted, or (UDP) a probe datagram comes back upper-cased."""
     deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
+    probe = None
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}")
+            try:
+                if transport == "tcp":
+                    with socket.create_connection(("127.0.0.1", int(port(endpoint))), timeout=1):
+                        return
+                elif transport == "unix":
+                    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                        s.settimeout(1)
+                        s.connect(endpoint)
+                        return
+                else:
+                    # One socket for every try: a late reply to an earlier
+                    # probe counts too.
+                    target = ("127.0.0.1", int(port(endpoint)))
+                    if probe is None:
+                        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                        probe.bind(("127.0.0.1", 0))
+                    probe.sendto(PROBE, target)
+                    until = min(deadline, time.monotonic() + 0.2)
+                    while (left := until - time.monotonic()) > 0:
+                        if not select.select([probe], [], [], left)[0]:
+                            break
+                        reply, source = probe.recvfrom(65536)
+                        if reply == PROBE.upper() and source == target:
+                            return
+                    continue
+            except OSError:
+                pass
             time.sleep(0.02)
+    finally:
+        if probe is not None:
+            probe.close()
     raise RuntimeError("server did not listen in time")
 
 
@@ -98,15 +195,25 @@ def tree(pid):
     return out
 
 
+TICK_NS = 1e9 / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_ns(pid):
-    """CPU time of every thread of pid's process tree, in nanoseconds."""
+    """CPU time of every thread of pid's process tree, in nanoseconds, plus
+    what the tree's processes have reaped: the time of children that exited
+    and were waited for (cutime and cstime, in clock ticks). socat's UDP peer
+    forks a process per datagram; without the second part their time would
+    vanish with them."""
     total = 0
     for p in tree(pid):
         try:
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/schedstat") as f:
                     total += int(f.read().split()[0])
-        except (OSError, ValueError):
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += round((int(fields[13]) + int(fields[14])) * TICK_NS)
+        except (OSError, ValueError, IndexError):
             pass
     return total
 
@@ -131,16 +238,35 @@ def group_alive(pgid):
 SETTLE_S = 1.0
 
 
+def endpoint_for(transport, tmp):
+    """A fresh endpoint: a free port, or a socket path in the directory tmp."""
+    if transport == "unix":
+        return os.path.join(tmp, "echo.sock")
+    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    return f"127.0.0.1:{free_port(kind)}"
+
+
+def commands(peer, load, endpoint, args):
+    """The server's and the load generator's argv for one run."""
+    builders, _ = PEERS[peer]
+    kind, flags = LOADS[load]
+    server = ["taskset", "-c", SERVER_CPU] + builders[kind](endpoint)
+    bench = (["taskset", "-c", CLIENT_CPU, UPECHO, "bench"] + bench_target(kind, endpoint) +
+             ["--json", "--seed", "1", "--duration", str(args.duration), "--warmup", str(args.warmup)] + flags)
+    return server, bench
+
+
 def run_one(peer, load, args):
-    build, env = PEERS[peer]
-    port = free_port()
-    addr = f"127.0.0.1:{port}"
-    server = subprocess.Popen(["taskset", "-c", SERVER_CPU] + build(addr), env={**os.environ, **env},
+    _, env = PEERS[peer]
+    kind = transport(load)
+    # Unix sockets live in a directory of their own, removed after the run.
+    tmp = tempfile.mkdtemp(prefix="upecho-peers-") if kind == "unix" else None
+    endpoint = endpoint_for(kind, tmp)
+    server_cmd, cmd = commands(peer, load, endpoint, args)
+    server = subprocess.Popen(server_cmd, env={**os.environ, **env},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        wait_listening(port, server)
-        cmd = ["taskset", "-c", CLIENT_CPU, UPECHO, "bench", addr, "--json", "--seed", "1",
-               "--duration", str(args.duration), "--warmup", str(args.warmup)] + LOADS[load]
+        wait_listening(kind, endpoint, server)
         start = time.monotonic()
         bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(max(0.0, start + args.warmup - time.monotonic()))
@@ -156,7 +282,7 @@ def run_one(peer, load, args):
         report["server_cpu_s"] = (cpu1 - cpu0) / 1e9 if cpu1 >= cpu0 else None
         report["peer"], report["load"] = peer, load
         report["command"] = " ".join(cmd)
-        report["server_command"] = " ".join(["taskset", "-c", SERVER_CPU] + build(addr))
+        report["server_command"] = " ".join(server_cmd)
         return report
     finally:
         try:
@@ -167,6 +293,8 @@ def run_one(peer, load, args):
         deadline = time.monotonic() + 30
         while group_alive(server.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         time.sleep(SETTLE_S)
 
 
@@ -204,7 +332,7 @@ def fmt_paired(ratios):
 def summarise(results, peers, loads):
     table = {}
     for load in loads:
-        for peer in peers:
+        for peer in load_peers(peers, load):
             rows = [r for r in results if r["peer"] == peer and r["load"] == load]
             timed = [r for r in rows if r.get("server_cpu_s") is not None]
             per_req = [r["server_cpu_s"] * 1e6 / r["requests"] for r in timed if r.get("requests")]
@@ -216,6 +344,7 @@ def summarise(results, peers, loads):
                 "p99_us": median(rows, "p99_us"),
                 "p999_us": median(rows, "p999_us"),
                 "errors": sum(r.get("errors", 0) or 0 for r in rows),
+                "lost": median(rows, "lost"),
                 "starved": median(rows, "starved"),
                 "client_cpu": median(rows, "client_cpu_percent"),
                 "server_cpu_us_per_req": statistics.median(per_req) if per_req else None,
@@ -229,14 +358,30 @@ def fmt(x, digits=0):
     return "-" if x is None else f"{x:,.{digits}f}"
 
 
+def wrap(text, width):
+    """text's words in lines of at most about `width` pixels of 11 px sans-serif."""
+    lines = []
+    for word in text.split():
+        if lines and (len(lines[-1]) + 1 + len(word)) * 6.2 <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
 def write_chart(path, table, peers, loads):
-    """Grouped bars: each peer's throughput relative to the best peer, per load."""
+    """Grouped bars: each peer's throughput relative to the best peer, per load
+    (only the peers that serve the load's transport)."""
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-              "#bcbd22", "#17becf"]
-    width, height, left, top, bottom = 960, 420, 60, 40, 110
-    plot_h = height - top - bottom
+              "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+              "#f7b6d2", "#dbdb8d"]
+    shown = [p for p in peers if any(serves(p, load) for load in loads)]
+    width, left, top, bottom = 960, 60, 40, 110
     group_w = (width - left - 20) / len(loads)
-    bar_w = group_w * 0.8 / len(peers)
+    # Room for load names over two lines and three rows of legend; more if needed.
+    names_extra = 13 * max(0, max(len(wrap(load, group_w - 12)) for load in loads) - 2)
+    height = 420 + names_extra + 18 * max(0, math.ceil(len(shown) / 5) - 3)
+    plot_h = 420 - top - bottom
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'font-family="sans-serif" font-size="11">',
              f'<rect width="{width}" height="{height}" fill="white"/>',
@@ -248,19 +393,24 @@ def write_chart(path, table, peers, loads):
         parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{frac:.2f}</text>')
     for gi, load in enumerate(loads):
         key = "mb_per_s" if "stream" in load else "requests_per_s"
-        best = max((table[(load, p)][key] or 0) for p in peers) or 1
-        for pi, peer in enumerate(peers):
+        here = load_peers(peers, load)
+        best = max([(table[(load, p)][key] or 0) for p in here] + [0]) or 1
+        bar_w = group_w * 0.8 / max(1, len(here))
+        for pi, peer in enumerate(here):
             value = (table[(load, peer)][key] or 0) / best
             x = left + gi * group_w + group_w * 0.1 + pi * bar_w
             h = plot_h * value
+            color = colors[peers.index(peer) % len(colors)]
             parts.append(f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w - 1:.1f}" '
-                         f'height="{h:.1f}" fill="{colors[pi % len(colors)]}"><title>{peer}: {value:.2f}</title></rect>')
-        parts.append(f'<text x="{left + gi * group_w + group_w / 2:.1f}" y="{top + plot_h + 16}" '
-                     f'text-anchor="middle">{load}</text>')
-    for pi, peer in enumerate(peers):
+                         f'height="{h:.1f}" fill="{color}"><title>{peer}: {value:.2f}</title></rect>')
+        for li, line in enumerate(wrap(load, group_w - 12)):
+            parts.append(f'<text x="{left + gi * group_w + group_w / 2:.1f}" y="{top + plot_h + 16 + 13 * li}" '
+                         f'text-anchor="middle">{line}</text>')
+    for pi, peer in enumerate(shown):
         x = left + (pi % 5) * 170
-        y = height - 60 + (pi // 5) * 18
-        parts.append(f'<rect x="{x}" y="{y - 9}" width="10" height="10" fill="{colors[pi % len(colors)]}"/>')
+        y = 420 - 60 + names_extra + (pi // 5) * 18
+        color = colors[peers.index(peer) % len(colors)]
+        parts.append(f'<rect x="{x}" y="{y - 9}" width="10" height="10" fill="{color}"/>')
         parts.append(f'<text x="{x + 14}" y="{y}">{peer}</text>')
     parts.append("</svg>")
     with open(path, "w") as f:
@@ -282,6 +432,45 @@ def outputs(stem):
     return f"bench/{stem}-results.json", "bench/chart.svg" if stem == "benchmarks" else f"bench/{stem}.svg"
 
 
+RUN_HEADERS = {
+    "tcp": "Each run, with PORT a free port:",
+    "udp": "Each UDP run, with PORT a free UDP port:",
+    "unix": "Each Unix-socket run, with PATH a socket path in a new temporary directory (removed after the run):",
+}
+
+TCP_NOTE = (
+    "- The peers: `tutorial` is the tutorial's server (one client at a time, so all "
+    "connections but one starve; its `recv(1024)`/`send` stalls about 44 ms per 4 KiB round "
+    "trip on Nagle and delayed ACK); `python-threading` the same logic on "
+    "`ThreadingTCPServer`; `socat` and `ncat` run `stdbuf -o0 tr a-z A-Z` per connection "
+    "(ncat's errors: when the client half-closes, ncat closes the connection before `tr` has returned everything still owed); "
+    "`tokio-naive` is `examples/naive_tokio.rs` (multi-thread, 8 KiB); `tokio-single-64k` "
+    "is `examples/single_thread.rs`; `tokio-uring-64k` is `examples/uring.rs` (io_uring); "
+    "`c-epoll` is `bench/peers/epoll_server.c` (level-triggered, 64 KiB, `cc -O2`).")
+
+UDP_NOTE = (
+    "- UDP: `upecho bench --udp` sends each connection's datagrams from a socket of its own and counts "
+    "a reply that has not come within 1 s as `lost` (median of the repeats; `-` when the load generator "
+    "did not report it), not as an error. The UDP peers: `c-mmsg` is `bench/peers/udp_mmsg_server.c` "
+    "(one blocking socket, up to 64 datagrams per `recvmmsg` and per `sendmmsg`, `SO_RCVBUF` 4 MiB as "
+    "upecho asks for, `cc -O2`); `tokio-udp` is `examples/udp_tokio.rs` (current-thread "
+    "`recv_from`/`send_to`, 64 KiB); `socat-udp` is `socat UDP-RECVFROM:PORT,fork`, which forks a "
+    "process running `stdbuf -o0 tr a-z A-Z` per datagram (their CPU time is counted when socat "
+    "reaps them). socat's per-client mode, `UDP-LISTEN:PORT,fork` (the peer `socat-udp-listen`, not "
+    "run by default), does not serve concurrent clients: it connects its socket to the first sender, "
+    "forks a process for it and only then binds a new socket, so the datagrams other clients had "
+    "queued go to that process and come back to the first sender merged into one wrong reply, and "
+    "theirs are lost; as a client sends again only after 1 s without a reply, only a few new clients "
+    "get a process of their own per second (15 of 50 in 5 s when tried), with wrong replies all along.")
+
+UNIX_NOTE = (
+    "- Unix stream sockets: the server listens on a path in a temporary directory of its own. "
+    "`tokio-unix` is `examples/unix_tokio.rs` (current-thread, a task and 64 KiB per connection, as "
+    "`tokio-single-64k`); `c-epoll-unix` is `bench/peers/epoll_server.c` given the socket's path; "
+    "`socat-unix` is `socat UNIX-LISTEN:PATH,fork,backlog=1024` running `stdbuf -o0 tr a-z A-Z` per "
+    "connection (socat's default backlog of 5 refuses simultaneous connects).")
+
+
 def write_markdown(path, results, table, peers, loads, args, started):
     stem = os.path.splitext(os.path.basename(path))[0].lower()
     data, chart = outputs(stem)
@@ -300,7 +489,8 @@ def write_markdown(path, results, table, peers, loads, args, started):
              f"- Server pinned to CPU {SERVER_CPU} (`taskset -c {SERVER_CPU}`), load generator "
              f"`upecho bench` pinned to CPU {CLIENT_CPU}.",
              "- Server CPU is from `/proc/PID/task/*/schedstat` over the server's whole process tree "
-             "during the measured window.",
+             "during the measured window, plus the time of the tree's processes that exited and were "
+             "reaped within it (`cutime`/`cstime` of `/proc/PID/stat`).",
              "- `*` after a rate: the load generator used >= 90% of its core, so the rate is the "
              "generator's limit, not the server's. On loopback each side also pays for the other's "
              "TCP receive path, so there the server's CPU per request is about 1/rate too; "
@@ -309,15 +499,18 @@ def write_markdown(path, results, table, peers, loads, args, started):
              "25% between runs, and every server's rate shifts together when the machine does.",
              "- `upecho / this, per repeat`: upecho's figure divided by this server's in the same "
              "repeat (the two ran back to back), median and range over the repeats. Pairing cancels "
-             "the shifts of the whole machine that the medians of each column keep.",
-             "- The peers: `tutorial` is the tutorial's server (one client at a time, so all "
-             "connections but one starve; its `recv(1024)`/`send` stalls about 44 ms per 4 KiB round "
-             "trip on Nagle and delayed ACK); `python-threading` the same logic on "
-             "`ThreadingTCPServer`; `socat` and `ncat` run `stdbuf -o0 tr a-z A-Z` per connection "
-             "(ncat's errors: when the client half-closes, ncat closes the connection before `tr` has returned everything still owed); "
-             "`tokio-naive` is `examples/naive_tokio.rs` (multi-thread, 8 KiB); `tokio-single-64k` "
-             "is `examples/single_thread.rs`; `tokio-uring-64k` is `examples/uring.rs` (io_uring); "
-             "`c-epoll` is `bench/peers/epoll_server.c` (level-triggered, 64 KiB, `cc -O2`).", "",
+             "the shifts of the whole machine that the medians of each column keep."]
+    kinds = [k for k in TRANSPORTS if any(transport(load) == k for load in loads)]
+    if "tcp" in kinds:
+        lines.append(TCP_NOTE)
+    if "udp" in kinds:
+        lines.append(UDP_NOTE)
+    if "unix" in kinds:
+        lines.append(UNIX_NOTE)
+    skipped = getattr(args, "skipped", {})
+    if skipped:
+        lines.append("- Not run: " + "; ".join(f"`{p}` ({why})" for p, why in skipped.items()) + ".")
+    lines += ["",
              f"![throughput relative to the best peer]({chart})", "",
              "## Summary", "",
              "| load | upecho | best other | its figure | ratio of medians | upecho / it, per repeat | "
@@ -326,7 +519,7 @@ def write_markdown(path, results, table, peers, loads, args, started):
     for load in loads:
         key = "mb_per_s" if "stream" in load else "requests_per_s"
         unit = " MB/s" if "stream" in load else " rt/s"
-        others = [p for p in peers if p != "upecho" and table[(load, p)][key] is not None]
+        others = [p for p in load_peers(peers, load) if p != "upecho" and table[(load, p)][key] is not None]
         mine = table.get((load, "upecho"), {}).get(key)
         if not others or mine is None:
             continue
@@ -338,53 +531,79 @@ def write_markdown(path, results, table, peers, loads, args, started):
     lines.append("")
     for load in loads:
         stream = "stream" in load
+        udp = transport(load) == "udp"
         lines += [f"## {load}", ""]
         if stream:
             lines += ["| server | MB/s | vs upecho | upecho / this, per repeat | server CPU ms/MB | p99.9 us | errors | starved | client CPU % |",
                       "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        elif udp:
+            lines += ["| server | requests/s | vs upecho | upecho / this, per repeat | server CPU us/req | p50 us | p99 us | p99.9 us | lost | errors | starved | client CPU % |",
+                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         else:
             lines += ["| server | requests/s | vs upecho | upecho / this, per repeat | server CPU us/req | p50 us | p99 us | p99.9 us | errors | starved | client CPU % |",
                       "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         key = "mb_per_s" if stream else "requests_per_s"
         ref = table.get((load, "upecho"), {}).get(key)
-        for peer in sorted(peers, key=lambda p: -(table[(load, p)][key] or 0)):
+        for peer in sorted(load_peers(peers, load), key=lambda p: -(table[(load, p)][key] or 0)):
             row = table[(load, peer)]
             mark = "*" if (row["client_cpu"] or 0) >= 90 else ""
             ratio = f"{row[key] / ref:.2f}x" if ref and row[key] is not None else "-"
             pair = "" if peer == "upecho" else fmt_paired(paired(results, load, peer, key))
+            lost = f"{fmt(row['lost'])} | " if udp else ""
             if stream:
                 lines.append(f"| {peer} | {fmt(row[key], 1)}{mark} | {ratio} | {pair} | {fmt(row['server_cpu_ms_per_mb'], 3)} | "
                              f"{fmt(row['p999_us'])} | {row['errors']} | {fmt(row['starved'])} | {fmt(row['client_cpu'])} |")
             else:
                 lines.append(f"| {peer} | {fmt(row[key])}{mark} | {ratio} | {pair} | {fmt(row['server_cpu_us_per_req'], 2)} | "
-                             f"{fmt(row['p50_us'])} | {fmt(row['p99_us'])} | {fmt(row['p999_us'])} | {row['errors']} | "
+                             f"{fmt(row['p50_us'])} | {fmt(row['p99_us'])} | {fmt(row['p999_us'])} | {lost}{row['errors']} | "
                              f"{fmt(row['starved'])} | {fmt(row['client_cpu'])} |")
         lines.append("")
     flags = f"--repeats {args.repeats} --duration {args.duration:g} --warmup {args.warmup:g}"
     if args.before_rev:
         flags = f"--before {args.before_rev} {flags}"
-    if set(peers) != set(DEFAULT_PEERS):
-        flags += f" --peers {','.join(peers)}"
+    requested = args.peers.split(",")
+    if set(requested) != set(DEFAULT_PEERS):
+        flags += f" --peers {','.join(requested)}"
     if set(loads) != set(LOADS):
-        flags += f" --loads '{','.join(loads)}'"
+        whole = {load for load in LOADS if transport(load) in kinds}
+        flags += (f" --transports {','.join(kinds)}" if set(loads) == whole
+                  else f" --loads '{','.join(loads)}'")
     if results and "order_seed" in results[0]:
         flags += f" --order-seed {results[0]['order_seed']}"
     lines += ["## Commands", "", "The whole comparison, from the repository's root:", "", "```",
-              f"scripts/bench-peers.sh {flags}", "```", "",
-              "Each run, with PORT a free port:", "", "```"]
-    for peer in peers:
-        build, env = PEERS[peer]
-        envs = " ".join(f"{k}={v}" for k, v in env.items())
-        argv = [os.path.relpath(a, ROOT) if a.startswith(ROOT + os.sep) else a for a in build("127.0.0.1:PORT")]
-        argv = ["python3" if a == sys.executable else a for a in argv]
-        lines.append(f"{envs + ' ' if envs else ''}taskset -c {SERVER_CPU} " + " ".join(argv))
-    lines.append(f"taskset -c {CLIENT_CPU} target/release/upecho bench 127.0.0.1:PORT --json --seed 1 "
-                 f"--duration {args.duration} --warmup {args.warmup} LOAD")
-    lines += ["```", "", "LOAD is one of:", ""]
+              f"scripts/bench-peers.sh {flags}", "```", ""]
+    for kind in kinds:
+        endpoint = "PATH" if kind == "unix" else "127.0.0.1:PORT"
+        lines += [RUN_HEADERS[kind], "", "```"]
+        for peer in peers:
+            builders, env = PEERS[peer]
+            if kind not in builders:
+                continue
+            envs = " ".join(f"{k}={v}" for k, v in env.items())
+            argv = [os.path.relpath(a, ROOT) if a.startswith(ROOT + os.sep) else a for a in builders[kind](endpoint)]
+            argv = ["python3" if a == sys.executable else a for a in argv]
+            lines.append(f"{envs + ' ' if envs else ''}taskset -c {SERVER_CPU} " + " ".join(argv))
+        lines.append(f"taskset -c {CLIENT_CPU} target/release/upecho bench {' '.join(bench_target(kind, endpoint))} "
+                     f"--json --seed 1 --duration {args.duration} --warmup {args.warmup} LOAD")
+        lines += ["```", ""]
+    lines += ["LOAD is one of:", ""]
     for load in loads:
-        lines.append(f"- {load}: `{' '.join(LOADS[load])}`")
+        lines.append(f"- {load}: `{' '.join(LOADS[load][1])}`")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def missing_programs(peers, loads):
+    """{peer: why} for the peers whose program is not installed (socat, ncat):
+    they are left out of the run with a note, not failed on."""
+    missing = {}
+    for peer in peers:
+        builders, _ = PEERS[peer]
+        for kind in {transport(load) for load in loads if serves(peer, load)}:
+            program = builders[kind]("PATH" if kind == "unix" else "127.0.0.1:0")[0]
+            if os.sep not in program and shutil.which(program) is None:
+                missing[peer] = f"`{program}` not found"
+    return missing
 
 
 def main():
@@ -393,14 +612,27 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--duration", type=float, default=3)
     parser.add_argument("--warmup", type=float, default=1)
-    parser.add_argument("--peers", default=",".join(DEFAULT_PEERS))
-    parser.add_argument("--loads", default=",".join(LOADS))
+    parser.add_argument("--peers", default=",".join(DEFAULT_PEERS),
+                        help="comma-separated; each load runs with those of them that serve its transport")
+    parser.add_argument("--loads", help="comma-separated load names (default: all)")
+    parser.add_argument("--transports", help="only the loads over these: comma-separated tcp, udp, unix")
     parser.add_argument("--markdown", default="BENCHMARKS.md")
     parser.add_argument("--order-seed", type=int, help="seed of the run order's shuffle (default: new each run)")
     parser.add_argument("--before-rev", help="the git revision the peer upecho-before was built from (for the report)")
     parser.add_argument("--from-json", help="re-render the report from a saved results file, running nothing")
+    parser.add_argument("--dry-run", action="store_true", help="print the runs planned, in order, running nothing")
     args = parser.parse_args()
-    peers, loads = args.peers.split(","), args.loads.split(",")
+    peers = args.peers.split(",")
+    loads = args.loads.split(",") if args.loads else list(LOADS)
+    for name, known in (("peer", PEERS), ("load", LOADS)):
+        unknown = [x for x in (peers if name == "peer" else loads) if x not in known]
+        if unknown:
+            parser.error(f"unknown {name}s: {', '.join(unknown)} (known: {', '.join(known)})")
+    if args.transports:
+        kinds = args.transports.split(",")
+        if any(k not in TRANSPORTS for k in kinds):
+            parser.error(f"--transports: each of {', '.join(TRANSPORTS)}")
+        loads = [load for load in loads if transport(load) in kinds]
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     # A new order every run: with a fixed seed every run repeats the same
     # sequence, and whatever a server leaves behind (io_uring teardown, forked
@@ -415,20 +647,47 @@ def main():
             started = results[0].get("started", started)
             args.warmup = results[0].get("warmup_s", args.warmup)
             args.duration = round(results[0].get("duration_s", args.duration), 1)
+        if not args.loads:  # the loads the file has
+            loads = [load for load in loads if any(r["load"] == load for r in results)]
         args.repeats = 0  # run nothing
+    else:
+        args.skipped = missing_programs(peers, loads)
+        for peer, why in args.skipped.items():
+            print(f"note: peer {peer} left out: {why}", file=sys.stderr, flush=True)
+        peers = [p for p in peers if p not in args.skipped]
+    for load in loads:
+        if not load_peers(peers, load):
+            print(f"note: no peer of --peers serves {transport(load)}: load {load!r} not run",
+                  file=sys.stderr, flush=True)
+    loads = [load for load in loads if load_peers(peers, load)]
+    if not loads:
+        parser.error("no load to run")
+    if args.dry_run:
+        print(f"# order seed {order_seed}")
     for repeat in range(args.repeats):
         for load in loads:
-            order = peers[:]
+            order = load_peers(peers, load)
             rng.shuffle(order)  # interleave: no peer always runs first or last
             for peer in order:
+                if args.dry_run:
+                    kind = transport(load)
+                    endpoint = "DIR/echo.sock" if kind == "unix" else "127.0.0.1:PORT"
+                    server, bench = commands(peer, load, endpoint, args)
+                    absent = [x for x in (server[3], bench[3]) if os.sep in x and not os.access(x, os.X_OK)]
+                    print(f"[{repeat + 1}/{args.repeats}] {load} / {peer}:\n  server: {' '.join(server)}\n"
+                          f"  bench:  {' '.join(bench)}" + "".join(f"\n  (not built yet: {x})" for x in absent))
+                    continue
                 r = run_one(peer, load, args)
                 r["repeat"], r["started"], r["order_seed"] = repeat, started, order_seed
                 results.append(r)
                 print(f"[{repeat + 1}/{args.repeats}] {load:18} {peer:18} "
                       f"rps={r.get('requests_per_s', '-')} MB/s={r.get('mb_per_s', '-')} "
                       f"errors={r.get('errors', '-')} starved={r.get('starved', '-')} "
+                      + (f"lost={r.get('lost', '-')} " if transport(load) == "udp" else "") +
                       f"cpu={r['server_cpu_s']}s client={r.get('client_cpu_percent', '-')}%",
                       file=sys.stderr, flush=True)
+    if args.dry_run:
+        return
     os.makedirs(os.path.join(args.out, "bench"), exist_ok=True)
     stem = os.path.splitext(args.markdown)[0].lower()
     data, chart = outputs(stem)

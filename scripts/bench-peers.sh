@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # The peer comparison in one run: builds release binaries, compiles the C
-# reference server, then runs bench/peers.py, which pins each server to CPU 0
+# reference servers, then runs bench/peers.py, which pins each server to CPU 0
 # and `upecho bench` to CPU 1 and writes docs/BENCHMARKS.md, docs/bench/chart.svg
-# and docs/bench/benchmarks-results.json. Takes about 25 minutes.
+# and docs/bench/benchmarks-results.json. Every load runs over one transport
+# (TCP, UDP or a Unix stream socket) against the peers that serve it. Takes
+# about 32 minutes (25 of them TCP).
 #
 #   scripts/bench-peers.sh [--before REV] [--repeats 5] [--duration 3] [--warmup 1] [--peers a,b] [--loads a,b]
+#                          [--transports tcp,udp,unix] [--dry-run]
 #
 # --before REV (first) also builds upecho as of git revision REV into
 # target/release/upecho-before, the peer `upecho-before`: name it in --peers
 # to compare a change with what came before it, paired, in the same run.
+# --transports udp,unix runs only the UDP and Unix-socket loads (write them
+# elsewhere with --markdown NAME.md); --dry-run prints the runs, in order.
 #
 # Needs: socat, ncat, stdbuf/tr (coreutils), taskset (util-linux), python3, cc.
 # Installs the missing ones with apt-get when run as root. Traffic stays on
-# 127.0.0.1; every run is bounded by --duration.
+# 127.0.0.1 and Unix sockets in a temporary directory; every run is bounded by
+# --duration.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds what the comparisons run: upecho's release binary and example peers,
-# the C reference server, and, given a git revision, upecho as of that
+# the C reference servers (epoll_server for TCP and Unix sockets,
+# udp_mmsg_server for UDP), and, given a git revision, upecho as of that
 # revision as target/release/upecho-before (the peer `upecho-before`, for
 # before/after comparisons in one run).
 #
@@ -20,3 +21,4 @@ if [ -n "${1:-}" ]; then
 fi
 cargo build --release --bins --examples
 cc -O2 -Wall -o target/release/epoll_server bench/peers/epoll_server.c
+cc -O2 -Wall -o target/release/udp_mmsg_server bench/peers/udp_mmsg_server.c

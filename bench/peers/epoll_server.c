@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 /* A minimal single-threaded, level-triggered epoll uppercase-echo server: the
- * near-limit reference of the peer benchmark. Usage: epoll_server PORT.
+ * near-limit reference of the peer benchmark. Usage: epoll_server PORT (TCP on
+ * 127.0.0.1) or epoll_server PATH (a Unix stream socket: any argument with a
+ * '/'; the file must not exist yet).
  * Per connection: read up to 64 KiB, upper-case, write; what the kernel does
  * not take is kept and the socket waits for EPOLLOUT before reading again. */
 #include <arpa/inet.h>
@@ -12,6 +14,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define BUF 65536
@@ -33,12 +36,23 @@ static void drop_conn(int ep, struct conn *c) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) { fprintf(stderr, "usage: epoll_server PORT\n"); return 2; }
-    int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
-    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (argc != 2) { fprintf(stderr, "usage: epoll_server PORT|PATH\n"); return 2; }
+    int unix_socket = strchr(argv[1], '/') != NULL, one = 1;
+    int ls = socket(unix_socket ? AF_UNIX : AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[1]))};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(ls, (struct sockaddr *)&a, sizeof a) || listen(ls, 1024)) { perror("listen"); return 1; }
+    struct sockaddr_un u = {.sun_family = AF_UNIX};
+    struct sockaddr *addr = (struct sockaddr *)&a;
+    socklen_t len = sizeof a;
+    if (unix_socket) {
+        if (strlen(argv[1]) >= sizeof u.sun_path) { fprintf(stderr, "path too long\n"); return 2; }
+        strcpy(u.sun_path, argv[1]);
+        addr = (struct sockaddr *)&u;
+        len = sizeof u;
+    } else {
+        setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    }
+    if (bind(ls, addr, len) || listen(ls, 1024)) { perror("listen"); return 1; }
     int ep = epoll_create1(0);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
     epoll_ctl(ep, EPOLL_CTL_ADD, ls, &ev);
@@ -50,7 +64,7 @@ int main(int argc, char **argv) {
             if (!c) {
                 int fd;
                 while ((fd = accept4(ls, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
-                    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                    if (!unix_socket) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
                     c = calloc(1, sizeof *c);
                     c->fd = fd;
                     struct epoll_event cev = {.events = EPOLLIN, .data.ptr = c};
