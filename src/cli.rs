@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgMatches, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use upecho::bench::{BenchConfig, Mode};
 use upecho::endpoint::{Listen, Target};
@@ -22,12 +22,17 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the uppercase echo on TCP (default 127.0.0.1:8080).
+    /// Serve the uppercase echo over TCP, UDP and Unix sockets (default: TCP
+    /// on 127.0.0.1:8080).
     Serve(ServeArgs),
     /// Talk to a server: a `>>: ` prompt on a terminal, like `nc` in a pipe.
     Connect(ConnectArgs),
     /// Load-generate against a server, verifying every reply byte.
     Bench(BenchArgs),
+    /// Print a completion script for SHELL on stdout.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout: `upecho man | man -l -`.
+    Man,
 }
 
 /// A usage error found after parsing (a flag value out of range): exit status 2.
@@ -51,7 +56,8 @@ pub enum TransformArg {
 /// `upecho serve` flags.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Listen on this TCP address (repeatable; default 127.0.0.1:8080).
+    /// Listen on this TCP address (repeatable; default, when no listener flag
+    /// is given: 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
     pub tcp: Vec<HostPort>,
     /// Answer datagrams on this UDP address (repeatable): each datagram gets
@@ -80,12 +86,17 @@ pub struct ServeArgs {
     /// After SIGINT/SIGTERM, let open connections finish for up to SECS.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     pub shutdown_grace: Duration,
-    /// More logging on stderr (-v debug: one line per connection; -vv trace).
+    /// More logging on stderr than the default, info (-v debug: one line per
+    /// connection; -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
-    /// Less logging on stderr (-q warnings and errors only; -qq errors only).
+    /// Less logging on stderr than the default, info (-q warnings and errors
+    /// only; -qq errors only).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub quiet: u8,
+    /// How log lines on stderr are written: text, or one JSON object per line.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t)]
+    pub log_format: crate::logging::LogFormat,
 }
 
 impl ServeArgs {
@@ -95,7 +106,8 @@ impl ServeArgs {
     ///
     /// # Errors
     ///
-    /// [`Error::Unsupported`] for transports and transforms not built yet.
+    /// None today: every transport and transform the flags can name is
+    /// built. [`Error::Unsupported`] is the error for one that is not.
     pub fn to_config(&self, matches: &ArgMatches) -> Result<ServerConfig, Error> {
         let transform = transform(self.transform)?;
         let mut config = ServerConfig::default();
@@ -107,9 +119,9 @@ impl ServeArgs {
         let unix = self.unix.iter().cloned().map(|p| Listen::Unix(p.into()));
         listen.extend(positions(matches, "unix").zip(unix));
         listen.sort_by_key(|(at, _)| *at);
-        if !listen.is_empty() {
-            config.listen = listen.into_iter().map(|(_, l)| l).collect();
-        }
+        // Empty without listener flags: `serve` adds the default
+        // 127.0.0.1:8080 only when no socket was inherited (systemd).
+        config.listen = listen.into_iter().map(|(_, l)| l).collect();
         config.unix_mode = self.unix_mode;
         config.transform = transform;
         config.backlog = self.backlog;
@@ -185,7 +197,8 @@ impl ConnectArgs {
     ///
     /// # Errors
     ///
-    /// [`Error::Unsupported`] for transports not built yet.
+    /// None today: every transport the flags can name is built.
+    /// [`Error::Unsupported`] is the error for one that is not.
     pub fn to_config(&self) -> Result<ConnectConfig, Error> {
         Ok(ConnectConfig {
             target: self.target.target(),
@@ -286,6 +299,100 @@ impl BenchArgs {
     }
 }
 
+/// `upecho completions` flags.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+impl CompletionsArgs {
+    /// The completion script for the chosen shell, covering every subcommand
+    /// and flag.
+    ///
+    /// Rendered into memory rather than onto stdout because clap_complete
+    /// panics when its writer fails: the caller writes it, and a reader that
+    /// went away (`| head`) is then a normal exit, not a panic.
+    pub fn script(&self) -> Vec<u8> {
+        let mut script = Vec::new();
+        clap_complete::generate(self.shell, &mut Cli::command(), "upecho", &mut script);
+        script
+    }
+}
+
+/// The man page (roff): the top-level page, then one section per subcommand
+/// with its synopsis and options. One page rather than `upecho-serve(1)` and
+/// the like, since `upecho man` prints a single page on stdout.
+///
+/// # Errors
+///
+/// None in practice: the page is rendered into memory.
+pub fn man_page() -> std::io::Result<String> {
+    let mut command = Cli::command()
+        .bin_name("upecho")
+        .disable_help_subcommand(true);
+    // Building gives each subcommand its full name (`upecho serve`) for the
+    // synopses.
+    command.build();
+    let mut roff = Vec::new();
+    let top = clap_mangen::Man::new(command.clone());
+    top.render_title(&mut roff)?;
+    top.render_name_section(&mut roff)?;
+    top.render_synopsis_section(&mut roff)?;
+    top.render_description_section(&mut roff)?;
+    top.render_options_section(&mut roff)?;
+    for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+        let name = sub.get_bin_name().unwrap_or_else(|| sub.get_name());
+        roff.extend_from_slice(format!(".SH \"{}\"\n", name.to_uppercase()).as_bytes());
+        let man = clap_mangen::Man::new(sub.clone());
+        let mut section = Vec::new();
+        man.render_description_section(&mut section)?;
+        man.render_synopsis_section(&mut section)?;
+        man.render_options_section(&mut section)?;
+        roff.extend_from_slice(as_subsection(&String::from_utf8_lossy(&section)).as_bytes());
+    }
+    top.render_version_section(&mut roff)?;
+    Ok(without_repeated_preamble(&String::from_utf8_lossy(&roff)))
+}
+
+/// Turns rendered man sections into parts of a subcommand's section: the
+/// description loses its heading (the subcommand's heading stands for it),
+/// the others (`.SH OPTIONS`) become subsections (`.SS Options`).
+fn as_subsection(roff: &str) -> String {
+    let mut out = String::with_capacity(roff.len());
+    for line in roff.lines() {
+        match line.strip_prefix(".SH ") {
+            Some("DESCRIPTION") => continue,
+            Some(heading) => {
+                let heading = heading.to_lowercase();
+                let mut chars = heading.chars();
+                out.push_str(".SS ");
+                out.extend(chars.next().map(|first| first.to_ascii_uppercase()));
+                out.push_str(chars.as_str());
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Keeps only the first copy of roff's preamble (the lines defining `\*(Aq`,
+/// the apostrophe), which every clap_mangen render call writes anew.
+fn without_repeated_preamble(roff: &str) -> String {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = String::with_capacity(roff.len());
+    for line in roff.lines() {
+        if line.contains(" .ds Aq ") && !seen.insert(line) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// The transform named on the command line.
 fn transform(arg: TransformArg) -> Result<Transform, Error> {
     match arg {
@@ -351,7 +458,6 @@ mod tests {
 
     #[test]
     fn bench_help_states_the_memory_bound_the_code_keeps() {
-        use clap::CommandFactory;
         let mut command = Cli::command();
         let help = command
             .find_subcommand_mut("bench")
@@ -376,7 +482,6 @@ mod tests {
 
     #[test]
     fn clap_definition_is_consistent() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
     }
 }

@@ -1,8 +1,9 @@
 //! Addresses: parsing `host:port` and Unix socket paths, showing them as the
 //! contract prints them (`tcp 127.0.0.1:8080`, `tcp [::1]:9000`,
-//! `unix /run/upecho.sock`), and the one place sockets are bound and
-//! connected. Everything upstream (cli) hands us text; everything downstream
-//! (server, client) gets a ready socket.
+//! `unix /run/upecho.sock`), and the one place sockets are bound, connected
+//! or taken over from a service manager ([`inherited`]). Everything upstream
+//! (cli) hands us text; everything downstream (server, client) gets a ready
+//! socket.
 //!
 //! Adding a kind of listener touches one place per layer: a variant of
 //! [`Listen`] (what the user asked for), of [`Listener`] (the bound socket)
@@ -251,7 +252,8 @@ pub enum Listen {
 }
 
 /// A bound listening socket, ready to be served: made by [`bind`], or
-/// inherited (socket activation) and handed to `Server::from_listeners`.
+/// taken over by [`inherited`] (socket activation) and handed to
+/// `Server::bind_with_inherited` or `Server::from_listeners`.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Listener {
@@ -313,6 +315,95 @@ impl Listener {
             Listener::Udp(socket) => socket.set_nonblocking(true),
             Listener::Unix(socket) => socket.set_nonblocking(true),
         }
+    }
+}
+
+/// Takes the sockets a service manager handed over (systemd socket
+/// activation), in the order inherited: when `LISTEN_PID` is this process's
+/// id, the `LISTEN_FDS` descriptors from 3 on, each a listening TCP socket, a
+/// UDP socket or a listening Unix stream socket. Without the variables, or
+/// with another process's `LISTEN_PID` (or none), nothing is inherited, as
+/// `sd_listen_fds(3)` has it.
+///
+/// `LISTEN_PID` and `LISTEN_FDS` are removed from the environment either way,
+/// so that a child process never takes the sockets for its own; without them
+/// `LISTEN_FDNAMES` means nothing, and is left (removing it safely is not
+/// possible from this crate). Call this early, before other threads start:
+/// changing the environment races with threads that read it.
+///
+/// ```
+/// // Not started by a service manager: nothing is inherited.
+/// assert!(upecho::endpoint::inherited()?.is_empty());
+/// # Ok::<(), upecho::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Io`] naming the first descriptor that is not one of those three
+/// kinds: `cannot serve inherited socket 3: not a socket`.
+pub fn inherited() -> Result<Vec<Listener>, Error> {
+    let ours = std::env::var("LISTEN_PID").is_ok_and(|pid| pid == std::process::id().to_string());
+    // Reads the variables and removes them from the environment.
+    let mut fds = listenfd::ListenFd::from_env();
+    if !ours {
+        return Ok(Vec::new());
+    }
+    (0..fds.len())
+        .map(|index| take_inherited(&mut fds, index))
+        .collect()
+}
+
+/// Takes inherited descriptor number `index` as whichever kind of listener
+/// it is. (`listenfd` checks each kind without `unsafe` here, and leaves the
+/// descriptor in place when it is not of the kind asked for.)
+fn take_inherited(fds: &mut listenfd::ListenFd, index: usize) -> Result<Listener, Error> {
+    use std::os::fd::AsRawFd;
+    if let Ok(Some(socket)) = fds.take_tcp_listener(index) {
+        let fd = socket.as_raw_fd();
+        return accepting(&socket, fd).map(|()| Listener::Tcp(socket));
+    }
+    if let Ok(Some(socket)) = fds.take_udp_socket(index) {
+        return Ok(Listener::Udp(socket));
+    }
+    if let Ok(Some(socket)) = fds.take_unix_listener(index) {
+        let fd = socket.as_raw_fd();
+        return accepting(&socket, fd).map(|()| Listener::Unix(socket));
+    }
+    // Still in place (no kind took it), so always there.
+    let first = 3 + i32::try_from(index).unwrap_or(0);
+    let fd = fds.take_raw_fd(index).ok().flatten().unwrap_or(first);
+    // The descriptor's file, seen through /proc, tells what it is instead.
+    let cause = match std::fs::metadata(format!("/proc/self/fd/{fd}")) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            io::Error::other("not a tcp, udp or unix stream socket")
+        }
+        Ok(_) => io::Error::other("not a socket"),
+        Err(_) => io::Error::from_raw_os_error(libc::EBADF),
+    };
+    Err(inherited_error(fd, cause))
+}
+
+/// Checks that an inherited stream socket listens: systemd's `Accept=yes`
+/// hands over one connected socket per connection instead, which upecho does
+/// not serve.
+fn accepting(socket: &impl std::os::fd::AsFd, fd: i32) -> Result<(), Error> {
+    match socket2::SockRef::from(socket).is_listener() {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(inherited_error(
+            fd,
+            io::Error::other(
+                "a connected socket, not a listening one (Accept=yes is not supported)",
+            ),
+        )),
+        Err(cause) => Err(inherited_error(fd, cause)),
+    }
+}
+
+/// `cannot serve inherited socket FD: CAUSE`.
+fn inherited_error(fd: i32, cause: io::Error) -> Error {
+    Error::Io {
+        context: format!("cannot serve inherited socket {fd}"),
+        cause,
     }
 }
 

@@ -28,22 +28,49 @@ enum Message {
 /// The queue to the writer thread, once logging is set up.
 static QUEUE_TX: OnceLock<SyncSender<Message>> = OnceLock::new();
 
-/// Installs the global log subscriber at `level`, writing through the queue.
-pub fn init(level: tracing::Level) {
-    let tx = QUEUE_TX.get_or_init(start_writer).clone();
-    let _ = tracing_subscriber::fmt()
-        .with_writer(move || Line {
-            tx: tx.clone(),
-            bytes: Vec::new(),
-        })
-        .with_max_level(level)
-        .with_target(false)
-        .with_ansi(io::stderr().is_terminal())
-        .log_internal_errors(false)
-        .try_init();
+/// How each log line is written (`serve --log-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people: `TIMESTAMP LEVEL message key=value ...`, coloured on a
+    /// terminal.
+    #[default]
+    Text,
+    /// For log collectors: one JSON object per line, with `timestamp` (RFC
+    /// 3339, UTC), `level`, `message` and the event's fields at the top level.
+    Json,
 }
 
-/// Writes one line (the fatal `error:` line) the same way, then waits up to
+/// Installs the global log subscriber at `level`, writing `format` lines
+/// through the queue.
+pub fn init(level: tracing::Level, format: LogFormat) {
+    let tx = QUEUE_TX.get_or_init(start_writer).clone();
+    let writer = move || Line {
+        tx: tx.clone(),
+        bytes: Vec::new(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_max_level(level)
+        .with_target(false)
+        .log_internal_errors(false);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).try_init(),
+        // Fields at the top level, not under "fields", so that a collector
+        // finds `peer` or `bytes_in` where the contract says; no spans (the
+        // service opens none). The target, a module path, is left out as in
+        // the text lines: it names code, not anything a user can act on.
+        LogFormat::Json => builder
+            .with_ansi(false)
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
+}
+
+/// Writes one line (the fatal `error:` line) the same way, as it is: never
+/// JSON, whatever the log format, as the contract asks. Then waits up to
 /// `patience` for everything queued to reach stderr. The line waits for room
 /// in the queue rather than being dropped; if the writer thread is gone, it
 /// goes to stderr directly.

@@ -56,10 +56,21 @@ fn usage_error(err: &clap::Error) -> ExitCode {
         };
     }
     let rendered = err.to_string();
-    let first = rendered.lines().next().unwrap_or("error: invalid usage");
+    let mut paragraph = rendered.lines().take_while(|line| !line.trim().is_empty());
+    let first = paragraph.next().unwrap_or("error: invalid usage");
     let first = first.strip_prefix("error: ").unwrap_or(first);
+    // A missing argument (`upecho completions`) is named on the lines under
+    // a first line ending in ':'.
+    let message = if first.ends_with(':') {
+        std::iter::once(first)
+            .chain(paragraph.map(str::trim))
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        first.to_owned()
+    };
     logging::emit(
-        &format!("error: {first} (see 'upecho --help')"),
+        &format!("error: {message} (see 'upecho --help')"),
         LOG_PATIENCE,
     );
     ExitCode::from(2)
@@ -68,22 +79,48 @@ fn usage_error(err: &clap::Error) -> ExitCode {
 fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<Finish> {
     match cli.command {
         Command::Serve(args) => {
-            init_logging(args.log_level());
+            // First, while the process has one thread: taking the sockets
+            // systemd handed over removes LISTEN_FDS/LISTEN_PID.
+            let inherited = upecho::endpoint::inherited()?;
+            init_logging(args.log_level(), args.log_format);
             let serve_matches = matches.subcommand_matches("serve").unwrap_or(matches);
-            let served = serve(args.to_config(serve_matches)?);
+            let served = serve(args.to_config(serve_matches)?, inherited);
             logging::flush(LOG_PATIENCE);
             served?;
             Ok(Finish::Done)
         }
         Command::Connect(args) => {
-            init_logging(tracing::Level::WARN);
+            init_logging(tracing::Level::WARN, logging::LogFormat::Text);
             connect(args.to_config()?)
         }
         Command::Bench(args) => {
             let config = args.to_config()?;
-            init_logging(tracing::Level::WARN);
+            init_logging(tracing::Level::WARN, logging::LogFormat::Text);
             bench(&config, args.json)
         }
+        Command::Completions(args) => print_document(&args.script(), "completion script"),
+        Command::Man => {
+            let page = cli::man_page().map_err(|cause| upecho::Error::Io {
+                context: "cannot render the man page".into(),
+                cause,
+            })?;
+            print_document(page.as_bytes(), "man page")
+        }
+    }
+}
+
+/// Writes a generated document (completion script, man page) on stdout. A
+/// reader that went away (`upecho man | head`) ends it quietly.
+fn print_document(document: &[u8], what: &str) -> anyhow::Result<Finish> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(document).and_then(|()| stdout.flush()) {
+        Err(err) if client::is_broken_pipe(&err) => Ok(Finish::Done),
+        Err(cause) => Err(upecho::Error::Io {
+            context: format!("cannot write the {what} to stdout"),
+            cause,
+        }
+        .into()),
+        Ok(()) => Ok(Finish::Done),
     }
 }
 
@@ -91,20 +128,28 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<Finish> {
 /// stderr that is slow or stuck.
 const LOG_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
-fn init_logging(level: tracing::Level) {
-    logging::init(level);
+fn init_logging(level: tracing::Level, format: logging::LogFormat) {
+    logging::init(level, format);
 }
 
-/// Binds every listener, installs the signal handlers, prints the readiness
-/// lines, and serves until a signal.
-fn serve(config: ServerConfig) -> anyhow::Result<()> {
+/// Binds every listener (after the sockets systemd handed over), installs
+/// the signal handlers, prints the readiness lines, tells systemd it is
+/// ready, and serves until a signal.
+fn serve(
+    mut config: ServerConfig,
+    inherited: Vec<upecho::endpoint::Listener>,
+) -> anyhow::Result<()> {
+    // The contract's default listener, unless systemd handed sockets over.
+    if config.listen.is_empty() && inherited.is_empty() {
+        config.listen = ServerConfig::default().listen;
+    }
     match upecho::server::raise_fd_limit() {
         Ok(limit) => tracing::debug!(limit, "descriptor limit"),
         Err(err) => {
             tracing::warn!(error = %upecho::error::plain(&err), "cannot raise the descriptor limit")
         }
     }
-    let server = Server::bind(config)?;
+    let server = Server::bind_with_inherited(inherited, config)?;
     // One single-threaded runtime per core the process may run on (this
     // honours `taskset`); see `Server::run_per_core` for why.
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
@@ -120,9 +165,20 @@ fn serve(config: ServerConfig) -> anyhow::Result<()> {
         announce(&endpoints).map_err(|cause| upecho::Error::Io {
             context: "cannot write the readiness lines".into(),
             cause,
-        })
+        })?;
+        notify_ready();
+        Ok(())
     })?;
     Ok(())
+}
+
+/// Tells systemd (`Type=notify`, `NOTIFY_SOCKET`) that the service is ready,
+/// after the readiness lines; without `NOTIFY_SOCKET`, does nothing. A failure
+/// is only a warning: the service itself works.
+fn notify_ready() {
+    if let Err(err) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %upecho::error::plain(&err), "cannot notify the service manager");
+    }
 }
 
 /// Prints one `listening ...` line per listener and flushes: the readiness

@@ -70,7 +70,7 @@ pub(crate) async fn serve<L: StreamListener>(
         tokio::select! {
             biased;
             () = drain.cancelled() => break,
-            Some(done) = tasks.join_next_with_id() => closed(&mut conns, done, &shared),
+            Some(done) = tasks.join_next_with_id() => closed(&mut conns, done, &endpoint, &shared),
             _ = sweep.tick() => tick(&mut conns, idle, &shared),
             () = &mut resume, if paused => paused = false,
             accepted = accept(&listener, &shared.slots), if !paused => match accepted {
@@ -78,7 +78,7 @@ pub(crate) async fn serve<L: StreamListener>(
                     if backoff.succeed() {
                         health.recovered(&endpoint);
                     }
-                    let open = start(stream, peer, permit, &shared, &mut tasks);
+                    let open = start(stream, peer, permit, &endpoint, &shared, &mut tasks);
                     conns.insert(open.abort.id(), open);
                 }
                 Err(err) if is_per_connection(&err) => {}
@@ -115,7 +115,7 @@ pub(crate) async fn serve<L: StreamListener>(
                 }
             }
             done = tasks.join_next_with_id() => match done {
-                Some(done) => closed(&mut conns, done, &shared),
+                Some(done) => closed(&mut conns, done, &endpoint, &shared),
                 None => break,
             },
             _ = sweep.tick() => tick(&mut conns, idle, &shared),
@@ -129,6 +129,7 @@ fn start<S: ReadyStream + Send + 'static>(
     stream: S,
     peer: String,
     permit: OwnedSemaphorePermit,
+    endpoint: &Endpoint,
     shared: &Shared,
     tasks: &mut JoinSet<End>,
 ) -> Open {
@@ -143,7 +144,7 @@ fn start<S: ReadyStream + Send + 'static>(
         drop(permit);
         end
     });
-    tracing::debug!(%peer, "connection opened");
+    tracing::debug!(listener = %endpoint, %peer, "connection opened");
     Open {
         abort,
         peer,
@@ -294,7 +295,12 @@ fn tick(conns: &mut HashMap<Id, Open>, idle: Option<Duration>, shared: &Shared) 
 }
 
 /// Forgets a finished connection and logs how it ended.
-fn closed(conns: &mut HashMap<Id, Open>, done: Result<(Id, End), JoinError>, shared: &Shared) {
+fn closed(
+    conns: &mut HashMap<Id, Open>,
+    done: Result<(Id, End), JoinError>,
+    endpoint: &Endpoint,
+    shared: &Shared,
+) {
     shared.reclaim.closed();
     // A task that ended by itself says why, even if the listener had just
     // decided to abort it (an idle sweep racing the peer's own close).
@@ -315,7 +321,8 @@ fn closed(conns: &mut HashMap<Id, Open>, done: Result<(Id, End), JoinError>, sha
         (None, Some(reason)) => reason.to_string(),
         (None, None) => "task failed".to_string(),
     };
-    tracing::debug!(peer = %conn.peer, bytes_in, bytes_out, %end, "connection closed");
+    tracing::debug!(listener = %endpoint, peer = %conn.peer, bytes_in, bytes_out, %end,
+        "connection closed");
 }
 
 /// Aborts the connections on which no byte moved for `idle`.

@@ -152,7 +152,38 @@ impl Server {
     /// [`Error::Resolve`] (listeners bound before it are closed again), or
     /// [`Error::NoListeners`] when the configuration names none.
     pub fn bind(config: ServerConfig) -> Result<Server, Error> {
-        let mut listeners = Vec::with_capacity(config.listen.len());
+        Server::bind_with_inherited(Vec::new(), config)
+    }
+
+    /// Serves `inherited` sockets (socket activation, see
+    /// [`endpoint::inherited`]) first, in their order, then binds every
+    /// listener of `config` after them. As with [`Server::from_listeners`],
+    /// inherited socket files are left in place at exit; those bound here
+    /// are removed as with [`Server::bind`]. Needs no async runtime.
+    ///
+    /// ```
+    /// use upecho::endpoint::{Listen, Listener};
+    ///
+    /// let inherited = vec![Listener::Tcp(std::net::TcpListener::bind("127.0.0.1:0")?)];
+    /// let mut config = upecho::ServerConfig::default();
+    /// config.listen = vec![Listen::Udp("127.0.0.1:0".parse()?)];
+    /// let server = upecho::Server::bind_with_inherited(inherited, config)?;
+    /// let lines: Vec<String> = server.endpoints().iter().map(|e| e.to_string()).collect();
+    /// assert!(lines[0].starts_with("tcp 127.0.0.1:"), "{lines:?}");
+    /// assert!(lines[1].starts_with("udp 127.0.0.1:"), "{lines:?}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::bind`]; [`Error::NoListeners`] only when neither
+    /// `inherited` nor `config` has a listener.
+    pub fn bind_with_inherited(
+        inherited: Vec<Listener>,
+        config: ServerConfig,
+    ) -> Result<Server, Error> {
+        let mut listeners = inherited;
+        listeners.reserve(config.listen.len());
         let mut files = Vec::new();
         for listen in &config.listen {
             let listener = endpoint::bind(listen, config.backlog, config.unix_mode)?;

@@ -4,11 +4,13 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod activation;
 mod bench;
 mod cli;
 mod connect;
 mod faults;
 mod library;
+mod logs;
 mod repl;
 mod serve;
 mod shutdown;
