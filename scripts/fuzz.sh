@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fuzzes the transforms and bench's reply verifier with libFuzzer (cargo fuzz),
-# each target for a bounded time. Not part of `cargo test`.
+# Fuzzes the transforms, bench's reply verifier and the PROXY protocol header
+# parser with libFuzzer (cargo fuzz), each target for a bounded time. Not part
+# of `cargo test`.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 300, every target)
 #
@@ -15,7 +16,7 @@ seconds=${1:-300}
 shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(transform bench_verify)
+  targets=(transform bench_verify proxy_header)
 fi
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1

@@ -97,6 +97,22 @@ pub struct ServeArgs {
     /// How log lines on stderr are written: text, or one JSON object per line.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t)]
     pub log_format: crate::logging::LogFormat,
+    /// Every TCP and Unix connection must start with a PROXY protocol header
+    /// (v1 or v2, as HAProxy's send-proxy/send-proxy-v2 send it), which is not
+    /// echoed; the client it names is the connection's peer in logs. A
+    /// connection whose header is missing, malformed or not complete within
+    /// 5 s is closed.
+    #[arg(long)]
+    pub proxy_protocol: bool,
+    /// Only senders in CIDR must send a PROXY header (repeatable, e.g.
+    /// 127.0.0.0/8, ::1/128; a bare address is one host); other TCP senders are
+    /// served directly. Implies --proxy-protocol. Unix-socket clients must
+    /// always send a header: a CIDR cannot name them.
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+    pub proxy_from: Vec<ipnet::IpNet>,
+    /// How long a PROXY header may take (for tests; the contract's 5 s).
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs, hide = true)]
+    pub proxy_timeout: Duration,
 }
 
 impl ServeArgs {
@@ -128,6 +144,11 @@ impl ServeArgs {
         config.max_connections = self.max_connections as usize;
         config.idle_timeout = Some(self.idle_timeout).filter(|d| !d.is_zero());
         config.shutdown_grace = self.shutdown_grace;
+        // A source list only makes sense with headers expected: it implies
+        // the flag rather than being silently ignored.
+        config.proxy_protocol = self.proxy_protocol || !self.proxy_from.is_empty();
+        config.proxy_from = self.proxy_from.clone();
+        config.proxy_timeout = self.proxy_timeout;
         Ok(config)
     }
 
@@ -413,6 +434,13 @@ fn positions<'a>(matches: &'a ArgMatches, id: &str) -> impl Iterator<Item = usiz
 }
 
 /// Parses file permissions written in octal, as chmod takes them (`660`).
+/// A `--proxy-from` value: a network in CIDR notation, or one address.
+fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("'{text}' is not a network (CIDR such as 127.0.0.0/8) or an address"))
+}
+
 fn parse_mode(text: &str) -> Result<u32, String> {
     u32::from_str_radix(text, 8)
         .ok()

@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! cli (flags -> config) -> endpoint (bind) -> server (a runtime per core, shutdown)
-//!     -> listener (accept, limits, idle sweep) -> connection (read -> transform -> write)
+//!     -> listener (accept, limits, idle sweep) -> [proxy (PROXY header, if expected)]
+//!     -> connection (read -> transform -> write)
 //! client: endpoint (connect) -> repl (terminal) | pipe (stdin/stdout)
 //! bench:  load (connections, verify every byte) -> stats -> report (human | JSON)
 //! ```

@@ -91,6 +91,8 @@ pub(crate) enum End {
     Finished,
     /// The peer reset the connection or another I/O error happened.
     Io(io::Error),
+    /// No valid PROXY protocol header came first, or not in time.
+    ProxyHeader(super::proxy::HeaderError),
 }
 
 impl std::fmt::Display for End {
@@ -98,6 +100,7 @@ impl std::fmt::Display for End {
         match self {
             End::Finished => f.write_str("peer finished"),
             End::Io(err) => f.write_str(&crate::error::plain(err)),
+            End::ProxyHeader(err) => write!(f, "proxy_header: {err}"),
         }
     }
 }
@@ -110,6 +113,9 @@ pub(crate) struct Traffic {
     bytes_in: AtomicU64,
     /// Bytes sent to the peer.
     bytes_out: AtomicU64,
+    /// The client a PROXY protocol header named: the peer the listener logs
+    /// when the connection closes, instead of the socket's (the proxy's).
+    client: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl Traffic {
@@ -119,6 +125,16 @@ impl Traffic {
             self.bytes_in.load(Ordering::Relaxed),
             self.bytes_out.load(Ordering::Relaxed),
         )
+    }
+
+    /// The client a PROXY protocol header named, if one did.
+    pub(crate) fn client(&self) -> Option<std::net::SocketAddr> {
+        self.client.get().copied()
+    }
+
+    /// Records the client a PROXY protocol header named.
+    pub(crate) fn set_client(&self, client: std::net::SocketAddr) {
+        let _ = self.client.set(client);
     }
 
     /// Adds `n` to a counter that only the connection's own task writes: a
@@ -199,6 +215,30 @@ impl<S: ReadyStream> Connection<S> {
             transform,
             traffic,
             owed: Owed::default(),
+        }
+    }
+
+    /// The socket, for a phase that reads before the loop (the PROXY header).
+    pub(crate) fn stream_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
+    /// The counters shared with the listener.
+    pub(crate) fn traffic(&self) -> &Traffic {
+        &self.traffic
+    }
+
+    /// Answers bytes the peer sent before the loop started (those that came
+    /// with a PROXY protocol header): transformed, they are owed, and
+    /// [`Connection::run`] writes them before it reads anything more.
+    pub(crate) fn answer_first(&mut self, mut payload: Vec<u8>) {
+        if payload.is_empty() {
+            return;
+        }
+        Traffic::add(&self.traffic.bytes_in, payload.len());
+        let out = self.transform.process(&mut payload);
+        if !out.is_empty() {
+            self.owed.keep(&out);
         }
     }
 

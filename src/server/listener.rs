@@ -139,12 +139,26 @@ fn start<S: ReadyStream + Send + 'static>(
         shared.settings.transform.stream(),
         Arc::clone(&traffic),
     );
-    let abort = tasks.spawn(async move {
-        let end = connection.run().await;
-        drop(permit);
-        end
-    });
-    tracing::debug!(listener = %endpoint, %peer, "connection opened");
+    // The one branch `--proxy-protocol` costs a connection that skips it.
+    let policy = shared.settings.proxy.as_ref();
+    let abort = match policy.filter(|policy| policy.expects_header(&peer)) {
+        Some(policy) => {
+            let (timeout, endpoint, proxy) = (policy.timeout, endpoint.clone(), peer.clone());
+            tasks.spawn(async move {
+                let end = serve_proxied(connection, timeout, &endpoint, &proxy).await;
+                drop(permit);
+                end
+            })
+        }
+        None => {
+            tracing::debug!(listener = %endpoint, %peer, "connection opened");
+            tasks.spawn(async move {
+                let end = connection.run().await;
+                drop(permit);
+                end
+            })
+        }
+    };
     Open {
         abort,
         peer,
@@ -153,6 +167,34 @@ fn start<S: ReadyStream + Send + 'static>(
         active_at: Instant::now(),
         aborted_for: None,
     }
+}
+
+/// Serves a connection that must start with a PROXY protocol header: reads
+/// it (within `timeout`), logs the connection as opened by the client it
+/// names, answers the payload that came with it, then runs the usual loop.
+/// `proxy` is the socket's own peer, which stands when the header names no
+/// client. Without a valid header in time the connection is never logged as
+/// opened: only its close, with the socket's peer and an `end` starting with
+/// `proxy_header`.
+async fn serve_proxied<S: ReadyStream>(
+    mut connection: Connection<S>,
+    timeout: Duration,
+    endpoint: &Endpoint,
+    proxy: &str,
+) -> End {
+    let received = match super::proxy::read_header(connection.stream_mut(), timeout).await {
+        Ok(received) => received,
+        Err(err) => return End::ProxyHeader(err),
+    };
+    match received.source {
+        Some(client) => {
+            connection.traffic().set_client(client);
+            tracing::debug!(listener = %endpoint, peer = %client, %proxy, "connection opened");
+        }
+        None => tracing::debug!(listener = %endpoint, peer = %proxy, "connection opened"),
+    }
+    connection.answer_first(received.payload);
+    connection.run().await
 }
 
 /// Waits until a client is waiting, then for a free connection slot, then
@@ -321,8 +363,12 @@ fn closed(
         (None, Some(reason)) => reason.to_string(),
         (None, None) => "task failed".to_string(),
     };
-    tracing::debug!(listener = %endpoint, peer = %conn.peer, bytes_in, bytes_out, %end,
-        "connection closed");
+    match conn.traffic.client() {
+        Some(client) => tracing::debug!(listener = %endpoint, peer = %client,
+            proxy = %conn.peer, bytes_in, bytes_out, %end, "connection closed"),
+        None => tracing::debug!(listener = %endpoint, peer = %conn.peer, bytes_in, bytes_out,
+            %end, "connection closed"),
+    }
 }
 
 /// Aborts the connections on which no byte moved for `idle`.

@@ -1,10 +1,12 @@
 //! The server: takes already bound listeners and a [`ShutdownSignal`], accepts
 //! under a connection limit, and drains on shutdown. Each accepted socket becomes
-//! a [`connection`] task (read -> transform -> write).
+//! a [`connection`] task (read -> transform -> write), which first reads a
+//! PROXY protocol header ([`proxy`]) when the configuration asks for one.
 
 mod connection;
 mod listener;
 mod memory;
+pub mod proxy;
 mod shutdown;
 mod udp;
 
@@ -55,11 +57,24 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
     /// How long open connections may finish after shutdown begins.
     pub shutdown_grace: Duration,
+    /// Every stream connection (TCP and Unix) must start with a PROXY
+    /// protocol header, v1 or v2 (`--proxy-protocol`); the client it names
+    /// becomes the connection's peer. See [`proxy`].
+    pub proxy_protocol: bool,
+    /// With [`ServerConfig::proxy_protocol`]: only TCP senders in these
+    /// networks must send a header, others are served directly; empty = every
+    /// sender. Unix-socket peers must always send one (a list cannot name
+    /// them).
+    pub proxy_from: Vec<ipnet::IpNet>,
+    /// The whole header phase must end within this, or the connection is
+    /// closed (5 s by default).
+    pub proxy_timeout: Duration,
 }
 
 impl Default for ServerConfig {
     /// The contract's defaults: `tcp 127.0.0.1:8080`, ascii, backlog 1024, 10000
-    /// connections, idle timeout 300 s, shutdown grace 10 s.
+    /// connections, idle timeout 300 s, shutdown grace 10 s, no PROXY
+    /// protocol.
     fn default() -> Self {
         ServerConfig {
             listen: vec![Listen::Tcp(HostPort::from(std::net::SocketAddr::from((
@@ -72,6 +87,9 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             idle_timeout: Some(Duration::from_secs(300)),
             shutdown_grace: Duration::from_secs(10),
+            proxy_protocol: false,
+            proxy_from: Vec::new(),
+            proxy_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -98,6 +116,9 @@ pub(crate) struct Settings {
     pub(crate) transform: Transform,
     /// See [`ServerConfig::idle_timeout`].
     pub(crate) idle_timeout: Option<Duration>,
+    /// Who must send a PROXY protocol header; `None` without
+    /// [`ServerConfig::proxy_protocol`].
+    pub(crate) proxy: Option<proxy::ProxyPolicy>,
 }
 
 /// A server whose listeners are bound and listening but not yet accepting.
@@ -243,6 +264,10 @@ impl Server {
             settings: Arc::new(Settings {
                 transform: config.transform,
                 idle_timeout: config.idle_timeout,
+                proxy: config.proxy_protocol.then(|| proxy::ProxyPolicy {
+                    from: config.proxy_from.clone(),
+                    timeout: config.proxy_timeout,
+                }),
             }),
             max_connections: config.max_connections.max(1),
             shutdown_grace: config.shutdown_grace,
