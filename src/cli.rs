@@ -105,9 +105,9 @@ pub struct ServeArgs {
     #[arg(long)]
     pub proxy_protocol: bool,
     /// Only senders in CIDR must send a PROXY header (repeatable, e.g.
-    /// 127.0.0.0/8, ::1/128; a bare address is one host); other TCP senders are
-    /// served directly. Implies --proxy-protocol. Unix-socket clients must
-    /// always send a header: a CIDR cannot name them.
+    /// 127.0.0.0/8, ::1/128; a bare address is one host); other senders,
+    /// Unix-socket clients included (a CIDR cannot name them), are served
+    /// directly. Implies --proxy-protocol.
     #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
     pub proxy_from: Vec<ipnet::IpNet>,
     /// How long a PROXY header may take (for tests; the contract's 5 s).

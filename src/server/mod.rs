@@ -63,11 +63,11 @@ pub struct ServerConfig {
     pub proxy_protocol: bool,
     /// With [`ServerConfig::proxy_protocol`]: only TCP senders in these
     /// networks must send a header, others are served directly; empty = every
-    /// sender. Unix-socket peers must always send one (a list cannot name
-    /// them).
+    /// sender. Unix-socket peers, which a list cannot name, are then outside
+    /// it and served directly.
     pub proxy_from: Vec<ipnet::IpNet>,
     /// The whole header phase must end within this, or the connection is
-    /// closed (5 s by default).
+    /// closed (5 s by default; zero means no limit).
     pub proxy_timeout: Duration,
 }
 

@@ -164,9 +164,10 @@ impl ProxyPolicy {
     /// Returns true if and only if a connection from `peer` (as the listener
     /// names it) must start with a header.
     ///
-    /// A Unix socket's peer has no IP address that a source list could
-    /// name, so with a list it must send a header all the same: a list
-    /// narrows who is trusted to skip it only among IP senders.
+    /// With a source list, the contract serves every sender outside it
+    /// directly; a Unix socket's peer has no IP address a list could name,
+    /// so it is outside any list and sends no header. Without a list, every
+    /// connection, Unix ones included, must start with a header.
     pub(crate) fn expects_header(&self, peer: &str) -> bool {
         if self.from.is_empty() {
             return true;
@@ -176,8 +177,8 @@ impl ProxyPolicy {
                 let ip: IpAddr = addr.ip().to_canonical();
                 self.from.iter().any(|net| net.contains(&ip))
             }
-            // "unix ...": not an IP sender.
-            Err(_) => true,
+            // "unix ...": not an IP sender, so not in the list.
+            Err(_) => false,
         }
     }
 }
@@ -216,7 +217,8 @@ pub(crate) struct Received {
     pub(crate) payload: Vec<u8>,
 }
 
-/// Reads until `stream` has delivered a complete header, within `timeout`.
+/// Reads until `stream` has delivered a complete header, within `timeout`
+/// (zero: no limit).
 ///
 /// # Cancel safety
 ///
@@ -226,6 +228,10 @@ pub(crate) async fn read_header<S: AsyncRead + Unpin>(
     stream: &mut S,
     timeout: Duration,
 ) -> Result<Received, HeaderError> {
+    // Zero means no limit, as for every timeout of the contract.
+    if timeout.is_zero() {
+        return read_until_header(stream).await;
+    }
     tokio::time::timeout(timeout, read_until_header(stream))
         .await
         .unwrap_or(Err(HeaderError::Timeout))
@@ -383,7 +389,7 @@ mod tests {
     }
 
     #[test]
-    fn source_list_decides_for_ip_peers_and_unix_peers_always_send_a_header() {
+    fn a_source_list_decides_for_ip_peers_and_leaves_unix_peers_out() {
         let policy = ProxyPolicy {
             from: vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
             timeout: Duration::from_secs(5),
@@ -391,13 +397,14 @@ mod tests {
         assert!(policy.expects_header("10.1.2.3:5000"));
         assert!(policy.expects_header("[::1]:5000"));
         assert!(!policy.expects_header("127.0.0.1:5000"));
-        assert!(policy.expects_header("unix"));
-        assert!(policy.expects_header("unix /tmp/client.sock"));
+        assert!(!policy.expects_header("unix"));
+        assert!(!policy.expects_header("unix /tmp/client.sock"));
         let everyone = ProxyPolicy {
             from: Vec::new(),
             ..policy
         };
         assert!(everyone.expects_header("127.0.0.1:5000"));
+        assert!(everyone.expects_header("unix"));
     }
 
     #[tokio::test]

@@ -190,7 +190,7 @@ fn half_a_header_is_closed_after_the_deadline() {
 }
 
 #[test]
-fn unix_socket_clients_must_send_a_header_too() {
+fn unix_socket_clients_send_a_header_unless_a_source_list_leaves_them_out() {
     use std::os::unix::net::UnixStream;
     let dir = TempDir::new();
     let path = dir.path("proxy.sock");
@@ -198,8 +198,7 @@ fn unix_socket_clients_must_send_a_header_too() {
         &[
             "--unix",
             &path,
-            "--proxy-from",
-            "127.0.0.0/8",
+            "--proxy-protocol",
             "-v",
             "--log-format",
             "json",
@@ -224,6 +223,15 @@ fn unix_socket_clients_must_send_a_header_too() {
     let _ = without.read_to_end(&mut reply);
     assert_eq!(reply, b"");
     server.wait_for_log("proxy_header");
+
+    // With a source list, a Unix client is not in it: served directly.
+    let listed = dir.path("listed.sock");
+    let server = ServerProcess::start(&["--unix", &listed, "--proxy-from", "127.0.0.0/8"], 1);
+    assert_eq!(
+        crate::support::exchange_unix(&listed, b"no header needed"),
+        b"NO HEADER NEEDED"
+    );
+    drop(server);
 }
 
 #[test]
