@@ -144,17 +144,20 @@ impl Flow<'_> {
     fn wrote(&mut self, payload: &Payload, n: usize) {
         let was_owed = self.owed.left > 0;
         self.written += n as u64;
-        self.owed.left += if payload.grows() {
+        let owed = if payload.grows() {
             payload.text_owed(self.start, self.written, &mut self.units)
         } else {
             n as u64
         };
+        self.owed.left += owed;
         if !was_owed || self.markers.len() < MARKERS {
             let now = Instant::now();
             if !was_owed {
                 self.progress = now;
             }
-            if self.markers.len() < MARKERS {
+            // A write that only began a character owes nothing yet: timing
+            // it would end at bytes already received.
+            if self.markers.len() < MARKERS && owed > 0 {
                 let reply_end = self.owed.got + self.owed.left;
                 self.markers.push_back((reply_end, now));
             }

@@ -92,14 +92,18 @@ impl Dropped {
 /// matches a source on its port at the address the datagram was sent to,
 /// which is where a local sender's datagrams come from).
 pub(crate) fn is_loop_risk(source: SocketAddr, to: Option<IpAddr>, own: &[SocketAddr]) -> bool {
-    let ip = source.ip();
+    // An IPv4 source on a dual-stack socket (an inherited `[::]` one) comes as
+    // `::ffff:a.b.c.d`: judged as the IPv4 address it is.
+    let ip = source.ip().to_canonical();
+    let to = to.map(|to| to.to_canonical());
     let odd_address = match ip {
         IpAddr::V4(v4) => v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified(),
         IpAddr::V6(v6) => v6.is_multicast() || v6.is_unspecified(),
     };
     let ours = own.iter().any(|mine| {
+        let mine_ip = mine.ip().to_canonical();
         mine.port() == source.port()
-            && (mine.ip() == ip || (mine.ip().is_unspecified() && to == Some(ip)))
+            && (mine_ip == ip || (mine_ip.is_unspecified() && to == Some(ip)))
     });
     LOOP_PORTS.contains(&source.port()) || odd_address || ours
 }
@@ -125,13 +129,18 @@ impl Counts {
 /// One received datagram, while its batch is being answered.
 #[derive(Clone, Copy, Debug)]
 struct Datagram {
-    /// Its source, where the reply goes.
+    /// The slot it was received into (and its reply is sent from).
+    slot: usize,
+    /// Its source, where the reply goes (with its IPv6 scope).
     source: SocketAddr,
     /// Its length, and then its reply's, in its slot.
     len: usize,
-    /// The local address it was sent to, and the address to answer from (on
-    /// a wildcard socket; `None` otherwise).
-    to: Option<(IpAddr, IpAddr)>,
+    /// The local address it was sent to (on a wildcard socket; `None`
+    /// otherwise).
+    to: Option<IpAddr>,
+    /// The address and interface to answer from (on a wildcard socket, for a
+    /// unicast destination; `None`: the kernel's choice).
+    reply_from: Option<(IpAddr, u32)>,
 }
 
 /// A thread's batch buffers: the slots, the system calls' headers, and what
@@ -209,17 +218,19 @@ impl Batch {
             MsgFlags::MSG_DONTWAIT,
             None,
         )?;
-        for message in received {
+        for (slot, message) in received.enumerate() {
+            // Not an IP source (impossible on a UDP socket): no reply.
             let Some(source) = message.address.as_ref().and_then(std_addr) else {
                 continue;
             };
-            let to = if wildcard {
+            let (to, reply_from) = if wildcard {
                 message
                     .cmsgs()
                     .ok()
                     .and_then(|mut cmsgs| cmsgs.find_map(destination))
+                    .map_or((None, None), |(to, from)| (Some(to), from))
             } else {
-                None
+                (None, None)
             };
             // A datagram cut short (impossible with 64 KiB slots) counts as too large.
             let len = if message.flags.contains(MsgFlags::MSG_TRUNC) {
@@ -227,22 +238,34 @@ impl Batch {
             } else {
                 message.bytes
             };
-            self.datagrams.push(Datagram { source, len, to });
+            self.datagrams.push(Datagram {
+                slot,
+                source,
+                len,
+                to,
+                reply_from,
+            });
         }
         Ok(self.datagrams.len())
     }
 }
 
-/// The destination and the address to answer from, from a packet-info message.
-fn destination(cmsg: ControlMessageOwned) -> Option<(IpAddr, IpAddr)> {
+/// The destination, and the address and interface to answer from, from a
+/// packet-info message. A multicast destination cannot be a reply's source,
+/// and an IPv6 link-local one needs its interface, so both are kept.
+fn destination(cmsg: ControlMessageOwned) -> Option<(IpAddr, Option<(IpAddr, u32)>)> {
     match cmsg {
-        ControlMessageOwned::Ipv4PacketInfo(info) => Some((
-            IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr))),
-            IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr))),
-        )),
+        ControlMessageOwned::Ipv4PacketInfo(info) => {
+            let to = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
+            // The kernel's choice of local address for a reply.
+            let from = Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr));
+            let from = (!from.is_unspecified()).then_some((IpAddr::V4(from), 0));
+            Some((IpAddr::V4(to), from))
+        }
         ControlMessageOwned::Ipv6PacketInfo(info) => {
-            let ip = IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr));
-            Some((ip, ip))
+            let to = Ipv6Addr::from(info.ipi6_addr.s6_addr);
+            let from = (!to.is_multicast()).then_some((IpAddr::V6(to), info.ipi6_ifindex));
+            Some((IpAddr::V6(to), from))
         }
         _ => None,
     }
@@ -252,8 +275,14 @@ fn std_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = addr.as_sockaddr_in() {
         Some(SocketAddr::from((v4.ip(), v4.port())))
     } else {
-        addr.as_sockaddr_in6()
-            .map(|v6| SocketAddr::from((v6.ip(), v6.port())))
+        addr.as_sockaddr_in6().map(|v6| {
+            SocketAddr::V6(std::net::SocketAddrV6::new(
+                v6.ip(),
+                v6.port(),
+                v6.flowinfo(),
+                v6.scope_id(),
+            ))
+        })
     }
 }
 
@@ -329,17 +358,14 @@ fn answer(
     let Batch {
         slots, datagrams, ..
     } = batch;
-    // Replies to send, as (slot index, length).
+    // Replies to send, as indices into `datagrams`.
     let mut replies: Vec<usize> = Vec::with_capacity(datagrams.len());
-    for (index, (datagram, slot)) in datagrams
-        .iter_mut()
-        .zip(slots.chunks_exact_mut(SLOT))
-        .enumerate()
-    {
+    for (index, datagram) in datagrams.iter_mut().enumerate() {
+        let slot = &mut slots[datagram.slot * SLOT..(datagram.slot + 1) * SLOT];
         let source = datagram.source;
         if datagram.len > MAX_DATAGRAM {
             counts.dropped(Dropped::TooLarge, endpoint, source);
-        } else if is_loop_risk(source, datagram.to.map(|(to, _)| to), own) {
+        } else if is_loop_risk(source, datagram.to, own) {
             counts.dropped(Dropped::Loop, endpoint, source);
         } else {
             let base = slot.as_ptr();
@@ -361,10 +387,10 @@ fn answer(
     }
     let mut start = 0;
     while start < replies.len() {
-        let from = batch.datagrams[replies[start]].to.map(|(_, from)| from);
+        let from = batch.datagrams[replies[start]].reply_from;
         let run = replies[start..]
             .iter()
-            .take_while(|&&i| batch.datagrams[i].to.map(|(_, f)| f) == from)
+            .take_while(|&&i| batch.datagrams[i].reply_from == from)
             .count();
         send_run(
             socket,
@@ -377,15 +403,16 @@ fn answer(
         start += run;
     }
 }
-/// Sends the replies in the slots `indices` of the batch, all from `from`
-/// (the socket's own address if `None`), in one `sendmmsg` where the socket
+/// Sends the replies of the datagrams `indices` of the batch, all from the
+/// address and interface `from` (the kernel's choice if `None`), in one
+/// `sendmmsg` where the socket
 /// takes them all. A reply the socket refuses is dropped and counted, and the
 /// rest still go; none is waited for.
 fn send_run(
     socket: &UdpSocket,
     batch: &mut Batch,
     indices: &[usize],
-    from: Option<IpAddr>,
+    from: Option<(IpAddr, u32)>,
     endpoint: &Endpoint,
     counts: &mut Counts,
 ) {
@@ -399,7 +426,10 @@ fn send_run(
     } = batch;
     let slices: Vec<[IoSlice<'_>; 1]> = indices
         .iter()
-        .map(|&i| [IoSlice::new(&slots[i * SLOT..i * SLOT + datagrams[i].len])])
+        .map(|&i| {
+            let at = datagrams[i].slot * SLOT;
+            [IoSlice::new(&slots[at..at + datagrams[i].len])]
+        })
         .collect();
     let addrs: Vec<Option<SockaddrStorage>> = indices
         .iter()
@@ -410,7 +440,7 @@ fn send_run(
     let (headers, cmsgs): (&mut MultiHeaders<SockaddrStorage>, Vec<ControlMessage<'_>>) = match from
     {
         None => (plain_headers, Vec::new()),
-        Some(IpAddr::V4(ip)) => {
+        Some((IpAddr::V4(ip), _)) => {
             v4_info = libc::in_pktinfo {
                 ipi_ifindex: 0,
                 ipi_spec_dst: libc::in_addr {
@@ -423,12 +453,12 @@ fn send_run(
                 vec![ControlMessage::Ipv4PacketInfo(&v4_info)],
             )
         }
-        Some(IpAddr::V6(ip)) => {
+        Some((IpAddr::V6(ip), interface)) => {
             v6_info = libc::in6_pktinfo {
                 ipi6_addr: libc::in6_addr {
                     s6_addr: ip.octets(),
                 },
-                ipi6_ifindex: 0,
+                ipi6_ifindex: interface,
             };
             (
                 from_v6_headers,
@@ -543,5 +573,16 @@ mod tests {
         // Another host, or another port, is a client.
         assert!(!is_loop_risk(addr("192.0.2.7:9000"), to("127.0.0.5"), &own));
         assert!(!is_loop_risk(addr("127.0.0.5:9002"), to("127.0.0.5"), &own));
+    }
+
+    #[test]
+    fn ipv4_sources_on_a_dual_stack_socket_are_judged_as_ipv4() {
+        let own = [addr("[::]:9000")];
+        for source in ["[::ffff:255.255.255.255]:5000", "[::ffff:224.0.0.1]:5000"] {
+            assert!(is_loop_risk(addr(source), None, &[]), "{source}");
+        }
+        let to = Some("::ffff:127.0.0.5".parse().unwrap());
+        assert!(is_loop_risk(addr("[::ffff:127.0.0.5]:9000"), to, &own));
+        assert!(!is_loop_risk(addr("[::ffff:127.0.0.5]:9001"), to, &own));
     }
 }
