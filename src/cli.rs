@@ -113,6 +113,10 @@ pub struct ServeArgs {
     /// How long a PROXY header may take (for tests; the contract's 5 s).
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs, hide = true)]
     pub proxy_timeout: Duration,
+    /// Serve Prometheus metrics over HTTP at http://ADDR/metrics (e.g.
+    /// 127.0.0.1:9464; port 0 picks a free one, shown in the readiness line).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<HostPort>,
 }
 
 impl ServeArgs {
@@ -149,6 +153,7 @@ impl ServeArgs {
         config.proxy_protocol = self.proxy_protocol || !self.proxy_from.is_empty();
         config.proxy_from = self.proxy_from.clone();
         config.proxy_timeout = self.proxy_timeout;
+        config.metrics = self.metrics.clone();
         Ok(config)
     }
 

@@ -7,6 +7,7 @@
 //! cli (flags -> config) -> endpoint (bind) -> server (a runtime per core, shutdown)
 //!     -> listener (accept, limits, idle sweep) -> [proxy (PROXY header, if expected)]
 //!     -> connection (read -> transform -> write)
+//!     [metrics (GET /metrics): counts folded in at accept, at close, per UDP batch]
 //! client: endpoint (connect) -> repl (terminal) | pipe (stdin/stdout)
 //! bench:  load (connections, verify every byte) -> stats -> report (human | JSON)
 //! ```

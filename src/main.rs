@@ -155,6 +155,7 @@ fn serve(
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let signal = ShutdownSignal::new();
     let endpoints = server.endpoints().to_vec();
+    let metrics = server.metrics_addr();
     server.run_per_core(threads, signal.clone(), || {
         let signals =
             upecho::server::watch_os_signals(signal).map_err(|cause| upecho::Error::Io {
@@ -162,7 +163,7 @@ fn serve(
                 cause,
             })?;
         tokio::spawn(signals);
-        announce(&endpoints).map_err(|cause| upecho::Error::Io {
+        announce(&endpoints, metrics).map_err(|cause| upecho::Error::Io {
             context: "cannot write the readiness lines".into(),
             cause,
         })?;
@@ -182,11 +183,18 @@ fn notify_ready() {
 }
 
 /// Prints one `listening ...` line per listener and flushes: the readiness
-/// signal scripts and tests wait for. Nothing else ever goes to stdout.
-fn announce(endpoints: &[upecho::Endpoint]) -> std::io::Result<()> {
+/// signal scripts and tests wait for, the metrics endpoint's last. Nothing
+/// else ever goes to stdout.
+fn announce(
+    endpoints: &[upecho::Endpoint],
+    metrics: Option<std::net::SocketAddr>,
+) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
     for endpoint in endpoints {
         writeln!(stdout, "listening {endpoint}")?;
+    }
+    if let Some(addr) = metrics {
+        writeln!(stdout, "listening metrics {addr}")?;
     }
     stdout.flush()
 }

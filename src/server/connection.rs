@@ -95,6 +95,17 @@ pub(crate) enum End {
     ProxyHeader(super::proxy::HeaderError),
 }
 
+impl End {
+    /// The `reason` label of `upecho_connections_closed_total`.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            End::Finished => "peer",
+            End::Io(_) => "error",
+            End::ProxyHeader(_) => "proxy_header",
+        }
+    }
+}
+
 impl std::fmt::Display for End {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -25,7 +25,13 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::Shared;
 use super::connection::{Connection, End, ReadyStream, Traffic};
+use super::metrics::StreamMetrics;
 use crate::Endpoint;
+
+/// Why the listener aborted a connection: idle.
+const IDLE: &str = "idle timeout";
+/// Why the listener aborted a connection: shutdown's cut-off.
+const CUT_OFF: &str = "cut off at shutdown";
 
 /// What the listener knows about one of its open connections.
 struct Open {
@@ -65,12 +71,13 @@ pub(crate) async fn serve<L: StreamListener>(
     let resume = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(resume);
     let mut paused = false;
+    let counters = shared.metrics.stream(&endpoint);
 
     loop {
         tokio::select! {
             biased;
             () = drain.cancelled() => break,
-            Some(done) = tasks.join_next_with_id() => closed(&mut conns, done, &endpoint, &shared),
+            Some(done) = tasks.join_next_with_id() => closed(&mut conns, done, &endpoint, &shared, &counters),
             _ = sweep.tick() => tick(&mut conns, idle, &shared),
             () = &mut resume, if paused => paused = false,
             accepted = accept(&listener, &shared.slots), if !paused => match accepted {
@@ -80,9 +87,15 @@ pub(crate) async fn serve<L: StreamListener>(
                     }
                     let open = start(stream, peer, permit, &endpoint, &shared, &mut tasks);
                     conns.insert(open.abort.id(), open);
+                    counters.opened();
                 }
-                Err(err) if is_per_connection(&err) => {}
+                Err(err) if is_per_connection(&err) => {
+                    if err.kind() != io::ErrorKind::WouldBlock {
+                        counters.accept_error(&err);
+                    }
+                }
                 Err(err) => {
+                    counters.accept_error(&err);
                     // Out of descriptors or memory: the pending connection
                     // stays queued, so retrying at once would spin a core.
                     // Keep serving the connections we have and try again
@@ -110,12 +123,12 @@ pub(crate) async fn serve<L: StreamListener>(
             () = cut.cancelled(), if !cut_done => {
                 cut_done = true;
                 for conn in conns.values_mut() {
-                    conn.aborted_for = Some("cut off at shutdown");
+                    conn.aborted_for = Some(CUT_OFF);
                     conn.abort.abort();
                 }
             }
             done = tasks.join_next_with_id() => match done {
-                Some(done) => closed(&mut conns, done, &endpoint, &shared),
+                Some(done) => closed(&mut conns, done, &endpoint, &shared, &counters),
                 None => break,
             },
             _ = sweep.tick() => tick(&mut conns, idle, &shared),
@@ -342,13 +355,14 @@ fn closed(
     done: Result<(Id, End), JoinError>,
     endpoint: &Endpoint,
     shared: &Shared,
+    counters: &StreamMetrics,
 ) {
     shared.reclaim.closed();
     // A task that ended by itself says why, even if the listener had just
     // decided to abort it (an idle sweep racing the peer's own close).
-    let (id, end) = match done {
-        Ok((id, end)) => (id, Some(end.to_string())),
-        Err(err) => (err.id(), None),
+    let (id, end, reason) = match done {
+        Ok((id, end)) => (id, Some(end.to_string()), Some(end.reason())),
+        Err(err) => (err.id(), None, None),
     };
     let Some(conn) = conns.remove(&id) else {
         return;
@@ -358,6 +372,13 @@ fn closed(
         conns.shrink_to(conns.len() * 2);
     }
     let (bytes_in, bytes_out) = conn.traffic.counts();
+    // The connection's bytes reach the metrics once, here, not per message.
+    let reason = reason.unwrap_or(match conn.aborted_for {
+        Some(IDLE) => "idle",
+        Some(CUT_OFF) => "shutdown",
+        _ => "error",
+    });
+    counters.closed(reason, bytes_in, bytes_out);
     let end = match (end, conn.aborted_for) {
         (Some(end), _) => end,
         (None, Some(reason)) => reason.to_string(),
@@ -382,7 +403,7 @@ fn sweep_idle(conns: &mut HashMap<Id, Open>, idle: Option<Duration>) {
             conn.moved = moved;
             conn.active_at = now;
         } else if now - conn.active_at >= idle && conn.aborted_for.is_none() {
-            conn.aborted_for = Some("idle timeout");
+            conn.aborted_for = Some(IDLE);
             conn.abort.abort();
         }
     }

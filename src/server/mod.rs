@@ -6,6 +6,7 @@
 mod connection;
 mod listener;
 mod memory;
+mod metrics;
 pub mod proxy;
 mod shutdown;
 mod udp;
@@ -69,6 +70,9 @@ pub struct ServerConfig {
     /// The whole header phase must end within this, or the connection is
     /// closed (5 s by default; zero means no limit).
     pub proxy_timeout: Duration,
+    /// Where to serve Prometheus metrics over HTTP (`--metrics`); `None`:
+    /// nowhere.
+    pub metrics: Option<HostPort>,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +94,7 @@ impl Default for ServerConfig {
             proxy_protocol: false,
             proxy_from: Vec::new(),
             proxy_timeout: Duration::from_secs(5),
+            metrics: None,
         }
     }
 }
@@ -162,6 +167,8 @@ pub struct Server {
     max_connections: usize,
     /// See [`ServerConfig::shutdown_grace`].
     shutdown_grace: Duration,
+    /// The bound `--metrics` socket and its address, if any.
+    metrics: Option<(std::net::TcpListener, std::net::SocketAddr)>,
 }
 
 impl Server {
@@ -217,6 +224,9 @@ impl Server {
         }
         let mut server = Server::from_listeners(listeners, &config)?;
         server.files = files;
+        if let Some(addr) = &config.metrics {
+            server.metrics = Some(bind_metrics(addr, config.backlog)?);
+        }
         Ok(server)
     }
 
@@ -271,6 +281,7 @@ impl Server {
             }),
             max_connections: config.max_connections.max(1),
             shutdown_grace: config.shutdown_grace,
+            metrics: None,
         })
     }
 
@@ -279,14 +290,23 @@ impl Server {
         &self.endpoints
     }
 
+    /// The address of the metrics endpoint (`--metrics`), with its real port.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr)| *addr)
+    }
+
     /// The bound TCP socket addresses, in the configured order.
     pub fn local_addrs(&self) -> Vec<std::net::SocketAddr> {
         tcp_addrs(&self.endpoints)
     }
 
     /// Splits the server into its listeners and the state its tasks share.
-    fn into_parts(self, signal: ShutdownSignal) -> (Vec<Listening>, Shared) {
+    fn into_parts(
+        self,
+        signal: ShutdownSignal,
+    ) -> (Vec<Listening>, Shared, Option<std::net::TcpListener>) {
         let shared = Shared {
+            metrics: Arc::default(),
             settings: self.settings,
             slots: Arc::new(Semaphore::new(self.max_connections)),
             open_listeners: TaskTracker::new(),
@@ -316,7 +336,7 @@ impl Server {
                 health: Arc::default(),
             })
             .collect();
-        (listening, shared)
+        (listening, shared, self.metrics.map(|(socket, _)| socket))
     }
 
     /// Serves on the current Tokio runtime until `signal` fires, then drains:
@@ -331,9 +351,10 @@ impl Server {
     ///
     /// [`Error::Listen`] if a listener cannot be registered with the runtime.
     pub async fn run(self, signal: ShutdownSignal) -> Result<(), Error> {
-        let (listeners, shared) = self.into_parts(signal);
+        let (listeners, shared, metrics) = self.into_parts(signal);
         let endpoints: Vec<Endpoint> = listeners.iter().map(|l| l.endpoint.clone()).collect();
         shared.start_accepting(listeners)?;
+        shared.start_metrics(metrics)?;
         log_accepting(&endpoints, 1);
         shared.drain().await;
         Ok(())
@@ -363,7 +384,7 @@ impl Server {
         signal: ShutdownSignal,
         on_ready: impl FnOnce() -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let (listeners, shared) = self.into_parts(signal);
+        let (listeners, shared, metrics) = self.into_parts(signal);
         let finished = CancellationToken::new();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut workers = Vec::new();
@@ -417,7 +438,9 @@ impl Server {
             runtime.block_on(async {
                 let endpoints: Vec<Endpoint> =
                     listeners.iter().map(|l| l.endpoint.clone()).collect();
-                let ready = shared.start_accepting(listeners).and_then(|()| {
+                let ready = shared.start_accepting(listeners);
+                let ready = ready.and_then(|()| shared.start_metrics(metrics));
+                let ready = ready.and_then(|()| {
                     log_accepting(&endpoints, threads.max(1));
                     on_ready()
                 });
@@ -496,6 +519,9 @@ pub(crate) struct Shared {
     cut_off: CancellationToken,
     /// How long connections may finish after shutdown begins.
     grace: Duration,
+    /// The counters the metrics endpoint shows; updated at accept, at close
+    /// and once per UDP batch, never per message.
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 impl Shared {
@@ -534,6 +560,26 @@ impl Shared {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Spawns the metrics endpoint, if there is one, on the current runtime:
+    /// it stops when shutdown begins, as the listeners do.
+    fn start_metrics(&self, socket: Option<std::net::TcpListener>) -> Result<(), Error> {
+        let Some(socket) = socket else { return Ok(()) };
+        let name = match socket.local_addr() {
+            Ok(addr) => format!("metrics {addr}"),
+            Err(_) => "metrics".to_string(),
+        };
+        let fail = |cause| Error::Listen {
+            endpoint: name.clone(),
+            cause,
+        };
+        socket.set_nonblocking(true).map_err(fail)?;
+        let socket = tokio::net::TcpListener::from_std(socket).map_err(fail)?;
+        let stop = self.signal.drain_token().clone();
+        self.listeners
+            .spawn(metrics::serve(socket, Arc::clone(&self.metrics), stop));
         Ok(())
     }
 
@@ -634,6 +680,24 @@ fn share_listeners(listeners: &[Listening]) -> Result<Vec<Listening>, Error> {
 #[allow(deprecated)]
 fn watch_readable<L: std::os::fd::AsRawFd>(socket: L) -> std::io::Result<AsyncFd<L>> {
     AsyncFd::with_interest(socket, Interest::READABLE)
+}
+
+/// Binds the metrics endpoint's socket; an error names it `metrics ADDR`.
+fn bind_metrics(
+    addr: &HostPort,
+    backlog: u32,
+) -> Result<(std::net::TcpListener, std::net::SocketAddr), Error> {
+    let fail = |cause| Error::Listen {
+        endpoint: format!("metrics {addr}"),
+        cause,
+    };
+    let socket = match endpoint::bind_tcp(addr, backlog) {
+        Ok(socket) => socket,
+        Err(Error::Listen { cause, .. }) => return Err(fail(cause)),
+        Err(err) => return Err(err),
+    };
+    let local = socket.local_addr().map_err(fail)?;
+    Ok((socket, local))
 }
 
 /// The TCP addresses among `endpoints`, in order.

@@ -42,6 +42,7 @@ use tokio::net::UdpSocket;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::Shared;
+use super::metrics::DatagramMetrics;
 use crate::{Endpoint, Transform};
 
 /// The largest UDP payload over IPv4 (65,535 minus the IP and UDP headers);
@@ -306,6 +307,9 @@ pub(crate) async fn serve(
             "cannot learn datagrams' destinations");
     }
     let mut counts = Counts::default();
+    // What of `counts` the metrics already have.
+    let mut folded = Counts::default();
+    let counters = shared.metrics.datagram(&endpoint);
     loop {
         tokio::select! {
             biased;
@@ -320,6 +324,8 @@ pub(crate) async fn serve(
                 Ok(())
             })
         });
+        // Once per batch, not per datagram.
+        fold(&counters, &counts, &mut folded);
         match served {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
@@ -331,6 +337,24 @@ pub(crate) async fn serve(
     }
     drop(open);
     report(&endpoint, &counts);
+}
+
+/// Adds to the metrics what `counts` gained since `folded`, then records
+/// that they have it.
+fn fold(counters: &DatagramMetrics, counts: &Counts, folded: &mut Counts) {
+    let reasons = [Dropped::TooLarge, Dropped::Loop, Dropped::SendFailed];
+    let dropped = reasons.map(|why| {
+        let at = why as usize;
+        (why.reason(), counts.dropped[at] - folded.dropped[at])
+    });
+    counters.add(
+        counts.received - folded.received,
+        counts.sent - folded.sent,
+        dropped,
+    );
+    folded.received = counts.received;
+    folded.sent = counts.sent;
+    folded.dropped = counts.dropped;
 }
 
 /// Asks a wildcard-bound socket to report each datagram's destination address.

@@ -12,6 +12,7 @@ mod faults;
 mod haproxy;
 mod library;
 mod logs;
+mod metrics;
 mod proxy;
 mod repl;
 mod serve;
