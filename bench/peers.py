@@ -54,6 +54,10 @@ def upecho_peer(binary):
 # endpoint: "127.0.0.1:PORT" for tcp and udp, a socket path for unix.
 PEERS = {
     "upecho": (upecho_peer(UPECHO), {}),
+    # upecho with its metrics endpoint on, for the cost of counting (paired
+    # against upecho in one run; not compared by default).
+    "upecho-metrics": ({t: (lambda b: lambda a: b(a) + ["--metrics", "127.0.0.1:0"])(build)
+                        for t, build in upecho_peer(UPECHO).items()}, {}),
     # An earlier build of upecho, for before/after comparisons in one run:
     # scripts/bench-peers.sh --before REV builds it.
     "upecho-before": (upecho_peer(os.path.join(REL, "upecho-before")), {}),
@@ -88,7 +92,7 @@ PEERS = {
 
 # Compared when --peers is not given: every peer but the earlier build and
 # socat's UDP-LISTEN mode.
-DEFAULT_PEERS = [p for p in PEERS if p not in ("upecho-before", "socat-udp-listen")]
+DEFAULT_PEERS = [p for p in PEERS if p not in ("upecho-before", "upecho-metrics", "socat-udp-listen")]
 
 # name -> (transport, bench flags). The endpoint comes first: ADDR for tcp and
 # udp, --unix PATH for unix.
