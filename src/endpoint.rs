@@ -667,6 +667,24 @@ impl fmt::Display for Target {
     }
 }
 
+/// Raises the soft limit on open descriptors to the hard limit and returns the
+/// new soft limit.
+///
+/// Why: each connection costs one descriptor, and the usual soft limit (1024)
+/// is far below the default `--max-connections` (10000).
+///
+/// # Errors
+///
+/// When the limit cannot be read or set.
+pub fn raise_fd_limit() -> std::io::Result<u64> {
+    rlimit::increase_nofile_limit(u64::MAX)
+}
+
+/// The largest UDP payload over IPv4 (65,535 minus the IP and UDP headers):
+/// the largest `bench --udp --size`, and the largest reply a server sends
+/// whole; a longer one is dropped, never truncated on any path.
+pub const MAX_DATAGRAM: usize = 65_507;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,11 @@ pub enum Error {
         /// The operating system's reason.
         cause: io::Error,
     },
+    /// A configuration the library cannot use (a bench `--size` too large for
+    /// a datagram, conflicting settings): the caller's mistake, so the binary
+    /// exits 2 as for any usage error.
+    #[error("{0}")]
+    InvalidConfig(String),
     /// A server was configured with no listener at all.
     #[error("nothing to listen on: the server configuration has no listener")]
     NoListeners,

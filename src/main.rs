@@ -31,7 +31,11 @@ fn main() -> ExitCode {
         Ok(Finish::Interrupted) => ExitCode::from(130),
         Err(err) => {
             logging::emit(&format!("error: {err:#}"), LOG_PATIENCE);
-            if err.is::<UsageError>() {
+            let invalid_config = matches!(
+                err.downcast_ref::<upecho::Error>(),
+                Some(upecho::Error::InvalidConfig(_))
+            );
+            if err.is::<UsageError>() || invalid_config {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -143,7 +147,7 @@ fn serve(
     if config.listen.is_empty() && inherited.is_empty() {
         config.listen = ServerConfig::default().listen;
     }
-    match upecho::server::raise_fd_limit() {
+    match upecho::endpoint::raise_fd_limit() {
         Ok(limit) => tracing::debug!(limit, "descriptor limit"),
         Err(err) => {
             tracing::warn!(error = %upecho::error::plain(&err), "cannot raise the descriptor limit")

@@ -37,9 +37,7 @@ use super::stats;
 /// contract's 1 s.
 pub const LOSS: Duration = Duration::from_secs(1);
 
-/// The largest UDP payload over IPv4 (65,535 minus the IP and UDP headers):
-/// the largest `--size`, and the largest reply a server can send whole.
-pub const MAX_DATAGRAM: usize = 65_507;
+pub use crate::endpoint::MAX_DATAGRAM;
 
 /// Lost messages whose late replies are recognised and ignored. A few: a
 /// reply later than several more seconds of losses is no longer "late".

@@ -132,7 +132,7 @@ pub enum Outcome {
 /// the report; [`Report::failure`] says whether they fail the run.
 pub fn run(config: &BenchConfig, progress: impl FnMut(f64) + 'static) -> Result<Outcome, Error> {
     check(config)?;
-    if let Err(err) = crate::server::raise_fd_limit() {
+    if let Err(err) = crate::endpoint::raise_fd_limit() {
         tracing::debug!(error = %crate::error::plain(&err), "cannot raise the descriptor limit");
     }
     let peer = connect::Peer::resolve(&config.target)?;
@@ -203,8 +203,5 @@ fn check_datagrams(config: &BenchConfig, payload: &payload::Payload) -> Result<(
 
 /// The error for a configuration the run cannot use.
 fn invalid(problem: String) -> Error {
-    Error::Io {
-        context: "invalid bench configuration".into(),
-        cause: std::io::Error::new(std::io::ErrorKind::InvalidInput, problem),
-    }
+    Error::InvalidConfig(problem)
 }

@@ -27,19 +27,6 @@ pub use shutdown::{ShutdownSignal, watch_os_signals};
 use crate::endpoint::{self, Endpoint, HostPort, Listen, Listener};
 use crate::{Error, Transform};
 
-/// Raises the soft limit on open descriptors to the hard limit and returns the
-/// new soft limit.
-///
-/// Why: each connection costs one descriptor, and the usual soft limit (1024)
-/// is far below the default `--max-connections` (10000).
-///
-/// # Errors
-///
-/// When the limit cannot be read or set.
-pub fn raise_fd_limit() -> std::io::Result<u64> {
-    rlimit::increase_nofile_limit(u64::MAX)
-}
-
 /// What to serve and how: the validated form of `upecho serve`'s flags.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {

@@ -45,9 +45,7 @@ use super::Shared;
 use super::metrics::DatagramMetrics;
 use crate::{Endpoint, Transform};
 
-/// The largest UDP payload over IPv4 (65,535 minus the IP and UDP headers);
-/// replies over it are dropped, so they are never truncated on any path.
-pub const MAX_DATAGRAM: usize = 65_507;
+use crate::endpoint::MAX_DATAGRAM;
 
 /// Datagrams received (and replies sent) per system call, as the C server
 /// the issue measured against does.
