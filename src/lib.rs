@@ -34,6 +34,7 @@ pub mod bench;
 pub mod client;
 pub mod endpoint;
 pub mod error;
+pub mod escape;
 pub mod server;
 pub mod transform;
 
