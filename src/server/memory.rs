@@ -6,7 +6,7 @@
 //! blocks. When the connections close, glibc's allocator keeps those blocks
 //! for reuse instead of returning the pages, so a server that once held
 //! 10,000 connections stayed 13-16 MiB above its starting size, a little more
-//! each round (`bench/conn_memory.py`). `malloc_trim(0)` returns the free
+//! each round (`peers/conn_memory.py`). `malloc_trim(0)` returns the free
 //! pages; measured by calling it from gdb after 2 x 10,000 connections: RSS
 //! fell from about 17 MiB to 6.4 MiB (4.0 MiB at start).
 

@@ -1,7 +1,7 @@
 //! Benchmark candidate: an io_uring uppercase-echo server (tokio-uring),
 //! single-threaded, 64 KiB buffers, TCP_NODELAY — to decide whether upecho
 //! should have an io_uring backend (docs/ARCHITECTURE.md).
-//! `cargo run --release --example uring -- 127.0.0.1:9000`.
+//! `cargo run --release --manifest-path peers/Cargo.toml --bin uring -- 127.0.0.1:9000`.
 
 use tokio_uring::net::TcpListener;
 

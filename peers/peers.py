@@ -11,9 +11,9 @@ run against the peers that serve that transport: each peer names its
 transports and, for each, how to start it on an endpoint (127.0.0.1:PORT for
 TCP and UDP, a socket path in a temporary directory for Unix).
 
-Usage: bench/peers.py --out docs [--repeats 5] [--duration 3] [--warmup 1]
+Usage: peers/peers.py --out docs [--repeats 5] [--duration 3] [--warmup 1]
        [--peers a,b] [--loads a,b] [--transports tcp,udp,unix] [--dry-run]
-       (run by scripts/bench-peers.sh)
+       (run by peers/bench-peers.sh)
 """
 import argparse
 import json
@@ -33,6 +33,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target", "release")
+# The Rust peers (peers/src/bin), built by peers/build-peers.sh.
+PEER_BIN = os.path.join(ROOT, "target", "peers", "release")
 UPECHO = os.path.join(REL, "upecho")
 SERVER_CPU, CLIENT_CPU = "0", "1"
 TRANSPORTS = ("tcp", "udp", "unix")
@@ -59,23 +61,23 @@ PEERS = {
     "upecho-metrics": ({t: (lambda b: lambda a: b(a) + ["--metrics", "127.0.0.1:0"])(build)
                         for t, build in upecho_peer(UPECHO).items()}, {}),
     # An earlier build of upecho, for before/after comparisons in one run:
-    # scripts/bench-peers.sh --before REV builds it.
+    # peers/bench-peers.sh --before REV builds it.
     "upecho-before": (upecho_peer(os.path.join(REL, "upecho-before")), {}),
     "c-epoll": ({"tcp": lambda a: [os.path.join(REL, "epoll_server"), port(a)]}, {}),
-    "tokio-single-64k": ({"tcp": lambda a: [os.path.join(REL, "examples", "single_thread"), a]}, {}),
-    "tokio-uring-64k": ({"tcp": lambda a: [os.path.join(REL, "examples", "uring"), a]}, {}),
-    "tokio-naive": ({"tcp": lambda a: [os.path.join(REL, "examples", "naive_tokio"), a]}, {}),
+    "tokio-single-64k": ({"tcp": lambda a: [os.path.join(PEER_BIN, "single_thread"), a]}, {}),
+    "tokio-uring-64k": ({"tcp": lambda a: [os.path.join(PEER_BIN, "uring"), a]}, {}),
+    "tokio-naive": ({"tcp": lambda a: [os.path.join(PEER_BIN, "naive_tokio"), a]}, {}),
     "socat": ({"tcp": lambda a: ["socat", f"TCP-LISTEN:{port(a)},bind=127.0.0.1,reuseaddr,fork,backlog=1024",
                                  f"EXEC:{TR}"]}, {}),
     "ncat": ({"tcp": lambda a: ["ncat", "-l", "127.0.0.1", port(a), "--keep-open", "--max-conns", "10000",
                                 "--exec", "/usr/bin/stdbuf -o0 /usr/bin/tr a-z A-Z"]}, {}),
-    "python-threading": ({"tcp": lambda a: [sys.executable, os.path.join(ROOT, "bench", "peers", "threading_server.py"),
+    "python-threading": ({"tcp": lambda a: [sys.executable, os.path.join(ROOT, "peers", "python", "threading_server.py"),
                                             port(a)]}, {}),
-    "tutorial": ({"tcp": lambda a: [sys.executable, os.path.join(ROOT, "bench", "peers", "tutorial_server.py"),
+    "tutorial": ({"tcp": lambda a: [sys.executable, os.path.join(ROOT, "peers", "python", "tutorial_server.py"),
                                     port(a)]}, {}),
     # UDP peers.
     "c-mmsg": ({"udp": lambda a: [os.path.join(REL, "udp_mmsg_server"), port(a)]}, {}),
-    "tokio-udp": ({"udp": lambda a: [os.path.join(REL, "examples", "udp_tokio"), a]}, {}),
+    "tokio-udp": ({"udp": lambda a: [os.path.join(PEER_BIN, "udp_tokio"), a]}, {}),
     # socat forks a process (and `tr`) per datagram, which answers its sender.
     "socat-udp": ({"udp": lambda a: ["socat", f"UDP-RECVFROM:{port(a)},bind=127.0.0.1,reuseaddr,fork",
                                      f"EXEC:{TR}"]}, {}),
@@ -86,7 +88,7 @@ PEERS = {
     # Unix stream peers. socat's default backlog (5) refuses most of 50
     # simultaneous connects on a Unix socket: 1024, as for TCP.
     "c-epoll-unix": ({"unix": lambda p: [os.path.join(REL, "epoll_server"), p]}, {}),
-    "tokio-unix": ({"unix": lambda p: [os.path.join(REL, "examples", "unix_tokio"), p]}, {}),
+    "tokio-unix": ({"unix": lambda p: [os.path.join(PEER_BIN, "unix_tokio"), p]}, {}),
     "socat-unix": ({"unix": lambda p: ["socat", f"UNIX-LISTEN:{p},fork,backlog=1024", f"EXEC:{TR}"]}, {}),
 }
 
@@ -448,16 +450,16 @@ TCP_NOTE = (
     "trip on Nagle and delayed ACK); `python-threading` the same logic on "
     "`ThreadingTCPServer`; `socat` and `ncat` run `stdbuf -o0 tr a-z A-Z` per connection "
     "(ncat's errors: when the client half-closes, ncat closes the connection before `tr` has returned everything still owed); "
-    "`tokio-naive` is `examples/naive_tokio.rs` (multi-thread, 8 KiB); `tokio-single-64k` "
-    "is `examples/single_thread.rs`; `tokio-uring-64k` is `examples/uring.rs` (io_uring); "
-    "`c-epoll` is `bench/peers/epoll_server.c` (level-triggered, 64 KiB, `cc -O2`).")
+    "`tokio-naive` is `peers/src/bin/naive_tokio.rs` (multi-thread, 8 KiB); `tokio-single-64k` "
+    "is `peers/src/bin/single_thread.rs`; `tokio-uring-64k` is `peers/src/bin/uring.rs` (io_uring); "
+    "`c-epoll` is `peers/c/epoll_server.c` (level-triggered, 64 KiB, `cc -O2`).")
 
 UDP_NOTE = (
     "- UDP: `upecho bench --udp` sends each connection's datagrams from a socket of its own and counts "
     "a reply that has not come within 1 s as `lost` (median of the repeats; `-` when the load generator "
-    "did not report it), not as an error. The UDP peers: `c-mmsg` is `bench/peers/udp_mmsg_server.c` "
+    "did not report it), not as an error. The UDP peers: `c-mmsg` is `peers/c/udp_mmsg_server.c` "
     "(one blocking socket, up to 64 datagrams per `recvmmsg` and per `sendmmsg`, `SO_RCVBUF` 4 MiB as "
-    "upecho asks for, `cc -O2`); `tokio-udp` is `examples/udp_tokio.rs` (current-thread "
+    "upecho asks for, `cc -O2`); `tokio-udp` is `peers/src/bin/udp_tokio.rs` (current-thread "
     "`recv_from`/`send_to`, 64 KiB); `socat-udp` is `socat UDP-RECVFROM:PORT,fork`, which forks a "
     "process running `stdbuf -o0 tr a-z A-Z` per datagram (their CPU time is counted when socat "
     "reaps them). socat's per-client mode, `UDP-LISTEN:PORT,fork` (the peer `socat-udp-listen`, not "
@@ -469,8 +471,8 @@ UDP_NOTE = (
 
 UNIX_NOTE = (
     "- Unix stream sockets: the server listens on a path in a temporary directory of its own. "
-    "`tokio-unix` is `examples/unix_tokio.rs` (current-thread, a task and 64 KiB per connection, as "
-    "`tokio-single-64k`); `c-epoll-unix` is `bench/peers/epoll_server.c` given the socket's path; "
+    "`tokio-unix` is `peers/src/bin/unix_tokio.rs` (current-thread, a task and 64 KiB per connection, as "
+    "`tokio-single-64k`); `c-epoll-unix` is `peers/c/epoll_server.c` given the socket's path; "
     "`socat-unix` is `socat UNIX-LISTEN:PATH,fork,backlog=1024` running `stdbuf -o0 tr a-z A-Z` per "
     "connection (socat's default backlog of 5 refuses simultaneous connects).")
 
@@ -480,7 +482,7 @@ def write_markdown(path, results, table, peers, loads, args, started):
     data, chart = outputs(stem)
     title = "# Benchmarks" if stem == "benchmarks" else f"# Benchmarks: {stem}"
     lines = [title, "",
-             "Generated by `scripts/bench-peers.sh` (do not edit by hand); raw data in "
+             "Generated by `peers/bench-peers.sh` (do not edit by hand); raw data in "
              f"`docs/{data}`, chart in `docs/{chart}`. How the "
              "architecture was chosen, and what these numbers can and cannot resolve: "
              "[ARCHITECTURE.md](ARCHITECTURE.md).", "",
@@ -575,7 +577,7 @@ def write_markdown(path, results, table, peers, loads, args, started):
     if results and "order_seed" in results[0]:
         flags += f" --order-seed {results[0]['order_seed']}"
     lines += ["## Commands", "", "The whole comparison, from the repository's root:", "", "```",
-              f"scripts/bench-peers.sh {flags}", "```", ""]
+              f"peers/bench-peers.sh {flags}", "```", ""]
     for kind in kinds:
         endpoint = "PATH" if kind == "unix" else "127.0.0.1:PORT"
         lines += [RUN_HEADERS[kind], "", "```"]

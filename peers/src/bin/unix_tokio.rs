@@ -1,7 +1,7 @@
 //! Benchmark baseline: a single-threaded Tokio uppercase-echo server on a Unix
 //! stream socket, a task and a 64 KiB buffer per connection — the Unix
 //! counterpart of `single_thread.rs`.
-//! `cargo run --release --example unix_tokio -- /tmp/upecho.sock`.
+//! `cargo run --release --manifest-path peers/Cargo.toml --bin unix_tokio -- /tmp/upecho.sock`.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The peer comparison in one run: builds release binaries, compiles the C
-# reference servers, then runs bench/peers.py, which pins each server to CPU 0
+# reference servers, then runs peers/peers.py, which pins each server to CPU 0
 # and `upecho bench` to CPU 1 and writes docs/BENCHMARKS.md, docs/bench/chart.svg
 # and docs/bench/benchmarks-results.json. Every load runs over one transport
 # (TCP, UDP or a Unix stream socket) against the peers that serve it. Takes
 # about 32 minutes (25 of them TCP).
 #
-#   scripts/bench-peers.sh [--before REV] [--repeats 5] [--duration 3] [--warmup 1] [--peers a,b] [--loads a,b]
+#   peers/bench-peers.sh [--before REV] [--repeats 5] [--duration 3] [--warmup 1] [--peers a,b] [--loads a,b]
 #                          [--transports tcp,udp,unix] [--dry-run]
 #
 # --before REV (first) also builds upecho as of git revision REV into
@@ -48,5 +48,5 @@ if [ "${1:-}" = "--before" ]; then
   before=$2
   shift 2
 fi
-scripts/build-peers.sh ${before:+"$before"}
-exec python3 bench/peers.py --out docs ${before:+--before-rev "$before"} "$@"
+peers/build-peers.sh ${before:+"$before"}
+exec python3 peers/peers.py --out docs ${before:+--before-rev "$before"} "$@"

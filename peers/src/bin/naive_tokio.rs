@@ -1,6 +1,6 @@
 //! Benchmark baseline: the naive Tokio uppercase-echo server everyone writes
 //! first — multi-thread runtime, accept, spawn, read into 8 KiB, upper-case,
-//! write_all. `cargo run --release --example naive_tokio -- 127.0.0.1:9000`.
+//! write_all. `cargo run --release --manifest-path peers/Cargo.toml --bin naive_tokio -- 127.0.0.1:9000`.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

@@ -1,6 +1,6 @@
 //! Benchmark baseline: the plain Tokio UDP uppercase-echo server — one
 //! current-thread runtime, one socket, a `recv_from` / `send_to` loop over a
-//! 64 KiB buffer. `cargo run --release --example udp_tokio -- 127.0.0.1:9000`.
+//! 64 KiB buffer. `cargo run --release --manifest-path peers/Cargo.toml --bin udp_tokio -- 127.0.0.1:9000`.
 
 use tokio::net::UdpSocket;
 

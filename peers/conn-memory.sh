@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Server memory per open connection, upecho against its peers, in one run:
-# builds the servers (as scripts/bench-peers.sh does), then runs
-# bench/conn_memory.py, which opens 10,000 connections to each server from a
+# builds the servers (as peers/bench-peers.sh does), then runs
+# peers/conn_memory.py, which opens 10,000 connections to each server from a
 # separate process, one exchange each, and reads the server's RSS with them all
 # open and after they all closed, round after round. Takes about 2 minutes.
 #
-#   scripts/conn-memory.sh [--before REV] [--connections 10000] [--rounds 2] [--size 64] [--peers a,b] [--json FILE]
+#   peers/conn-memory.sh [--before REV] [--connections 10000] [--rounds 2] [--size 64] [--peers a,b] [--json FILE]
 #
 # --before REV (first) also builds upecho as of git revision REV, the peer
 # `upecho-before`. Needs python3 and cc. Traffic stays on 127.0.0.1.
@@ -34,5 +34,5 @@ if [ "${1:-}" = "--before" ]; then
   before=$2
   shift 2
 fi
-scripts/build-peers.sh ${before:+"$before"}
-exec python3 bench/conn_memory.py "$@"
+peers/build-peers.sh ${before:+"$before"}
+exec python3 peers/conn_memory.py "$@"

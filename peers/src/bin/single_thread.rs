@@ -1,6 +1,6 @@
 //! Benchmark baseline: a single-threaded Tokio uppercase-echo server with
 //! 64 KiB buffers and TCP_NODELAY — the design to beat on streams.
-//! `cargo run --release --example single_thread -- 127.0.0.1:9000`.
+//! `cargo run --release --manifest-path peers/Cargo.toml --bin single_thread -- 127.0.0.1:9000`.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

@@ -12,9 +12,9 @@ Reports KiB of server RSS per open connection for each round, and RSS after
 every round's connections have closed, against the start. Traffic stays on
 127.0.0.1; every step is bounded in count and time.
 
-Usage: bench/conn_memory.py [--connections 10000] [--rounds 2] [--size 64]
+Usage: peers/conn_memory.py [--connections 10000] [--rounds 2] [--size 64]
        [--peers upecho,c-epoll,...] [--json FILE]
-(run by scripts/conn-memory.sh, which builds the servers first)
+(run by peers/conn-memory.sh, which builds the servers first)
 """
 import argparse
 import json
@@ -143,7 +143,7 @@ def main():
         results.append(measure(name, args.connections, args.rounds, args.size))
         print(f"measured {name}", file=sys.stderr)
 
-    cmd = " ".join(["bench/conn_memory.py"] + sys.argv[1:])
+    cmd = " ".join(["peers/conn_memory.py"] + sys.argv[1:])
     print(f"`{cmd}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
           f"{args.connections} connections, one {args.size}-byte exchange each, then all held open\n")
     head = "| server | RSS at start | " + " | ".join(
