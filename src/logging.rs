@@ -8,6 +8,8 @@
 //! (the writer is stuck and 4096 lines wait) is dropped, and write errors are
 //! ignored: the service goes on either way.
 
+mod fields;
+
 use std::io::{self, IsTerminal, Write};
 use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -54,7 +56,10 @@ pub fn init(level: tracing::Level, format: LogFormat) {
         .with_target(false)
         .log_internal_errors(false);
     let _ = match format {
-        LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(io::stderr().is_terminal())
+            .fmt_fields(fields::EscapedFields)
+            .try_init(),
         // Fields at the top level, not under "fields", so that a collector
         // finds `peer` or `bytes_in` where the contract says; no spans (the
         // service opens none). The target, a module path, is left out as in

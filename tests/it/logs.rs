@@ -141,3 +141,51 @@ fn an_unknown_log_format_is_a_usage_error_with_exit_2() {
     assert!(line.contains("--log-format"), "{line}");
     assert!(out.stdout.is_empty(), "never started: {out:?}");
 }
+
+#[test]
+fn a_unix_peer_path_with_control_characters_cannot_forge_a_log_line() {
+    let dir = crate::support::TempDir::new();
+    let socket = dir.path("s.sock");
+    let mut server = ServerProcess::start(&["--unix", &socket, "-v"], 1);
+    // A client bound to a path that holds a whole fake log line and a colour.
+    let forged = "2026-01-01T00:00:00.000000Z  INFO server stopped";
+    let client_path = dir.path(&format!("c\n{forged}\x1b[31m"));
+    let client = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+    client
+        .bind(&socket2::SockAddr::unix(&client_path).unwrap())
+        .unwrap();
+    client
+        .connect(&socket2::SockAddr::unix(&socket).unwrap())
+        .unwrap();
+    let mut stream: std::os::unix::net::UnixStream = client.into();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(b"hi").unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply, b"HI");
+    server.wait_for_log("connection closed");
+    server.signal(Signal::SIGTERM);
+    assert!(server.wait_exit(PATIENCE).success());
+    let lines = server.stderr_so_far();
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.starts_with(forged) && !l.contains('\x1b')),
+        "a raw control character reached the log: {lines:#?}"
+    );
+    assert!(
+        lines.iter().any(
+            |l| l.contains("connection opened") && l.contains(&format!("\\n{forged}\\x1b[31m"))
+        ),
+        "the peer is logged, escaped: {lines:#?}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.ends_with("INFO server stopped"))
+            .count(),
+        1,
+        "{lines:#?}"
+    );
+}
