@@ -68,8 +68,9 @@ pub struct ServeArgs {
     /// abstract socket. A stale socket file is replaced, a live one never.
     #[arg(long, value_name = "PATH")]
     pub unix: Vec<PathBuf>,
-    /// Permissions of the Unix socket files, in octal (default: the umask's).
-    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+    /// Permissions of the Unix socket files, in octal, at most 777 (default:
+    /// the umask's). Needs --unix: there is no file to give them to otherwise.
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode, requires = "unix")]
     pub unix_mode: Option<u32>,
     /// How replies are transformed.
     #[arg(long, value_enum, default_value_t)]
@@ -438,7 +439,6 @@ fn positions<'a>(matches: &'a ArgMatches, id: &str) -> impl Iterator<Item = usiz
     matches.indices_of(id).into_iter().flatten()
 }
 
-/// Parses file permissions written in octal, as chmod takes them (`660`).
 /// A `--proxy-from` value: a network in CIDR notation, or one address.
 fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
     text.parse::<ipnet::IpNet>()
@@ -446,11 +446,13 @@ fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("'{text}' is not a network (CIDR such as 127.0.0.0/8) or an address"))
 }
 
+/// Parses socket file permissions written in octal, as chmod takes them
+/// (`660`). Set-id and sticky bits (above 0777) mean nothing on a socket.
 fn parse_mode(text: &str) -> Result<u32, String> {
     u32::from_str_radix(text, 8)
         .ok()
-        .filter(|mode| *mode <= 0o7777)
-        .ok_or_else(|| format!("'{text}' is not an octal file mode such as 660"))
+        .filter(|mode| *mode <= 0o777)
+        .ok_or_else(|| format!("'{text}' is not an octal file mode from 0 to 777, such as 660"))
 }
 
 /// Parses a non-negative number of seconds, decimals allowed (`0.25`), up to

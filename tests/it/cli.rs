@@ -194,3 +194,26 @@ fn completions_without_a_shell_is_a_usage_error_naming_it() {
     let line = assert_one_error_line(&out);
     assert!(line.contains("<SHELL>"), "{line}");
 }
+
+#[test]
+fn unix_mode_without_a_unix_socket_or_above_0777_is_a_usage_error() {
+    let out = run(&["serve", "--tcp", "127.0.0.1:0", "--unix-mode", "600"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let line = assert_one_error_line(&out);
+    assert!(line.contains("--unix"), "{line}");
+    for mode in ["1777", "4755", "800", "rw"] {
+        let out = run(&[
+            "serve",
+            "--unix",
+            "/nonexistent/s.sock",
+            "--unix-mode",
+            mode,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{mode}: {out:?}");
+        let line = assert_one_error_line(&out);
+        assert!(
+            line.contains("--unix-mode") && line.contains(mode),
+            "{line}"
+        );
+    }
+}
