@@ -43,11 +43,7 @@ fn haproxy_available() -> bool {
         .status()
         .is_ok_and(|status| status.success());
     if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "haproxy cannot be run, and under CI every test must run"
-        );
-        eprintln!("haproxy not installed: skipping the deployment test");
+        crate::support::skip("the HAProxy deployment test", "haproxy is not installed");
     }
     found
 }

@@ -15,10 +15,7 @@ fn python() -> Option<Command> {
     if found {
         return Some(Command::new("python3"));
     }
-    if std::env::var_os("CI").is_some() {
-        panic!("python3 is required in CI (install it in .ci/run)");
-    }
-    eprintln!("skipped: python3 is not installed");
+    crate::support::skip("the tutorial client test", "python3 is not installed");
     None
 }
 

@@ -424,3 +424,43 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Says that a test is skipped, and why, where the person running
+/// `cargo test` sees it: written to the real stderr, past the test harness's
+/// capture (which swallows `eprintln!` of a passing test). Under CI (`CI`
+/// set, as `.ci/run` sets it) every test must run, so a skip fails instead.
+pub fn skip(test: &str, why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test} cannot run ({why}), and under CI every test must run"
+    );
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+/// Runs `body` on a thread of its own inside a new network namespace whose
+/// loopback is up, so that what it binds (a fixed port such as 8080) cannot
+/// collide with anything else on the machine; processes it starts live in
+/// that namespace too. `Err` (with the reason) when a namespace cannot be
+/// made here (it takes root: `CAP_SYS_ADMIN`) or `ip` is missing. A panic in
+/// `body` is the test's failure, passed on.
+pub fn in_own_network_namespace<T: Send + 'static>(
+    body: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let worker = thread::spawn(move || {
+        // Only this thread moves: namespaces belong to a thread, and the
+        // children it spawns inherit its own.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|err| format!("cannot make a network namespace: {err}"))?;
+        match Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+        {
+            Ok(status) if status.success() => Ok(body()),
+            Ok(status) => Err(format!("`ip link set lo up` failed: {status}")),
+            Err(err) => Err(format!("cannot run `ip` (package iproute2): {err}")),
+        }
+    });
+    worker
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
