@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{ArgMatches, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
+pub mod man;
+
 use upecho::bench::{BenchConfig, Mode};
 use upecho::endpoint::{Listen, Target};
 use upecho::{Error, HostPort, ServerConfig, Transform};
@@ -346,78 +348,6 @@ impl CompletionsArgs {
         clap_complete::generate(self.shell, &mut Cli::command(), "upecho", &mut script);
         script
     }
-}
-
-/// The man page (roff): the top-level page, then one section per subcommand
-/// with its synopsis and options. One page rather than `upecho-serve(1)` and
-/// the like, since `upecho man` prints a single page on stdout.
-///
-/// # Errors
-///
-/// None in practice: the page is rendered into memory.
-pub fn man_page() -> std::io::Result<String> {
-    let mut command = Cli::command()
-        .bin_name("upecho")
-        .disable_help_subcommand(true);
-    // Building gives each subcommand its full name (`upecho serve`) for the
-    // synopses.
-    command.build();
-    let mut roff = Vec::new();
-    let top = clap_mangen::Man::new(command.clone());
-    top.render_title(&mut roff)?;
-    top.render_name_section(&mut roff)?;
-    top.render_synopsis_section(&mut roff)?;
-    top.render_description_section(&mut roff)?;
-    top.render_options_section(&mut roff)?;
-    for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
-        let name = sub.get_bin_name().unwrap_or_else(|| sub.get_name());
-        roff.extend_from_slice(format!(".SH \"{}\"\n", name.to_uppercase()).as_bytes());
-        let man = clap_mangen::Man::new(sub.clone());
-        let mut section = Vec::new();
-        man.render_description_section(&mut section)?;
-        man.render_synopsis_section(&mut section)?;
-        man.render_options_section(&mut section)?;
-        roff.extend_from_slice(as_subsection(&String::from_utf8_lossy(&section)).as_bytes());
-    }
-    top.render_version_section(&mut roff)?;
-    Ok(without_repeated_preamble(&String::from_utf8_lossy(&roff)))
-}
-
-/// Turns rendered man sections into parts of a subcommand's section: the
-/// description loses its heading (the subcommand's heading stands for it),
-/// the others (`.SH OPTIONS`) become subsections (`.SS Options`).
-fn as_subsection(roff: &str) -> String {
-    let mut out = String::with_capacity(roff.len());
-    for line in roff.lines() {
-        match line.strip_prefix(".SH ") {
-            Some("DESCRIPTION") => continue,
-            Some(heading) => {
-                let heading = heading.to_lowercase();
-                let mut chars = heading.chars();
-                out.push_str(".SS ");
-                out.extend(chars.next().map(|first| first.to_ascii_uppercase()));
-                out.push_str(chars.as_str());
-            }
-            None => out.push_str(line),
-        }
-        out.push('\n');
-    }
-    out
-}
-
-/// Keeps only the first copy of roff's preamble (the lines defining `\*(Aq`,
-/// the apostrophe), which every clap_mangen render call writes anew.
-fn without_repeated_preamble(roff: &str) -> String {
-    let mut seen = std::collections::HashSet::new();
-    let mut out = String::with_capacity(roff.len());
-    for line in roff.lines() {
-        if line.contains(" .ds Aq ") && !seen.insert(line) {
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
 }
 
 /// The transform named on the command line.

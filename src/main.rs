@@ -104,7 +104,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<Finish> {
         }
         Command::Completions(args) => print_document(&args.script(), "completion script"),
         Command::Man => {
-            let page = cli::man_page().map_err(|cause| upecho::Error::Io {
+            let page = cli::man::page().map_err(|cause| upecho::Error::Io {
                 context: "cannot render the man page".into(),
                 cause,
             })?;

@@ -93,6 +93,35 @@ fn man_prints_one_roff_page_with_every_subcommand_and_its_flags() {
 }
 
 #[test]
+fn man_has_exit_status_environment_and_examples_and_shows_each_flags_value() {
+    let out = run(&["man"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let page = String::from_utf8_lossy(&out.stdout);
+    for heading in [".SH \"EXIT STATUS\"", ".SH ENVIRONMENT", ".SH EXAMPLES"] {
+        assert_eq!(page.matches(heading).count(), 1, "{heading} in {page}");
+    }
+    for variable in ["LISTEN_FDS", "LISTEN_PID", "NOTIFY_SOCKET"] {
+        assert!(
+            page.contains(&format!("\\fB{variable}\\fR")),
+            "{variable} in {page}"
+        );
+    }
+    for status in ["0", "1", "2", "130"] {
+        assert!(
+            page.contains(&format!(".TP\n\\fB{status}\\fR\n")),
+            "exit {status} in {page}"
+        );
+    }
+    // The synopsis names each flag's value, not only the flag.
+    for flag in [
+        "[\\fB\\-\\-tcp\\fR \\fIADDR\\fR]",
+        "[\\fB\\-\\-unix\\fR \\fIPATH\\fR]",
+    ] {
+        assert!(page.contains(flag), "{flag} in {page}");
+    }
+}
+
+#[test]
 fn a_reader_that_went_away_ends_man_and_completions_quietly() {
     for args in [&["man"][..], &["completions", "bash"][..]] {
         let mut child = upecho(args)
