@@ -156,8 +156,9 @@ fn other_paths_methods_and_garbage_are_refused() {
         garbage.is_empty() || garbage.starts_with("HTTP/1.1 400 "),
         "{garbage}"
     );
+    // An HTTP/1.0 request gets an HTTP/1.0 reply.
     let query = scrape_with_query(metrics);
-    assert!(query.starts_with("HTTP/1.1 200 OK\r\n"), "{query}");
+    assert!(query.starts_with("HTTP/1.0 200 OK\r\n"), "{query}");
 }
 
 fn scrape_with_query(addr: SocketAddr) -> String {
@@ -252,4 +253,76 @@ fn an_idle_close_and_a_proxy_header_failure_are_counted_by_reason() {
     let body = scrape(metrics);
     let active = format!("upecho_connections_active{{listener=\"tcp {tcp}\"}}");
     assert_eq!(value(&body, &active), Some(0.0), "{body}");
+}
+
+/// The status line of `GET path` on a new connection.
+fn status_of(addr: SocketAddr, path: &str) -> String {
+    let reply = http(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: upecho\r\n\r\n").as_bytes(),
+    );
+    reply.lines().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn healthz_is_ok_while_serving_and_only_get_is_allowed() {
+    let server = start();
+    let metrics = server.addrs[2];
+    let reply = http(metrics, b"GET /healthz HTTP/1.1\r\nHost: upecho\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(
+        reply.ends_with("\r\n\r\nok\n") || reply.ends_with("\r\n\r\nok"),
+        "{reply}"
+    );
+    let post = http(
+        metrics,
+        b"POST /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    assert!(post.contains("Allow: GET\r\n"), "{post}");
+    assert_eq!(status_of(metrics, "/healthz/x"), "HTTP/1.1 404 Not Found");
+}
+
+#[test]
+fn during_the_drain_healthz_is_503_and_metrics_still_answer() {
+    let mut server = ServerProcess::start(
+        &[
+            "--tcp",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--shutdown-grace",
+            "20",
+        ],
+        2,
+    );
+    let (tcp, metrics) = (server.addrs[0], server.addrs[1]);
+    // An open connection keeps the drain waiting.
+    let mut client = TcpStream::connect(tcp).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    client.write_all(b"hi\n").unwrap();
+    let mut echoed = [0u8; 3];
+    client.read_exact(&mut echoed).unwrap();
+    assert_eq!(status_of(metrics, "/healthz"), "HTTP/1.1 200 OK");
+
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    server.wait_for_log("waiting for open connections to finish");
+    assert!(
+        TcpStream::connect(tcp).is_err(),
+        "the data listener is closed"
+    );
+    assert_eq!(
+        status_of(metrics, "/healthz"),
+        "HTTP/1.1 503 Service Unavailable"
+    );
+    let reply = scrape(metrics);
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.contains("upecho_connections_active"), "{reply}");
+
+    drop(client);
+    assert!(server.wait_exit(PATIENCE).success());
+    assert!(
+        TcpStream::connect(metrics).is_err(),
+        "the endpoint is closed at exit"
+    );
 }
