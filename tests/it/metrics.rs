@@ -326,3 +326,23 @@ fn during_the_drain_healthz_is_503_and_metrics_still_answer() {
         "the endpoint is closed at exit"
     );
 }
+
+#[test]
+fn a_request_head_past_the_bounds_is_refused_with_431() {
+    let server = start();
+    let metrics = server.addrs[2];
+    let mut long = b"GET /metrics HTTP/1.1\r\nX-Long: ".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 9000));
+    long.extend_from_slice(b"\r\n\r\n");
+    let reply = http(metrics, &long);
+    assert!(reply.starts_with("HTTP/1.1 431 "), "{reply}");
+    let mut many = b"GET /metrics HTTP/1.1\r\n".to_vec();
+    for n in 0..100 {
+        many.extend_from_slice(format!("X-{n}: a\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    let reply = http(metrics, &many);
+    assert!(reply.starts_with("HTTP/1.1 431 "), "{reply}");
+    // The endpoint still answers.
+    assert_eq!(status_of(metrics, "/healthz"), "HTTP/1.1 200 OK");
+}
