@@ -2,8 +2,9 @@
 //! hyper. A connection must send its request head within [`HEAD_DEADLINE`]
 //! and keep it under [`MAX_BUF`] bytes, and the connection closes after one
 //! reply, so an idle or slow client holds a task for a few seconds at most and
-//! never delays anyone else.
+//! never delays anyone else; past [`MAX_CONNECTIONS`] the oldest is closed.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
@@ -16,12 +17,12 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-/// Connections served at once. Idle ones cost a task and a small buffer each,
-/// and leave within [`HEAD_DEADLINE`]; past this many, new ones wait in the
-/// kernel's backlog until one leaves.
+/// Connections served at once. Idle ones cost a task and a small buffer each
+/// and leave within [`HEAD_DEADLINE`]; past this many, the oldest is closed to
+/// make room, so no number of idle clients keeps a scrape waiting.
 const MAX_CONNECTIONS: usize = 1024;
 /// How long a connection has to send its whole request head.
 const HEAD_DEADLINE: Duration = Duration::from_secs(5);
@@ -39,29 +40,26 @@ where
     H: Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Clone + Send + Sync + 'static,
 {
     let builder = Arc::new(builder());
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut open = Open::default();
     let mut connections = JoinSet::new();
     let mut stop = std::pin::pin!(stop);
     loop {
-        // A slot first: past the limit, clients wait in the backlog.
-        let permit = tokio::select! {
-            () = &mut stop => break,
-            Some(_) = connections.join_next() => continue,
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             () = &mut stop => break,
+            Some(_) = connections.join_next() => continue,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, _)) => {
                 let (builder, handler) = (Arc::clone(&builder), handler.clone());
+                let closed = open.admit();
                 connections.spawn(async move {
-                    serve_connection(stream, &builder, handler).await;
-                    drop(permit);
+                    // Marks this connection gone for `Open`, however it ends.
+                    let _gone = closed.clone().drop_guard();
+                    tokio::select! {
+                        () = closed.cancelled() => {}
+                        () = serve_connection(stream, &builder, handler) => {}
+                    }
                 });
             }
             Err(err) => {
@@ -72,6 +70,31 @@ where
         }
     }
     connections.shutdown().await;
+}
+
+/// The connections open now, oldest first, each by the token that closes it
+/// (cancelled too once it has ended).
+#[derive(Debug, Default)]
+struct Open {
+    /// At most [`MAX_CONNECTIONS`] live tokens, oldest first.
+    tokens: VecDeque<CancellationToken>,
+}
+
+impl Open {
+    /// Makes room for one more connection, closing the oldest if
+    /// [`MAX_CONNECTIONS`] are open, and returns the new one's token.
+    fn admit(&mut self) -> CancellationToken {
+        self.tokens.retain(|token| !token.is_cancelled());
+        if self.tokens.len() >= MAX_CONNECTIONS
+            && let Some(oldest) = self.tokens.pop_front()
+        {
+            tracing::debug!("metrics connections at the limit, closing the oldest");
+            oldest.cancel();
+        }
+        let token = CancellationToken::new();
+        self.tokens.push_back(token.clone());
+        token
+    }
 }
 
 /// hyper's HTTP/1 settings for every connection.
