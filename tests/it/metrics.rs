@@ -59,6 +59,32 @@ fn start() -> ServerProcess {
     server
 }
 
+/// Every metric name of the contract has a sample in `body`.
+fn assert_every_name_is_served(body: &str) {
+    for name in [
+        "upecho_connections_accepted_total",
+        "upecho_connections_active",
+        "upecho_connections_closed_total",
+        "upecho_bytes_received_total",
+        "upecho_bytes_sent_total",
+        "upecho_datagrams_received_total",
+        "upecho_datagrams_sent_total",
+        "upecho_datagrams_dropped_total",
+        "upecho_build_info",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            body.lines().any(|l| l.starts_with(name)),
+            "{name} missing in\n{body}"
+        );
+    }
+}
+
 #[test]
 fn metrics_count_connections_bytes_and_datagrams_by_listener() {
     let server = start();
@@ -96,28 +122,7 @@ fn metrics_count_connections_bytes_and_datagrams_by_listener() {
         .unwrap();
     assert_eq!(length, body.len());
 
-    for name in [
-        "upecho_connections_accepted_total",
-        "upecho_connections_active",
-        "upecho_connections_closed_total",
-        "upecho_bytes_received_total",
-        "upecho_bytes_sent_total",
-        "upecho_datagrams_received_total",
-        "upecho_datagrams_sent_total",
-        "upecho_datagrams_dropped_total",
-        "upecho_build_info",
-        "process_cpu_seconds_total",
-        "process_resident_memory_bytes",
-        "process_virtual_memory_bytes",
-        "process_open_fds",
-        "process_max_fds",
-        "process_start_time_seconds",
-    ] {
-        assert!(
-            body.lines().any(|l| l.starts_with(name)),
-            "{name} missing in\n{body}"
-        );
-    }
+    assert_every_name_is_served(body);
     let tcp_label = format!("listener=\"tcp {tcp}\"");
     let udp_label = format!("listener=\"udp {udp}\"");
     let at = |series: String| value(body, &series).unwrap_or_else(|| panic!("{series} in\n{body}"));
