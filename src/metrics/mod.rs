@@ -1,6 +1,6 @@
 //! What the server counts and how a scrape shows it: the [`registry`] of
 //! upecho's own counters, updated by the accept loops and UDP sockets, and the
-//! standard [`process`] metrics; [`crate::http`] serves [`Metrics::render`]
+//! standard [`process`] metrics; the HTTP front serves [`Metrics::render`]
 //! at `GET /metrics`.
 
 mod process;
