@@ -35,6 +35,8 @@ pub mod client;
 pub mod endpoint;
 pub mod error;
 pub mod escape;
+pub(crate) mod http;
+pub(crate) mod metrics;
 pub mod server;
 pub mod transform;
 

@@ -6,7 +6,6 @@
 mod connection;
 mod listener;
 mod memory;
-mod metrics;
 pub mod proxy;
 mod shutdown;
 mod udp;
@@ -25,6 +24,8 @@ pub use connection::BUFFER_SIZE;
 pub use shutdown::{ShutdownSignal, watch_os_signals};
 
 use crate::endpoint::{self, Endpoint, HostPort, Listen, Listener};
+// The server's files name `super::metrics::...`; the module is top-level now.
+use crate::metrics;
 use crate::{Error, Transform};
 
 /// What to serve and how: the validated form of `upecho serve`'s flags.
@@ -551,7 +552,8 @@ impl Shared {
     }
 
     /// Spawns the metrics endpoint, if there is one, on the current runtime:
-    /// it stops when shutdown begins, as the listeners do.
+    /// unlike the data listeners it answers through the drain (`/healthz`
+    /// then 503) and stops when the last listener task has ended.
     fn start_metrics(&self, socket: Option<std::net::TcpListener>) -> Result<(), Error> {
         let Some(socket) = socket else { return Ok(()) };
         let name = match socket.local_addr() {
@@ -564,9 +566,15 @@ impl Shared {
         };
         socket.set_nonblocking(true).map_err(fail)?;
         let socket = tokio::net::TcpListener::from_std(socket).map_err(fail)?;
-        let stop = self.signal.drain_token().clone();
-        self.listeners
-            .spawn(metrics::serve(socket, Arc::clone(&self.metrics), stop));
+        let draining = self.signal.drain_token().clone();
+        let listeners = self.listeners.clone();
+        let stop = async move { listeners.wait().await };
+        tokio::spawn(crate::http::serve(
+            socket,
+            Arc::clone(&self.metrics),
+            draining,
+            stop,
+        ));
         Ok(())
     }
 

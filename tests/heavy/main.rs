@@ -7,6 +7,7 @@ mod support;
 
 mod bench;
 mod faults;
+mod metrics;
 
 use std::sync::Mutex;
 use std::time::Duration;

@@ -59,6 +59,32 @@ fn start() -> ServerProcess {
     server
 }
 
+/// Every metric name of the contract has a sample in `body`.
+fn assert_every_name_is_served(body: &str) {
+    for name in [
+        "upecho_connections_accepted_total",
+        "upecho_connections_active",
+        "upecho_connections_closed_total",
+        "upecho_bytes_received_total",
+        "upecho_bytes_sent_total",
+        "upecho_datagrams_received_total",
+        "upecho_datagrams_sent_total",
+        "upecho_datagrams_dropped_total",
+        "upecho_build_info",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            body.lines().any(|l| l.starts_with(name)),
+            "{name} missing in\n{body}"
+        );
+    }
+}
+
 #[test]
 fn metrics_count_connections_bytes_and_datagrams_by_listener() {
     let server = start();
@@ -96,28 +122,7 @@ fn metrics_count_connections_bytes_and_datagrams_by_listener() {
         .unwrap();
     assert_eq!(length, body.len());
 
-    for name in [
-        "upecho_connections_accepted_total",
-        "upecho_connections_active",
-        "upecho_connections_closed_total",
-        "upecho_bytes_received_total",
-        "upecho_bytes_sent_total",
-        "upecho_datagrams_received_total",
-        "upecho_datagrams_sent_total",
-        "upecho_datagrams_dropped_total",
-        "upecho_build_info",
-        "process_cpu_seconds_total",
-        "process_resident_memory_bytes",
-        "process_virtual_memory_bytes",
-        "process_open_fds",
-        "process_max_fds",
-        "process_start_time_seconds",
-    ] {
-        assert!(
-            body.lines().any(|l| l.starts_with(name)),
-            "{name} missing in\n{body}"
-        );
-    }
+    assert_every_name_is_served(body);
     let tcp_label = format!("listener=\"tcp {tcp}\"");
     let udp_label = format!("listener=\"udp {udp}\"");
     let at = |series: String| value(body, &series).unwrap_or_else(|| panic!("{series} in\n{body}"));
@@ -156,8 +161,9 @@ fn other_paths_methods_and_garbage_are_refused() {
         garbage.is_empty() || garbage.starts_with("HTTP/1.1 400 "),
         "{garbage}"
     );
+    // An HTTP/1.0 request gets an HTTP/1.0 reply.
     let query = scrape_with_query(metrics);
-    assert!(query.starts_with("HTTP/1.1 200 OK\r\n"), "{query}");
+    assert!(query.starts_with("HTTP/1.0 200 OK\r\n"), "{query}");
 }
 
 fn scrape_with_query(addr: SocketAddr) -> String {
@@ -252,4 +258,96 @@ fn an_idle_close_and_a_proxy_header_failure_are_counted_by_reason() {
     let body = scrape(metrics);
     let active = format!("upecho_connections_active{{listener=\"tcp {tcp}\"}}");
     assert_eq!(value(&body, &active), Some(0.0), "{body}");
+}
+
+/// The status line of `GET path` on a new connection.
+fn status_of(addr: SocketAddr, path: &str) -> String {
+    let reply = http(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: upecho\r\n\r\n").as_bytes(),
+    );
+    reply.lines().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn healthz_is_ok_while_serving_and_only_get_is_allowed() {
+    let server = start();
+    let metrics = server.addrs[2];
+    let reply = http(metrics, b"GET /healthz HTTP/1.1\r\nHost: upecho\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(
+        reply.ends_with("\r\n\r\nok\n") || reply.ends_with("\r\n\r\nok"),
+        "{reply}"
+    );
+    let post = http(
+        metrics,
+        b"POST /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    assert!(post.contains("Allow: GET\r\n"), "{post}");
+    assert_eq!(status_of(metrics, "/healthz/x"), "HTTP/1.1 404 Not Found");
+}
+
+#[test]
+fn during_the_drain_healthz_is_503_and_metrics_still_answer() {
+    let mut server = ServerProcess::start(
+        &[
+            "--tcp",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--shutdown-grace",
+            "20",
+        ],
+        2,
+    );
+    let (tcp, metrics) = (server.addrs[0], server.addrs[1]);
+    // An open connection keeps the drain waiting.
+    let mut client = TcpStream::connect(tcp).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    client.write_all(b"hi\n").unwrap();
+    let mut echoed = [0u8; 3];
+    client.read_exact(&mut echoed).unwrap();
+    assert_eq!(status_of(metrics, "/healthz"), "HTTP/1.1 200 OK");
+
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    server.wait_for_log("waiting for open connections to finish");
+    assert!(
+        TcpStream::connect(tcp).is_err(),
+        "the data listener is closed"
+    );
+    assert_eq!(
+        status_of(metrics, "/healthz"),
+        "HTTP/1.1 503 Service Unavailable"
+    );
+    let reply = scrape(metrics);
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.contains("upecho_connections_active"), "{reply}");
+
+    drop(client);
+    assert!(server.wait_exit(PATIENCE).success());
+    assert!(
+        TcpStream::connect(metrics).is_err(),
+        "the endpoint is closed at exit"
+    );
+}
+
+#[test]
+fn a_request_head_past_the_bounds_is_refused_with_431() {
+    let server = start();
+    let metrics = server.addrs[2];
+    let mut long = b"GET /metrics HTTP/1.1\r\nX-Long: ".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 9000));
+    long.extend_from_slice(b"\r\n\r\n");
+    let reply = http(metrics, &long);
+    assert!(reply.starts_with("HTTP/1.1 431 "), "{reply}");
+    let mut many = b"GET /metrics HTTP/1.1\r\n".to_vec();
+    for n in 0..100 {
+        many.extend_from_slice(format!("X-{n}: a\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    let reply = http(metrics, &many);
+    assert!(reply.starts_with("HTTP/1.1 431 "), "{reply}");
+    // The endpoint still answers.
+    assert_eq!(status_of(metrics, "/healthz"), "HTTP/1.1 200 OK");
 }
