@@ -1,0 +1,111 @@
+//! Taking over what a service manager hands us (systemd socket activation,
+//! `LISTEN_FDS`/`LISTEN_PID`) as [`Listener`]s, before anything is bound,
+//! and telling it when we are ready (`NOTIFY_SOCKET`, `READY=1`), after the
+//! readiness lines.
+
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+
+use super::Listener;
+use crate::Error;
+
+/// Takes the sockets a service manager handed over (systemd socket
+/// activation), in the order inherited: when `LISTEN_PID` is this process's
+/// id, the `LISTEN_FDS` descriptors from 3 on, each a listening TCP socket, a
+/// UDP socket or a listening Unix stream socket. Without the variables, or
+/// with another process's `LISTEN_PID` (or none), nothing is inherited, as
+/// `sd_listen_fds(3)` has it.
+///
+/// `LISTEN_PID` and `LISTEN_FDS` are removed from the environment either way,
+/// so that a child process never takes the sockets for its own; without them
+/// `LISTEN_FDNAMES` means nothing, and is left (removing it safely is not
+/// possible from this crate). Call this early, before other threads start:
+/// changing the environment races with threads that read it.
+///
+/// ```
+/// // Not started by a service manager: nothing is inherited.
+/// assert!(upecho::endpoint::inherited()?.is_empty());
+/// # Ok::<(), upecho::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Io`] naming the first descriptor that is not one of those three
+/// kinds: `cannot serve inherited socket 3: not a socket`.
+pub fn inherited() -> Result<Vec<Listener>, Error> {
+    let ours = std::env::var("LISTEN_PID").is_ok_and(|pid| pid == std::process::id().to_string());
+    // Reads the variables and removes them from the environment.
+    let mut fds = listenfd::ListenFd::from_env();
+    if !ours {
+        return Ok(Vec::new());
+    }
+    (0..fds.len())
+        .map(|index| take_inherited(&mut fds, index))
+        .collect()
+}
+
+/// Takes inherited descriptor number `index` as whichever kind of listener
+/// it is. (`listenfd` checks each kind without `unsafe` here, and leaves the
+/// descriptor in place when it is not of the kind asked for.)
+fn take_inherited(fds: &mut listenfd::ListenFd, index: usize) -> Result<Listener, Error> {
+    use std::os::fd::AsRawFd;
+    if let Ok(Some(socket)) = fds.take_tcp_listener(index) {
+        let fd = socket.as_raw_fd();
+        return accepting(&socket, fd).map(|()| Listener::Tcp(socket));
+    }
+    if let Ok(Some(socket)) = fds.take_udp_socket(index) {
+        return Ok(Listener::Udp(socket));
+    }
+    if let Ok(Some(socket)) = fds.take_unix_listener(index) {
+        let fd = socket.as_raw_fd();
+        return accepting(&socket, fd).map(|()| Listener::Unix(socket));
+    }
+    // Still in place (no kind took it), so always there.
+    let first = 3 + i32::try_from(index).unwrap_or(0);
+    let fd = fds.take_raw_fd(index).ok().flatten().unwrap_or(first);
+    // The descriptor's file, seen through /proc, tells what it is instead.
+    let cause = match std::fs::metadata(format!("/proc/self/fd/{fd}")) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            io::Error::other("not a tcp, udp or unix stream socket")
+        }
+        Ok(_) => io::Error::other("not a socket"),
+        Err(_) => io::Error::from_raw_os_error(libc::EBADF),
+    };
+    Err(inherited_error(fd, cause))
+}
+
+/// Checks that an inherited stream socket listens: systemd's `Accept=yes`
+/// hands over one connected socket per connection instead, which upecho does
+/// not serve.
+fn accepting(socket: &impl std::os::fd::AsFd, fd: i32) -> Result<(), Error> {
+    match socket2::SockRef::from(socket).is_listener() {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(inherited_error(
+            fd,
+            io::Error::other(
+                "a connected socket, not a listening one (Accept=yes is not supported)",
+            ),
+        )),
+        Err(cause) => Err(inherited_error(fd, cause)),
+    }
+}
+
+/// `cannot serve inherited socket FD: CAUSE`.
+fn inherited_error(fd: i32, cause: io::Error) -> Error {
+    Error::Io {
+        context: format!("cannot serve inherited socket {fd}"),
+        cause,
+    }
+}
+
+/// Tells the service manager (`Type=notify`, `NOTIFY_SOCKET`) that the
+/// service is ready: call it after the readiness lines are out. Without
+/// `NOTIFY_SOCKET`, does nothing.
+///
+/// # Errors
+///
+/// When the notification cannot be sent; the caller only warns, since the
+/// service itself works.
+pub fn notify_ready() -> io::Result<()> {
+    sd_notify::notify(&[sd_notify::NotifyState::Ready])
+}
