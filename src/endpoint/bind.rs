@@ -3,9 +3,10 @@
 //! IPv6-only, non-blocking), a stale Unix socket file replaced but a live one
 //! never taken over, and the descriptor limit raised for many connections.
 
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::{TcpListener, UdpSocket};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
@@ -67,7 +68,15 @@ pub fn bind_udp(addr: &HostPort) -> Result<UdpSocket, Error> {
 /// is replaced, a live one is never taken over (`address already in use`),
 /// and anything else at the path is left alone (the bind fails). `mode` sets
 /// the file's permissions (default: the umask's). A path starting with `@`
-/// names an abstract socket: no file, no mode.
+/// names an abstract socket: no file, no mode, no lock.
+///
+/// For a file, the whole check, remove, bind and listen happens under an
+/// exclusive `flock` on `PATH.lock` beside it, so that of two servers
+/// started at once on a stale path one listens and the other finds a live
+/// socket: without it, one could remove the other's socket between its bind
+/// and its listen (a bound socket not yet listening looks stale), and both
+/// would listen. The lock file is kept: removing it would let a third server
+/// lock a new file while the second still holds the old one.
 ///
 /// # Errors
 ///
@@ -77,22 +86,51 @@ pub fn bind_unix(path: &UnixPath, backlog: u32, mode: Option<u32>) -> Result<Uni
         endpoint: format!("unix {path}"),
         cause,
     };
-    if path.abstract_name().is_none() {
-        remove_if_stale(path.as_path()).map_err(fail)?;
+    if path.abstract_name().is_some() {
+        return listen_unix(path, backlog, None).map_err(fail);
     }
-    let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(fail)?;
-    socket
-        .bind(&path.sock_addr().map_err(fail)?)
-        .map_err(fail)?;
+    let _lock = lock_beside(path.as_path()).map_err(fail)?;
+    remove_if_stale(path.as_path()).map_err(fail)?;
+    listen_unix(path, backlog, mode).map_err(fail)
+}
+
+/// Creates, binds and listens on a Unix stream socket at `path`, with
+/// `mode` set before anyone can connect.
+fn listen_unix(path: &UnixPath, backlog: u32, mode: Option<u32>) -> io::Result<UnixListener> {
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.bind(&path.sock_addr()?)?;
     // Before listen: nobody can connect while the umask's mode is on it.
-    if let (Some(mode), None) = (mode, path.abstract_name()) {
-        std::fs::set_permissions(path.as_path(), std::fs::Permissions::from_mode(mode))
-            .map_err(fail)?;
+    if let Some(mode) = mode {
+        std::fs::set_permissions(path.as_path(), std::fs::Permissions::from_mode(mode))?;
     }
     let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
-    socket.listen(backlog).map_err(fail)?;
-    socket.set_nonblocking(true).map_err(fail)?;
+    socket.listen(backlog)?;
+    socket.set_nonblocking(true)?;
     Ok(socket.into())
+}
+
+/// Opens (creating it if need be) `PATH.lock` and waits for an exclusive
+/// lock on it, held until the file is dropped. A symbolic link there is
+/// refused rather than followed, so nobody can make us create a file
+/// elsewhere. A lock file we may not write (another user's) is locked
+/// read-only: `flock` needs no write access.
+fn lock_beside(path: &Path) -> io::Result<File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let open = |write: bool| {
+        let mut options = OpenOptions::new();
+        options.read(true).custom_flags(libc::O_NOFOLLOW);
+        if write {
+            options.write(true).create(true).truncate(false);
+        }
+        options.open(&name)
+    };
+    let file = match open(true) {
+        Err(err) if err.kind() == io::ErrorKind::PermissionDenied => open(false)?,
+        opened => opened?,
+    };
+    file.lock()?;
+    Ok(file)
 }
 
 /// Removes the socket file at `path` if and only if it is a socket nobody
