@@ -100,12 +100,29 @@ fn inherited_error(fd: i32, cause: io::Error) -> Error {
 
 /// Tells the service manager (`Type=notify`, `NOTIFY_SOCKET`) that the
 /// service is ready: call it after the readiness lines are out. Without
-/// `NOTIFY_SOCKET`, does nothing.
+/// `NOTIFY_SOCKET`, does nothing. As `sd_notify(3)` has it, the variable names
+/// a datagram socket's path, or with a leading `@` a name in the abstract
+/// namespace (which the `sd-notify` crate cannot reach, hence our own send).
 ///
 /// # Errors
 ///
 /// When the notification cannot be sent; the caller only warns, since the
 /// service itself works.
 pub fn notify_ready() -> io::Result<()> {
-    sd_notify::notify(&[sd_notify::NotifyState::Ready])
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    const READY: &[u8] = b"READY=1\n";
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+        return Ok(());
+    };
+    let addr = match socket.as_bytes().strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name)?,
+        None => SocketAddr::from_pathname(&socket)?,
+    };
+    let sent = UnixDatagram::unbound()?.send_to_addr(READY, &addr)?;
+    if sent < READY.len() {
+        return Err(io::Error::new(io::ErrorKind::WriteZero, "incomplete write"));
+    }
+    Ok(())
 }

@@ -292,3 +292,31 @@ fn an_inherited_descriptor_that_is_not_a_listener_is_an_error_naming_it() {
         assert!(out.stdout.is_empty(), "{out:?}");
     }
 }
+
+#[test]
+fn ready_is_notified_on_an_abstract_notify_socket() {
+    use std::os::linux::net::SocketAddrExt;
+    // sd_notify(3): a leading `@` names a socket in the abstract namespace.
+    let name = format!("upecho-notify-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let notify = UnixDatagram::bind_addr(&addr).unwrap();
+    notify.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut cmd = crate::support::upecho(&["serve", "--tcp", "127.0.0.1:0"]);
+    cmd.env("NOTIFY_SOCKET", format!("@{name}"));
+    let server = ServerProcess::spawn(cmd, 1);
+
+    let mut message = [0u8; 4096];
+    let len = notify.recv(&mut message).unwrap_or_else(|err| {
+        panic!(
+            "no notification ({err}); stderr: {:?}",
+            server.stderr_so_far()
+        )
+    });
+    let message = String::from_utf8_lossy(&message[..len]);
+    assert!(message.lines().any(|l| l == "READY=1"), "{message:?}");
+    let warned = server.stderr_so_far();
+    assert!(
+        !warned.iter().any(|l| l.contains("cannot notify")),
+        "{warned:?}"
+    );
+}
