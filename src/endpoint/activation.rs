@@ -16,11 +16,12 @@ use crate::Error;
 /// with another process's `LISTEN_PID` (or none), nothing is inherited, as
 /// `sd_listen_fds(3)` has it.
 ///
-/// `LISTEN_PID` and `LISTEN_FDS` are removed from the environment either way,
-/// so that a child process never takes the sockets for its own; without them
-/// `LISTEN_FDNAMES` means nothing, and is left (removing it safely is not
-/// possible from this crate). Call this early, before other threads start:
-/// changing the environment races with threads that read it.
+/// `LISTEN_PID` and `LISTEN_FDS` are removed from the environment (unless
+/// `LISTEN_FDS` is invalid), so that a child process never takes the sockets
+/// for its own; without them `LISTEN_FDNAMES` means nothing, and is left
+/// (removing it safely is not possible from this crate). Call this early,
+/// before other threads start: changing the environment races with threads
+/// that read it.
 ///
 /// ```
 /// // Not started by a service manager: nothing is inherited.
@@ -30,10 +31,19 @@ use crate::Error;
 ///
 /// # Errors
 ///
-/// [`Error::Io`] naming the first descriptor that is not one of those three
+/// [`Error::Io`] when `LISTEN_PID` is ours and `LISTEN_FDS` is not a
+/// positive number of descriptors (`invalid LISTEN_FDS '-1': expected a
+/// positive number of descriptors`): a service manager that meant to hand
+/// sockets over and got it wrong must not be answered by binding something
+/// else. Also naming the first descriptor that is not one of those three
 /// kinds: `cannot serve inherited socket 3: not a socket`.
 pub fn inherited() -> Result<Vec<Listener>, Error> {
     let ours = std::env::var("LISTEN_PID").is_ok_and(|pid| pid == std::process::id().to_string());
+    if ours {
+        // Before `listenfd` reads it: it would ignore a bad value, and hold
+        // a number for each of two thousand million descriptors.
+        check_listen_fds(std::env::var_os("LISTEN_FDS"))?;
+    }
     // Reads the variables and removes them from the environment.
     let mut fds = listenfd::ListenFd::from_env();
     if !ours {
@@ -42,6 +52,36 @@ pub fn inherited() -> Result<Vec<Listener>, Error> {
     (0..fds.len())
         .map(|index| take_inherited(&mut fds, index))
         .collect()
+}
+
+/// Checks a `LISTEN_FDS` meant for us: absent (nothing inherited) or a
+/// number of descriptors from 1 to what a process may have open, as
+/// `sd_listen_fds(3)` checks it (0 is invalid there too).
+fn check_listen_fds(value: Option<std::ffi::OsString>) -> Result<(), Error> {
+    const POSITIVE: &str = "expected a positive number of descriptors";
+    let Some(value) = value else {
+        return Ok(());
+    };
+    let text = value.to_string_lossy();
+    let invalid = |cause: String| Error::Io {
+        context: format!("invalid LISTEN_FDS '{}'", crate::escape::control(&text)),
+        cause: io::Error::new(io::ErrorKind::InvalidInput, cause),
+    };
+    let count = match value.to_str().map(str::parse::<u32>) {
+        Some(Ok(0)) => return Err(invalid(format!("names no socket, {POSITIVE}"))),
+        Some(Ok(count)) => u64::from(count),
+        _ => return Err(invalid(POSITIVE.to_string())),
+    };
+    // The descriptors are 3, 4, ...: every one below the hard limit, and a
+    // C int.
+    let hard = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(u64::MAX, |(_, hard)| hard);
+    let limit = hard.min(i32::MAX.unsigned_abs().into());
+    if count.saturating_add(3) > limit {
+        return Err(invalid(format!(
+            "more descriptors than a process may have open ({limit})"
+        )));
+    }
+    Ok(())
 }
 
 /// Takes inherited descriptor number `index` as whichever kind of listener
