@@ -116,18 +116,31 @@ fn take_inherited(fds: &mut listenfd::ListenFd, index: usize) -> Result<Listener
 
 /// Checks that an inherited stream socket listens: systemd's `Accept=yes`
 /// hands over one connected socket per connection instead, which upecho does
-/// not serve.
+/// not serve; a socket only bound (or not even that) is a mistake of whoever
+/// made it, and is called what it is.
 fn accepting(socket: &impl std::os::fd::AsFd, fd: i32) -> Result<(), Error> {
-    match socket2::SockRef::from(socket).is_listener() {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(inherited_error(
-            fd,
-            io::Error::other(
-                "a connected socket, not a listening one (Accept=yes is not supported)",
-            ),
-        )),
-        Err(cause) => Err(inherited_error(fd, cause)),
-    }
+    let socket = socket2::SockRef::from(socket);
+    let cause = match socket.is_listener() {
+        Ok(true) => return Ok(()),
+        Err(cause) => cause,
+        Ok(false) if socket.peer_addr().is_ok() => io::Error::other(
+            "a connected socket, not a listening one (Accept=yes is not supported)",
+        ),
+        Ok(false) if bound(&socket) => io::Error::other("a bound socket that is not listening"),
+        Ok(false) => io::Error::other("an unbound socket, not a listening one"),
+    };
+    Err(inherited_error(fd, cause))
+}
+
+/// Whether a stream socket has an address of its own: a port, a path or an
+/// abstract name.
+fn bound(socket: &socket2::SockRef<'_>) -> bool {
+    socket
+        .local_addr()
+        .is_ok_and(|addr| match addr.as_socket() {
+            Some(inet) => inet.port() != 0,
+            None => !addr.is_unnamed(),
+        })
 }
 
 /// `cannot serve inherited socket FD: CAUSE`.

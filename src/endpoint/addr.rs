@@ -204,6 +204,7 @@ impl UnixPath {
     /// The socket address: the path, or for an abstract name the name after
     /// a NUL byte, as Linux spells it.
     pub(super) fn sock_addr(&self) -> io::Result<socket2::SockAddr> {
+        self.check_length()?;
         match self.abstract_name() {
             Some(name) => {
                 let mut bytes = vec![0u8];
@@ -213,7 +214,38 @@ impl UnixPath {
             None => socket2::SockAddr::unix(&self.0),
         }
     }
+
+    /// The same address as the standard library holds it, for clients.
+    pub(super) fn std_addr(&self) -> io::Result<std::os::unix::net::SocketAddr> {
+        use std::os::linux::net::SocketAddrExt;
+        use std::os::unix::net::SocketAddr as UnixAddr;
+        self.check_length()?;
+        match self.abstract_name() {
+            Some(name) => UnixAddr::from_abstract_name(name),
+            None => UnixAddr::from_pathname(&self.0),
+        }
+    }
+
+    /// Says how long a name is when it does not fit in `sun_path` (108
+    /// bytes, with a NUL after a path or before an abstract name), instead of
+    /// the standard library's `path must be shorter than SUN_LEN`.
+    fn check_length(&self) -> io::Result<()> {
+        let (what, len, after) = match self.abstract_name() {
+            Some(name) => ("abstract name", name.len(), " after '@'"),
+            None => ("path", self.0.as_os_str().len(), ""),
+        };
+        if len <= MAX_UNIX_NAME {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what} too long: {len} bytes{after}, at most {MAX_UNIX_NAME}"),
+        ))
+    }
 }
+
+/// The longest Unix socket path, or abstract name after its `@`, in bytes.
+const MAX_UNIX_NAME: usize = 107;
 
 impl<P: Into<PathBuf>> From<P> for UnixPath {
     fn from(path: P) -> Self {

@@ -66,7 +66,7 @@ pub fn bind_udp(addr: &HostPort) -> Result<UdpSocket, Error> {
 
 /// Binds a Unix stream listener: a stale socket file (nobody accepts on it)
 /// is replaced, a live one is never taken over (`address already in use`),
-/// and anything else at the path is left alone (the bind fails). `mode` sets
+/// and anything else at the path is left alone (`not a socket`). `mode` sets
 /// the file's permissions (default: the umask's). A path starting with `@`
 /// names an abstract socket: no file, no mode, no lock.
 ///
@@ -89,6 +89,8 @@ pub fn bind_unix(path: &UnixPath, backlog: u32, mode: Option<u32>) -> Result<Uni
     if path.abstract_name().is_some() {
         return listen_unix(path, backlog, None).map_err(fail);
     }
+    // Before the lock file is made: a name that cannot be bound needs none.
+    path.sock_addr().map_err(fail)?;
     let _lock = lock_beside(path.as_path()).map_err(fail)?;
     remove_if_stale(path.as_path()).map_err(fail)?;
     listen_unix(path, backlog, mode).map_err(fail)
@@ -134,13 +136,16 @@ fn lock_beside(path: &Path) -> io::Result<File> {
 }
 
 /// Removes the socket file at `path` if and only if it is a socket nobody
-/// accepts on. A live socket is reported as `address already in use`.
+/// accepts on. A live socket is reported as `address already in use`,
+/// anything else there (a file, a directory, a symbolic link) as `not a
+/// socket`.
 fn remove_if_stale(path: &Path) -> io::Result<()> {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(()); // nothing there
     };
     if !meta.file_type().is_socket() {
-        return Ok(()); // not ours to remove; the bind will say why it fails
+        // A file, a directory, a link: not ours to remove.
+        return Err(io::Error::other("not a socket"));
     }
     // Non-blocking: a live server whose backlog is full answers EAGAIN
     // instead of making us wait for it.

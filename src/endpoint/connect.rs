@@ -48,17 +48,11 @@ pub fn connect_tcp(addr: &HostPort, timeout: Option<Duration>) -> Result<TcpStre
 /// [`Error::Connect`] naming the path: `no such file or directory`,
 /// `connection refused` (a stale socket file), ...
 pub fn connect_unix(path: &UnixPath) -> Result<UnixStream, Error> {
-    use std::os::linux::net::SocketAddrExt;
-    use std::os::unix::net::SocketAddr as UnixAddr;
     let fail = |cause| Error::Connect {
         endpoint: format!("unix {path}"),
         cause,
     };
-    let addr = match path.abstract_name() {
-        Some(name) => UnixAddr::from_abstract_name(name),
-        None => UnixAddr::from_pathname(path.as_path()),
-    }
-    .map_err(fail)?;
+    let addr = path.std_addr().map_err(fail)?;
     UnixStream::connect_addr(&addr).map_err(fail)
 }
 

@@ -279,6 +279,11 @@ fn an_inherited_descriptor_that_is_not_a_listener_is_an_error_naming_it() {
     let datagrams = UnixDatagram::bind(dir.path("datagram.sock")).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let connected = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let bound = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    bound
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    let unbound = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
     let cases = [
         (file.as_raw_fd(), "not a socket"),
         (
@@ -288,6 +293,11 @@ fn an_inherited_descriptor_that_is_not_a_listener_is_an_error_naming_it() {
         (
             connected.as_raw_fd(),
             "a connected socket, not a listening one (Accept=yes is not supported)",
+        ),
+        (bound.as_raw_fd(), "a bound socket that is not listening"),
+        (
+            unbound.as_raw_fd(),
+            "an unbound socket, not a listening one",
         ),
     ];
     for (fd, cause) in cases {

@@ -49,14 +49,61 @@ fn a_live_socket_is_never_taken_over() {
 }
 
 #[test]
-fn something_other_than_a_socket_at_the_path_is_left_alone() {
+fn a_file_or_directory_at_the_path_is_not_a_socket_and_is_left_alone() {
     let dir = TempDir::new();
-    let path = dir.path("notes.txt");
-    std::fs::write(&path, b"keep me").unwrap();
+    let file = dir.path("notes.txt");
+    std::fs::write(&file, b"keep me").unwrap();
+    let out = run(&["serve", "--unix", &file]);
+    assert_error_line(
+        &out,
+        &format!("error: cannot listen on unix {file}: not a socket"),
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+
+    let folder = dir.path("folder");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(dir.path("folder/inside"), b"kept").unwrap();
+    let out = run(&["serve", "--unix", &folder]);
+    assert_error_line(
+        &out,
+        &format!("error: cannot listen on unix {folder}: not a socket"),
+    );
+    assert_eq!(std::fs::read(dir.path("folder/inside")).unwrap(), b"kept");
+}
+
+#[test]
+fn a_path_over_107_bytes_is_too_long_saying_how_long() {
+    let dir = TempDir::new();
+    let base = dir.path("");
+    // 108 bytes: one more than sun_path holds with its terminating NUL.
+    let path = format!("{base}{}", "p".repeat(108 - base.len()));
+    assert_eq!(path.len(), 108);
     let out = run(&["serve", "--unix", &path]);
-    assert_eq!(out.status.code(), Some(1));
-    assert_one_error_line(&out);
-    assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
+    assert_error_line(
+        &out,
+        &format!("error: cannot listen on unix {path}: path too long: 108 bytes, at most 107"),
+    );
+    let out = run(&["connect", "--unix", &path]);
+    assert_error_line(
+        &out,
+        &format!("error: cannot connect to unix {path}: path too long: 108 bytes, at most 107"),
+    );
+    // 107 bytes fit.
+    let fits = &path[..107];
+    let server = ServerProcess::start(&["--unix", fits], 1);
+    assert_eq!(server.ready_lines, vec![format!("listening unix {fits}")]);
+}
+
+#[test]
+fn an_abstract_name_over_107_bytes_is_too_long_saying_how_long() {
+    let name = format!("@{}", "n".repeat(108));
+    let out = run(&["serve", "--unix", &name]);
+    assert_error_line(
+        &out,
+        &format!(
+            "error: cannot listen on unix {name}: abstract name too long: 108 bytes after '@', at most 107"
+        ),
+    );
 }
 
 #[test]
