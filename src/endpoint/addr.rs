@@ -253,9 +253,13 @@ impl<P: Into<PathBuf>> From<P> for UnixPath {
     }
 }
 
+/// Shown with control characters escaped (`\n`, `\x1b`): a path is the
+/// operator's or a client's text, and is printed in readiness lines, log
+/// fields and errors, where a raw newline or escape sequence could forge a
+/// line or colour the terminal.
 impl fmt::Display for UnixPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.display())
+        f.write_str(&crate::escape::control(&self.0.to_string_lossy()))
     }
 }
 
@@ -299,5 +303,16 @@ mod tests {
                     .starts_with(&format!("invalid address '{bad}': "))
             );
         }
+    }
+
+    #[test]
+    fn a_unix_path_is_shown_with_its_control_characters_escaped() {
+        let forged = UnixPath::from("/tmp/a\nINFO server stopped\x1b[31m.sock");
+        assert_eq!(
+            forged.to_string(),
+            "/tmp/a\\nINFO server stopped\\x1b[31m.sock"
+        );
+        assert_eq!(UnixPath::from("@name\r").to_string(), "@name\\r");
+        assert_eq!(UnixPath::from("/run/ü.sock").to_string(), "/run/ü.sock");
     }
 }

@@ -162,4 +162,14 @@ mod tests {
         assert_eq!(v4.to_string(), "tcp 127.0.0.1:43121");
         assert_eq!(v6.to_string(), "tcp [::1]:9000");
     }
+
+    #[test]
+    fn unix_endpoints_and_targets_never_show_a_raw_control_character() {
+        let path = UnixPath::from("/tmp/x\n\x1b[31m");
+        assert_eq!(
+            Endpoint::Unix(path.clone()).to_string(),
+            "unix /tmp/x\\n\\x1b[31m"
+        );
+        assert_eq!(Target::Unix(path).to_string(), "unix /tmp/x\\n\\x1b[31m");
+    }
 }

@@ -360,3 +360,21 @@ fn two_servers_racing_on_one_stale_path_one_listens_and_the_other_is_in_use() {
     eprintln!("{ROUNDS} rounds in {:?}", started.elapsed());
     assert_eq!(both, 0, "both servers listened in {both} of {ROUNDS} races");
 }
+
+#[test]
+fn a_socket_path_with_control_characters_is_shown_escaped() {
+    let dir = TempDir::new();
+    let path = dir.path("a\nINFO server stopped\x1b[31m.sock");
+    let shown = path.replace('\n', "\\n").replace('\x1b', "\\x1b");
+    let server = ServerProcess::start(&["--unix", &path], 1);
+    assert_eq!(server.ready_lines, vec![format!("listening unix {shown}")]);
+    assert_eq!(exchange_unix(&path, b"raw path"), b"RAW PATH");
+    drop(server);
+
+    let out = run(&["connect", "--unix", &dir.path("gone\n.sock")]);
+    let gone = dir.path("gone\\n.sock");
+    assert_error_line(
+        &out,
+        &format!("error: cannot connect to unix {gone}: no such file or directory"),
+    );
+}
