@@ -181,7 +181,7 @@ fn serve(
 /// after the readiness lines; without `NOTIFY_SOCKET`, does nothing. A failure
 /// is only a warning: the service itself works.
 fn notify_ready() {
-    if let Err(err) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+    if let Err(err) = upecho::endpoint::notify_ready() {
         tracing::warn!(error = %upecho::error::plain(&err), "cannot notify the service manager");
     }
 }

@@ -34,20 +34,28 @@ const MOST_SOCKETS: usize = 8;
 /// 4, ... and `LISTEN_FDS` set: `sh` learns its pid (`$$`), sets
 /// `LISTEN_PID`, and `exec`s upecho, which keeps the pid.
 fn activated(sockets: &[RawFd], pid: ListenPid, args: &[&str]) -> Command {
+    activated_as(&sockets.len().to_string(), sockets, pid, args)
+}
+
+/// As [`activated`], with `LISTEN_FDS` set to `listen_fds` whatever the
+/// number of sockets.
+fn activated_as(listen_fds: &str, sockets: &[RawFd], pid: ListenPid, args: &[&str]) -> Command {
     let listen_pid = match pid {
         ListenPid::Own => "$$",
         ListenPid::Other => "1",
     };
-    let script = format!(
-        r#"export LISTEN_PID={listen_pid} LISTEN_FDS={}; exec "$0" serve "$@""#,
-        sockets.len()
-    );
+    let script =
+        format!(r#"export LISTEN_PID={listen_pid} LISTEN_FDS="$1"; shift; exec "$0" serve "$@""#);
     assert!(
         sockets.len() <= MOST_SOCKETS,
         "at most {MOST_SOCKETS} sockets"
     );
     let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(script).arg(bin()).args(args);
+    cmd.arg("-c")
+        .arg(script)
+        .arg(bin())
+        .arg(listen_fds)
+        .args(args);
     let sockets = sockets.to_vec();
     // SAFETY: the closure runs in the child between fork and exec, where
     // only async-signal-safe calls are allowed: `hand_over` makes only
@@ -271,6 +279,11 @@ fn an_inherited_descriptor_that_is_not_a_listener_is_an_error_naming_it() {
     let datagrams = UnixDatagram::bind(dir.path("datagram.sock")).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let connected = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let bound = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    bound
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    let unbound = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
     let cases = [
         (file.as_raw_fd(), "not a socket"),
         (
@@ -280,6 +293,11 @@ fn an_inherited_descriptor_that_is_not_a_listener_is_an_error_naming_it() {
         (
             connected.as_raw_fd(),
             "a connected socket, not a listening one (Accept=yes is not supported)",
+        ),
+        (bound.as_raw_fd(), "a bound socket that is not listening"),
+        (
+            unbound.as_raw_fd(),
+            "an unbound socket, not a listening one",
         ),
     ];
     for (fd, cause) in cases {
@@ -291,4 +309,80 @@ fn an_inherited_descriptor_that_is_not_a_listener_is_an_error_naming_it() {
         );
         assert!(out.stdout.is_empty(), "{out:?}");
     }
+}
+
+#[test]
+fn ready_is_notified_on_an_abstract_notify_socket() {
+    use std::os::linux::net::SocketAddrExt;
+    // sd_notify(3): a leading `@` names a socket in the abstract namespace.
+    let name = format!("upecho-notify-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let notify = UnixDatagram::bind_addr(&addr).unwrap();
+    notify.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut cmd = crate::support::upecho(&["serve", "--tcp", "127.0.0.1:0"]);
+    cmd.env("NOTIFY_SOCKET", format!("@{name}"));
+    let server = ServerProcess::spawn(cmd, 1);
+
+    let mut message = [0u8; 4096];
+    let len = notify.recv(&mut message).unwrap_or_else(|err| {
+        panic!(
+            "no notification ({err}); stderr: {:?}",
+            server.stderr_so_far()
+        )
+    });
+    let message = String::from_utf8_lossy(&message[..len]);
+    assert!(message.lines().any(|l| l == "READY=1"), "{message:?}");
+    let warned = server.stderr_so_far();
+    assert!(
+        !warned.iter().any(|l| l.contains("cannot notify")),
+        "{warned:?}"
+    );
+}
+
+#[test]
+fn a_bad_listen_fds_for_us_is_an_error_naming_it_before_anything_is_bound() {
+    // Before, each of these was ignored, and the server listened on
+    // whatever the flags (or the default 127.0.0.1:8080) said.
+    let positive = "expected a positive number of descriptors";
+    let cases = [
+        ("0", format!("names no socket, {positive}")),
+        ("-1", positive.to_string()),
+        ("abc", positive.to_string()),
+        ("99999999999", positive.to_string()),
+        ("", positive.to_string()),
+        ("3\n", positive.to_string()),
+    ];
+    for (value, cause) in cases {
+        let cmd = activated_as(value, &[], ListenPid::Own, &["--tcp", "127.0.0.1:0"]);
+        let out = run_with_input(cmd, b"");
+        let shown = upecho::escape::control(value);
+        assert_error_line(
+            &out,
+            &format!("error: invalid LISTEN_FDS '{shown}': {cause}"),
+        );
+        assert!(out.stdout.is_empty(), "{value:?} bound something: {out:?}");
+    }
+}
+
+#[test]
+fn a_listen_fds_beyond_the_descriptor_limit_is_an_error_naming_it() {
+    // Two thousand million would be 8 GB of descriptor numbers to hold.
+    let cmd = activated_as("2000000000", &[], ListenPid::Own, &["--tcp", "127.0.0.1:0"]);
+    let out = run_with_input(cmd, b"");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let line = crate::support::assert_one_error_line(&out);
+    assert!(
+        line.starts_with(
+            "error: invalid LISTEN_FDS '2000000000': more descriptors than a process may have open"
+        ),
+        "{line}"
+    );
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_bad_listen_fds_for_another_process_is_ignored() {
+    let cmd = activated_as("-1", &[], ListenPid::Other, &["--tcp", "127.0.0.1:0"]);
+    let server = ServerProcess::spawn(cmd, 1);
+    assert_eq!(exchange(server.addr(), b"not for us"), b"NOT FOR US");
 }
