@@ -105,6 +105,12 @@ impl Interrupt {
         fire(&self.inner.state);
     }
 
+    /// Returns true if and only if SIGINT fires this interrupt (it came from
+    /// [`on_sigint`](Self::on_sigint)), so a SIGINT cannot kill the process.
+    pub fn handles_sigint(&self) -> bool {
+        self.inner.watcher.is_some()
+    }
+
     /// Returns true if and only if the interrupt has fired.
     pub fn is_interrupted(&self) -> bool {
         lock(&self.inner.state).fired

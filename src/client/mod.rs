@@ -7,6 +7,7 @@
 //! process.
 
 mod config;
+mod hangup;
 mod interrupt;
 pub mod pipe;
 pub mod repl;

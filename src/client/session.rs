@@ -5,6 +5,7 @@
 
 use std::io::IsTerminal;
 use std::net::UdpSocket;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use super::repl::{Input, LineSource, Terminal};
@@ -73,7 +74,8 @@ fn udp_session(
                     terminal.remember(line.trim());
                     Next::Datagram(line.trim().as_bytes().to_vec())
                 }
-                Input::Eof => Next::End,
+                // No connection, so no close to watch.
+                Input::Eof | Input::Closed => Next::End,
                 Input::Interrupted => Next::Interrupted,
             })
         };
@@ -91,17 +93,20 @@ fn udp_session(
 /// Runs the prompt (stdin is a terminal) or pipe mode over a connected stream.
 fn session<S>(stream: S, peer: &str, interrupt: Interrupt) -> Result<Finish, Error>
 where
-    S: Duplex,
+    S: Duplex + AsFd,
     for<'a> &'a S: std::io::Read + std::io::Write,
 {
     if std::io::stdin().is_terminal() {
+        let cannot_use = |cause| Error::Io {
+            context: format!("cannot use connection to {peer}"),
+            cause,
+        };
         interrupt
             .shut_down_on_interrupt(&stream)
-            .map_err(|cause| Error::Io {
-                context: format!("cannot use connection to {peer}"),
-                cause,
-            })?;
+            .map_err(cannot_use)?;
         let mut terminal = Terminal::new(interrupt)?;
+        let watched = stream.as_fd().try_clone_to_owned().map_err(cannot_use)?;
+        terminal.watch_close(watched).map_err(cannot_use)?;
         repl::repl(&mut terminal, &stream, &mut std::io::stdout(), peer)
     } else {
         let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
