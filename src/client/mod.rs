@@ -15,7 +15,7 @@ mod session;
 pub mod udp;
 
 pub use config::ConnectConfig;
-pub use interrupt::Interrupt;
+pub use interrupt::{Interrupt, Registration};
 pub use session::run;
 
 use std::io::{self, Read, Write};
