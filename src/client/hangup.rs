@@ -144,6 +144,8 @@ mod tests {
         let (mut server, _) = listener.accept().unwrap();
         let hangup = Hangup::watch(client.try_clone().unwrap().into(), false).unwrap();
         io::Write::write_all(&mut server, b"unread\n").unwrap();
+        // An absence can only be checked over some time; the close, below,
+        // is seen within microseconds.
         thread::sleep(Duration::from_millis(50));
         assert!(!hangup.is_closed());
         drop(server);

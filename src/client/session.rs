@@ -23,6 +23,21 @@ use crate::endpoint::{self, Target};
 /// [`Error::Connect`] when the server cannot be reached, [`Error::Io`] when
 /// the session fails (the server closed the connection or reset it, no UDP
 /// reply in time, stdin or stdout unusable).
+///
+/// ```no_run
+/// // Not run by the doc tests: on a terminal it would wait at the prompt.
+/// use upecho::client::{self, ConnectConfig, Finish};
+/// use upecho::endpoint::Target;
+/// let config = ConnectConfig {
+///     target: Target::Tcp("127.0.0.1:8080".parse()?),
+///     timeout: Some(std::time::Duration::from_secs(5)),
+/// };
+/// let code = match client::run(config)? {
+///     Finish::Done => 0,
+///     Finish::Interrupted => 130,
+/// };
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn run(config: ConnectConfig) -> Result<Finish, Error> {
     let interrupt = Interrupt::on_sigint().unwrap_or_else(|err| {
         // Without the handler, Ctrl-C still stops the client (by the default
