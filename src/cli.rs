@@ -211,16 +211,6 @@ pub struct ConnectArgs {
     pub timeout: Duration,
 }
 
-/// A validated `upecho connect`.
-#[derive(Debug)]
-pub struct ConnectConfig {
-    /// Where to connect.
-    pub target: Target,
-    /// Bound on the connect and, with `--udp`, on each reply wait; `None`
-    /// (`--timeout 0`) means no limit.
-    pub timeout: Option<Duration>,
-}
-
 impl ConnectArgs {
     /// Checks the flags and builds the client configuration.
     ///
@@ -228,8 +218,8 @@ impl ConnectArgs {
     ///
     /// None today: every transport the flags can name is built.
     /// [`Error::Unsupported`] is the error for one that is not.
-    pub fn to_config(&self) -> Result<ConnectConfig, Error> {
-        Ok(ConnectConfig {
+    pub fn to_config(&self) -> Result<upecho::client::ConnectConfig, Error> {
+        Ok(upecho::client::ConnectConfig {
             target: self.target.target(),
             timeout: Some(self.timeout).filter(|limit| !limit.is_zero()),
         })

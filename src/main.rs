@@ -11,9 +11,8 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, FromArgMatches};
 
-use cli::{Cli, Command, ConnectConfig, UsageError};
+use cli::{Cli, Command, UsageError};
 use upecho::client::{self, Finish};
-use upecho::endpoint::Target;
 use upecho::{Server, ServerConfig, ShutdownSignal};
 
 fn main() -> ExitCode {
@@ -95,7 +94,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<Finish> {
         }
         Command::Connect(args) => {
             init_logging(tracing::Level::WARN, logging::LogFormat::Text);
-            connect(args.to_config()?)
+            Ok(client::run(args.to_config()?)?)
         }
         Command::Bench(args) => {
             let config = args.to_config()?;
@@ -246,101 +245,4 @@ fn bench(config: &upecho::bench::BenchConfig, json: bool) -> anyhow::Result<Fini
         Some(failure) => Err(anyhow::anyhow!(failure)),
         None => Ok(Finish::Done),
     }
-}
-
-/// Connects and runs the prompt (stdin is a terminal) or pipe mode. Ctrl-C at
-/// any point, the connect included, comes back as `Finish::Interrupted`.
-fn connect(config: ConnectConfig) -> anyhow::Result<Finish> {
-    let interrupt = client::Interrupt::on_sigint().unwrap_or_else(|err| {
-        // Without the handler, Ctrl-C still stops the client (by the default
-        // action of SIGINT), just not with status 130.
-        tracing::warn!(error = %upecho::error::plain(&err), "cannot handle Ctrl-C");
-        client::Interrupt::manual()
-    });
-    let peer = config.target.to_string();
-    // The connect blocks for up to --timeout, or for as long as the kernel
-    // retries with --timeout 0 (a Unix connect, while the server's backlog is
-    // full). It runs on a helper thread so that Ctrl-C ends the wait at once:
-    // the standard library has no poll(2) for a non-blocking connect, and one
-    // thread is cheaper than a new dependency.
-    match config.target {
-        Target::Tcp(addr) => {
-            let timeout = config.timeout;
-            match interrupt.run(move || upecho::endpoint::connect_tcp(&addr, timeout)) {
-                Some(stream) => session(stream?, &peer, interrupt),
-                None => Ok(Finish::Interrupted),
-            }
-        }
-        Target::Unix(path) => match interrupt.run(move || upecho::endpoint::connect_unix(&path)) {
-            Some(stream) => session(stream?, &peer, interrupt),
-            None => Ok(Finish::Interrupted),
-        },
-        Target::Udp(addr) => {
-            let socket = upecho::endpoint::connect_udp(&addr)?;
-            udp_session(&socket, &peer, config.timeout, interrupt)
-        }
-        // Kinds of target this binary does not know yet (the enum is open).
-        _ => Err(upecho::Error::Unsupported("this kind of connect target").into()),
-    }
-}
-
-/// Datagrams from the prompt (stdin is a terminal: lines stripped, empty
-/// ones skipped, as over TCP) or from piped stdin (each line as it is,
-/// without its `\n`).
-fn udp_session(
-    socket: &std::net::UdpSocket,
-    peer: &str,
-    timeout: Option<std::time::Duration>,
-    interrupt: client::Interrupt,
-) -> anyhow::Result<Finish> {
-    use client::udp::{Next, datagrams};
-    let mut stdout = std::io::stdout();
-    let finish = if std::io::stdin().is_terminal() {
-        use client::repl::{Input, LineSource};
-        let mut terminal = client::repl::Terminal::new(interrupt.clone())?;
-        let mut next = || {
-            Ok(match terminal.read_line()? {
-                Input::Line(line) if line.trim().is_empty() => Next::Skip,
-                Input::Line(line) => {
-                    terminal.remember(line.trim());
-                    Next::Datagram(line.trim().as_bytes().to_vec())
-                }
-                Input::Eof => Next::End,
-                Input::Interrupted => Next::Interrupted,
-            })
-        };
-        datagrams(&mut next, socket, &mut stdout, peer, timeout, &interrupt)?
-    } else {
-        let stdin = std::io::BufReader::new(std::io::stdin());
-        let mut next = client::udp::piped_lines(stdin, interrupt.clone()).map_err(|cause| {
-            upecho::Error::Io {
-                context: "cannot start reading stdin".into(),
-                cause,
-            }
-        })?;
-        datagrams(&mut next, socket, &mut stdout, peer, timeout, &interrupt)?
-    };
-    Ok(finish)
-}
-
-/// Runs the prompt (stdin is a terminal) or pipe mode over a connected stream.
-fn session<S>(stream: S, peer: &str, interrupt: client::Interrupt) -> anyhow::Result<Finish>
-where
-    S: client::Duplex,
-    for<'a> &'a S: std::io::Read + std::io::Write,
-{
-    let finish = if std::io::stdin().is_terminal() {
-        interrupt
-            .shut_down_on_interrupt(&stream)
-            .map_err(|cause| upecho::Error::Io {
-                context: format!("cannot use connection to {peer}"),
-                cause,
-            })?;
-        let mut terminal = client::repl::Terminal::new(interrupt)?;
-        client::repl::repl(&mut terminal, &stream, &mut std::io::stdout(), peer)?
-    } else {
-        let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
-        client::pipe::pipe(stdin, stdout, stream, peer, &interrupt)?
-    };
-    Ok(finish)
 }

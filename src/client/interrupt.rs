@@ -3,6 +3,10 @@
 //! read returns; waking a pending connect); the client loops then see the flag
 //! and return [`Finish::Interrupted`](super::Finish::Interrupted), which `main`
 //! turns into exit status 130. Nothing here ends the process.
+//!
+//! An action is kept only while its [`Registration`] lives, so a long-lived
+//! interrupt (a library caller's) holds nothing of a session that ended: no
+//! duplicated socket, no waker of a finished [`Interrupt::run`].
 
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
@@ -20,7 +24,7 @@ use super::Duplex;
 ///
 /// Clones share the same state. Actions registered with
 /// [`on_interrupt`](Interrupt::on_interrupt) run once, when it fires (or at
-/// once if it already has), and are kept until then.
+/// once if it already has), if their [`Registration`] is still alive then.
 ///
 /// ```
 /// use upecho::client::Interrupt;
@@ -49,12 +53,50 @@ struct Inner {
     watcher: Option<Handle>,
 }
 
+/// An action waiting for the interrupt.
+type Action = Box<dyn FnOnce() + Send>;
+
 #[derive(Default)]
 struct State {
     /// True once fired; never reset.
     fired: bool,
-    /// What to run when it fires.
-    actions: Vec<Box<dyn FnOnce() + Send>>,
+    /// What to run when it fires, each under the number of its registration.
+    actions: Vec<(u64, Action)>,
+    /// The number the next registration gets.
+    next: u64,
+}
+
+/// Keeps an action of [`Interrupt::on_interrupt`] registered: dropping it
+/// drops the action unrun (if the interrupt has not fired yet), with
+/// whatever the action holds.
+#[must_use = "dropping the registration drops the action"]
+pub struct Registration {
+    /// The interrupt's state, to take the action out of.
+    state: Arc<Mutex<State>>,
+    /// The action's number; `None` once it ran (or was run at once).
+    id: Option<u64>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            let action = {
+                let mut state = lock(&self.state);
+                let at = state.actions.iter().position(|(n, _)| *n == id);
+                at.map(|at| state.actions.swap_remove(at))
+            };
+            // Dropped outside the lock: what it holds may take its time.
+            drop(action);
+        }
+    }
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("id", &self.id)
+            .finish()
+    }
 }
 
 impl Interrupt {
@@ -105,36 +147,52 @@ impl Interrupt {
         fire(&self.inner.state);
     }
 
+    /// Returns true if and only if SIGINT fires this interrupt (it came from
+    /// [`on_sigint`](Self::on_sigint)), so a SIGINT cannot kill the process.
+    pub fn handles_sigint(&self) -> bool {
+        self.inner.watcher.is_some()
+    }
+
     /// Returns true if and only if the interrupt has fired.
     pub fn is_interrupted(&self) -> bool {
         lock(&self.inner.state).fired
     }
 
     /// Registers `action` to run (on the firing thread) when the interrupt
-    /// fires, or runs it now if it already has.
-    pub fn on_interrupt(&self, action: impl FnOnce() + Send + 'static) {
+    /// fires, for as long as the returned [`Registration`] lives; runs it now
+    /// if the interrupt already fired.
+    pub fn on_interrupt(&self, action: impl FnOnce() + Send + 'static) -> Registration {
         let mut state = lock(&self.inner.state);
-        if state.fired {
+        let id = if state.fired {
             drop(state);
             action();
+            None
         } else {
-            state.actions.push(Box::new(action));
+            let id = state.next;
+            state.next += 1;
+            state.actions.push((id, Box::new(action)));
+            Some(id)
+        };
+        Registration {
+            state: Arc::clone(&self.inner.state),
+            id,
         }
     }
 
     /// Makes the interrupt shut `stream` down in both directions, so that a
-    /// thread blocked reading or writing it returns at once.
+    /// thread blocked reading or writing it returns at once, while the
+    /// returned [`Registration`] lives (it holds a duplicate of the stream:
+    /// drop it with the session).
     ///
     /// # Errors
     ///
     /// When the stream's handle cannot be duplicated.
-    pub fn shut_down_on_interrupt<S: Duplex>(&self, stream: &S) -> io::Result<()> {
+    pub fn shut_down_on_interrupt<S: Duplex>(&self, stream: &S) -> io::Result<Registration> {
         let stream = stream.try_clone()?;
-        self.on_interrupt(move || {
+        Ok(self.on_interrupt(move || {
             // The connection may already be gone; either way it is shut.
             let _ = stream.shutdown_both();
-        });
-        Ok(())
+        }))
     }
 
     /// Runs `work` on a helper thread and waits for it, unless the interrupt
@@ -153,7 +211,7 @@ impl Interrupt {
         }
         let (done, outcome) = mpsc::channel();
         let woken = done.clone();
-        self.on_interrupt(move || {
+        let _registered = self.on_interrupt(move || {
             let _ = woken.send(None);
         });
         thread::spawn(move || {
@@ -194,7 +252,7 @@ fn fire(state: &Mutex<State>) {
         state.fired = true;
         std::mem::take(&mut state.actions)
     };
-    for action in actions {
+    for (_, action) in actions {
         action();
     }
 }
@@ -215,18 +273,22 @@ mod tests {
         let interrupt = Interrupt::manual();
         let runs = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&runs);
-        interrupt.on_interrupt(move || {
+        let _kept = interrupt.on_interrupt(move || {
             counter.fetch_add(1, Ordering::SeqCst);
         });
+        let counter = Arc::clone(&runs);
+        drop(interrupt.on_interrupt(move || {
+            counter.fetch_add(100, Ordering::SeqCst);
+        }));
         assert!(!interrupt.is_interrupted());
         assert_eq!(runs.load(Ordering::SeqCst), 0);
         interrupt.trigger();
         interrupt.trigger();
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         let counter = Arc::clone(&runs);
-        interrupt.on_interrupt(move || {
+        drop(interrupt.on_interrupt(move || {
             counter.fetch_add(1, Ordering::SeqCst);
-        });
+        }));
         assert_eq!(runs.load(Ordering::SeqCst), 2);
     }
 
@@ -239,13 +301,39 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_run_leaves_nothing_registered() {
+        let interrupt = Interrupt::manual();
+        for n in 0..1000 {
+            assert_eq!(interrupt.run(move || n), Some(n));
+        }
+        assert_eq!(lock(&interrupt.inner.state).actions.len(), 0);
+    }
+
+    #[test]
+    fn a_dropped_shutdown_registration_releases_its_duplicate_of_the_stream() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        server
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let interrupt = Interrupt::manual();
+        drop(interrupt.shut_down_on_interrupt(&client).unwrap());
+        drop(client);
+        // The last descriptor of the client's socket is closed: EOF.
+        assert_eq!(server.read(&mut [0u8; 1]).unwrap(), 0);
+        assert!(!interrupt.is_interrupted());
+    }
+
+    #[test]
     fn shutting_down_on_interrupt_wakes_a_blocked_read() {
         use std::io::Read;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let _server = listener.accept().unwrap();
         let interrupt = Interrupt::manual();
-        interrupt.shut_down_on_interrupt(&client).unwrap();
+        let _kept = interrupt.shut_down_on_interrupt(&client).unwrap();
         let firing = interrupt.clone();
         let trigger = thread::spawn(move || firing.trigger());
         let mut buf = [0u8; 1];

@@ -1,15 +1,22 @@
-//! The client side of `upecho connect`: one connected stream, driven either by
-//! a terminal ([`repl`]) or by stdin/stdout ([`pipe`]). Both loops are generic
-//! over their reader and writer, so tests can drive them in memory. Ctrl-C
-//! reaches them as an [`Interrupt`] and comes back as [`Finish::Interrupted`]:
-//! nothing in the library ends the process.
+//! The client side of `upecho connect`: [`run`] connects as a
+//! [`ConnectConfig`] says and drives the connection either from a terminal
+//! ([`repl`]), from stdin/stdout ([`pipe`]), or datagram by datagram
+//! ([`udp`]). The loops are generic over their reader and writer, so tests
+//! can drive them in memory. Ctrl-C reaches them as an [`Interrupt`] and
+//! comes back as [`Finish::Interrupted`]: nothing in the library ends the
+//! process.
 
+mod config;
+mod hangup;
 mod interrupt;
 pub mod pipe;
 pub mod repl;
+mod session;
 pub mod udp;
 
-pub use interrupt::Interrupt;
+pub use config::ConnectConfig;
+pub use interrupt::{Interrupt, Registration};
+pub use session::run;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};

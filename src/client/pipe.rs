@@ -76,7 +76,8 @@ where
         context: format!("cannot use connection to {peer}"),
         cause,
     };
-    interrupt
+    // Kept until the session ends, and no longer: it holds the connection.
+    let _shut_down = interrupt
         .shut_down_on_interrupt(&stream)
         .map_err(cannot_use)?;
     let upstream = stream.try_clone().map_err(cannot_use)?;

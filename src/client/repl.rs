@@ -6,6 +6,10 @@
 //! ([`Input::Interrupted`]); Ctrl-C while waiting for a reply is a SIGINT that
 //! the [`Interrupt`] turns into a shut-down connection, and the loop, asking
 //! [`LineSource::interrupted`], reports it the same way.
+//!
+//! The server closing the connection ends the session with an error however
+//! it is noticed: by the reply read, or, while the prompt waits, by a
+//! [`Hangup`] watcher that wakes the prompt ([`Input::Closed`]).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 
@@ -15,6 +19,7 @@ use rustyline::{
     KeyEvent, Modifiers, RepeatCount,
 };
 
+use super::hangup::Hangup;
 use super::{Finish, Interrupt, is_broken_pipe};
 use crate::Error;
 
@@ -51,6 +56,9 @@ pub enum Input {
     Eof,
     /// Ctrl-C.
     Interrupted,
+    /// The server closed the connection while the prompt waited (or before
+    /// it was shown); whatever the user typed is dropped.
+    Closed,
 }
 
 /// A source of user lines: the terminal, or a script in tests.
@@ -81,6 +89,8 @@ pub struct Terminal {
     /// Ctrl-C outside the editor (the terminal is in cooked mode then, so the
     /// key is a SIGINT).
     interrupt: Interrupt,
+    /// The connection's close, when one is watched.
+    hangup: Option<Hangup>,
 }
 
 impl Terminal {
@@ -96,13 +106,57 @@ impl Terminal {
             cause: readline_to_io(err),
         })?;
         editor.bind_sequence(Event::Any, EventHandler::Conditional(Box::new(LineCap)));
-        Ok(Terminal { editor, interrupt })
+        Ok(Terminal {
+            editor,
+            interrupt,
+            hangup: None,
+        })
+    }
+
+    /// Watches `conn` (a duplicate of the connection's descriptor) so that
+    /// the server's close ends a wait at the prompt at once, as
+    /// [`Input::Closed`].
+    ///
+    /// # Errors
+    ///
+    /// When the watching thread cannot be started.
+    pub fn watch_close(&mut self, conn: std::os::fd::OwnedFd) -> io::Result<()> {
+        self.hangup = Some(Hangup::watch(conn, self.interrupt.handles_sigint())?);
+        Ok(())
+    }
+
+    fn set_prompting(&self, up: bool) {
+        if let Some(hangup) = &self.hangup {
+            hangup.set_prompting(up);
+        }
+    }
+
+    /// Returns true if and only if the watched connection was closed.
+    fn closed(&self) -> bool {
+        self.hangup.as_ref().is_some_and(Hangup::is_closed)
     }
 }
 
 impl LineSource for Terminal {
     fn read_line(&mut self) -> io::Result<Input> {
-        match self.editor.readline(PROMPT) {
+        // A Ctrl-C between two prompts (a SIGINT: the editor was not reading).
+        if self.interrupt.is_interrupted() {
+            return Ok(Input::Interrupted);
+        }
+        // Raised before the close is asked, lowered after the read and before
+        // it is asked again: see `Hangup::set_prompting`.
+        self.set_prompting(true);
+        if self.closed() {
+            self.set_prompting(false);
+            return Ok(Input::Closed);
+        }
+        let read = self.editor.readline(PROMPT);
+        self.set_prompting(false);
+        if self.closed() {
+            // The watcher's wake-up (an interruption) included.
+            return Ok(Input::Closed);
+        }
+        match read {
             Ok(line) => Ok(Input::Line(line)),
             Err(ReadlineError::Eof) => Ok(Input::Eof),
             Err(ReadlineError::Interrupted) => Ok(Input::Interrupted),
@@ -137,8 +191,9 @@ fn readline_to_io(err: ReadlineError) -> io::Error {
 ///
 /// # Errors
 ///
-/// [`Error::Io`] when the server closes the connection or it fails; `peer`
-/// names the server in the message.
+/// [`Error::Io`] when the server closes the connection (noticed at a reply
+/// or as [`Input::Closed`]: `connection to tcp ADDR lost: the server closed
+/// the connection`) or it fails; `peer` names the server in the message.
 ///
 /// ```
 /// use upecho::client::repl::{Input, LineSource, repl};
@@ -179,6 +234,7 @@ where
             Ok(Input::Line(line)) => line,
             Ok(Input::Eof) => return Ok(Finish::Done),
             Ok(Input::Interrupted) => return Ok(Finish::Interrupted),
+            Ok(Input::Closed) => return Err(exchange.closed()),
             Err(cause) => {
                 return Err(Error::Io {
                     context: "cannot read the terminal".into(),

@@ -1,13 +1,16 @@
 //! `upecho connect --udp`: each line of input is one datagram, each reply
 //! datagram is printed as one line. UDP has no connection to lose, so a
-//! reply that does not come within the timeout is the error.
+//! reply that does not come within the timeout is the error. A piped line is
+//! read at most one datagram's worth at a time: a longer one is refused as
+//! soon as it passes [`MAX_DATAGRAM`], however much more input follows.
 
-use std::io::{self, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use super::{Finish, Interrupt, is_broken_pipe};
 use crate::Error;
+use crate::endpoint::MAX_DATAGRAM;
 
 /// How long one wait for a reply lasts before Ctrl-C is checked again.
 const SLICE: Duration = Duration::from_millis(100);
@@ -22,6 +25,9 @@ pub enum Next {
     Datagram(Vec<u8>),
     /// Nothing to send this time (an empty line at the prompt).
     Skip,
+    /// Line number N of the input is longer than [`MAX_DATAGRAM`] bytes: it
+    /// cannot be sent, and the rest of it was not read.
+    TooLong(u64),
     /// Input ended.
     End,
     /// The user pressed Ctrl-C at the prompt.
@@ -34,8 +40,10 @@ pub enum Next {
 ///
 /// # Errors
 ///
-/// [`Error::Io`] when input cannot be read, a datagram cannot be sent, or no
-/// reply comes in time (`no reply from udp ADDR: timed out after 5 s`, or
+/// [`Error::Io`] when input cannot be read, a line is too long for a
+/// datagram (`cannot send line 3 of stdin to udp ADDR: longer than 65507
+/// bytes, the largest UDP datagram`), a datagram cannot be sent, or no reply
+/// comes in time (`no reply from udp ADDR: timed out after 5 s`, or
 /// `connection refused` when nothing listens there).
 ///
 /// ```
@@ -71,6 +79,7 @@ pub fn datagrams(
         })? {
             Next::Datagram(datagram) => datagram,
             Next::Skip => continue,
+            Next::TooLong(number) => return Err(too_long(number, peer)),
             Next::End => return Ok(Finish::Done),
             Next::Interrupted => return Ok(Finish::Interrupted),
         };
@@ -98,32 +107,38 @@ pub fn datagrams(
     }
 }
 
-/// The datagrams of a piped `input`: each line without its `\n`. The lines
-/// are read on a thread of their own and waited for in slices, so Ctrl-C
-/// ends the wait even while the input says nothing; end of input after
-/// Ctrl-C (the writer died of the same Ctrl-C) is an interruption too.
+fn too_long(number: u64, peer: &str) -> Error {
+    Error::Io {
+        context: format!("cannot send line {number} of stdin to {peer}"),
+        cause: io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("longer than {MAX_DATAGRAM} bytes, the largest UDP datagram"),
+        ),
+    }
+}
+
+/// The datagrams of a piped `input`: each line without its `\n`, or
+/// [`Next::TooLong`] for the first line longer than [`MAX_DATAGRAM`]. The
+/// lines are read on a thread of their own and waited for in slices, so
+/// Ctrl-C ends the wait even while the input says nothing; end of input
+/// after Ctrl-C (the writer died of the same Ctrl-C) is an interruption too.
 ///
 /// # Errors
 ///
 /// The returned function fails as the input does (a directory as stdin).
 pub fn piped_lines(
-    input: impl io::BufRead + Send + 'static,
+    input: impl BufRead + Send + 'static,
     interrupt: Interrupt,
 ) -> io::Result<impl FnMut() -> io::Result<Next>> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
+    // At most 16 lines of at most a datagram each wait in the channel.
+    let (tx, rx) = std::sync::mpsc::sync_channel(16);
     std::thread::Builder::new()
         .name("upecho-stdin".into())
-        .spawn(move || {
-            for line in input.split(b'\n') {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        })?;
+        .spawn(move || read_lines(input, &tx))?;
     Ok(move || {
         loop {
             match rx.recv_timeout(SLICE) {
-                Ok(line) => return line.map(Next::Datagram),
+                Ok(next) => return next,
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                     return Ok(if interrupt.is_interrupted() {
@@ -138,6 +153,33 @@ pub fn piped_lines(
             }
         }
     })
+}
+
+/// Sends the lines of `input` to `tx` until input ends, fails, or a line is
+/// too long (then the rest of that line is never read), or until nobody
+/// listens any more.
+fn read_lines(mut input: impl BufRead, tx: &std::sync::mpsc::SyncSender<io::Result<Next>>) {
+    // One byte more than a datagram: either the `\n` of a line that fits,
+    // or the proof that it does not.
+    let limit = MAX_DATAGRAM as u64 + 1;
+    for number in 1.. {
+        let mut line = Vec::new();
+        let next = match input.by_ref().take(limit).read_until(b'\n', &mut line) {
+            Ok(0) => return,
+            Ok(_) if line.last() == Some(&b'\n') => {
+                line.pop();
+                Ok(Next::Datagram(line))
+            }
+            Ok(_) if line.len() > MAX_DATAGRAM => Ok(Next::TooLong(number)),
+            // The last line, without a `\n`.
+            Ok(_) => Ok(Next::Datagram(line)),
+            Err(err) => Err(err),
+        };
+        let more = matches!(next, Ok(Next::Datagram(_)));
+        if tx.send(next).is_err() || !more {
+            return;
+        }
+    }
 }
 
 /// Receives one reply within `timeout`, in slices so Ctrl-C is seen;
@@ -185,5 +227,46 @@ fn wait_for_reply(
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => return Err(no_reply(err)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_of(input: Vec<u8>) -> Vec<Next> {
+        let mut next = piped_lines(io::Cursor::new(input), Interrupt::manual()).unwrap();
+        let mut seen = Vec::new();
+        loop {
+            match next().unwrap() {
+                Next::End => return seen,
+                other => seen.push(other),
+            }
+        }
+    }
+
+    #[test]
+    fn a_line_of_a_whole_datagram_is_sent_and_one_byte_more_is_refused() {
+        let fits = vec![b'a'; MAX_DATAGRAM];
+        let mut input = fits.clone();
+        input.push(b'\n');
+        input.extend_from_slice(&[b'b'; MAX_DATAGRAM + 1]);
+        input.extend_from_slice(b"\nnever read\n");
+        assert_eq!(
+            lines_of(input),
+            vec![Next::Datagram(fits), Next::TooLong(2)]
+        );
+    }
+
+    #[test]
+    fn the_last_line_needs_no_newline() {
+        assert_eq!(
+            lines_of(b"one\n\nlast".to_vec()),
+            vec![
+                Next::Datagram(b"one".to_vec()),
+                Next::Datagram(Vec::new()),
+                Next::Datagram(b"last".to_vec())
+            ]
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     PATIENCE, ServerProcess, assert_error_line, assert_one_error_line, exit_and_stderr,
-    random_bytes, run, run_with_input, upecho, upper, wait_with_deadline,
+    random_bytes, read_in_background, run, run_with_input, upecho, upper, wait_with_deadline,
 };
 
 #[test]
@@ -329,4 +329,65 @@ fn pipe_mode_exits_130_on_ctrl_c() {
         panic!("connect ignored Ctrl-C");
     });
     assert_eq!(status.code(), Some(130));
+}
+
+/// Peak resident memory (`VmHWM`) of process `pid` in KiB, if it still runs.
+fn peak_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+#[test]
+fn connect_udp_fails_at_once_on_a_line_longer_than_a_datagram_with_bounded_memory() {
+    const CHUNK: usize = 1 << 20;
+    const OFFERED: usize = 200; // MiB of a line that never ends
+    let server = ServerProcess::start(&["--udp", "127.0.0.1:0"], 1);
+    let mut child = upecho(&["connect", "--udp", &server.addr_arg()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = read_in_background(child.stdout.take().unwrap());
+    let stderr = read_in_background(child.stderr.take().unwrap());
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = thread::spawn(move || {
+        stdin.write_all(b"one\ntwo\n").unwrap();
+        let chunk = vec![b'x'; CHUNK];
+        // Stops when the client has gone (broken pipe), or after OFFERED MiB.
+        (0..OFFERED)
+            .take_while(|_| stdin.write_all(&chunk).is_ok())
+            .count()
+    });
+    let deadline = Instant::now() + PATIENCE;
+    let mut peak = 0;
+    let status = loop {
+        peak = peak_kib(child.id()).unwrap_or(peak);
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("connect --udp kept reading a line longer than a datagram");
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let fed = feeder.join().unwrap();
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    let stderr = String::from_utf8_lossy(&stderr);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stdout, b"ONE\nTWO\n", "the lines before it are answered");
+    assert_eq!(
+        stderr,
+        format!(
+            "error: cannot send line 3 of stdin to udp {}: longer than 65507 bytes, \
+             the largest UDP datagram\n",
+            server.addr_arg()
+        )
+    );
+    assert!(fed < 16, "the client read {fed} MiB before it gave up");
+    assert!(peak < 64 * 1024, "peak resident memory {peak} KiB");
 }

@@ -10,7 +10,7 @@ use std::thread;
 use nix::sys::wait::WaitStatus;
 use rexpect::session::{PtySession, spawn_command};
 
-use crate::support::{PATIENCE, bin, upper};
+use crate::support::{PATIENCE, ServerProcess, TempDir, bin, upper};
 
 /// A one-connection uppercase server that reports every byte it received, and
 /// closes after `replies` replies if given.
@@ -148,16 +148,88 @@ fn repl_caps_a_long_typed_line_so_its_redraw_stays_small() {
     assert!(shown.len() < 300_000, "{} bytes of redraw", shown.len());
 }
 
+/// Reads up to and including a `\n`, or to EOF.
+fn read_line(conn: &mut impl Read) -> Vec<u8> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.last() != Some(&b'\n') && conn.read(&mut byte).unwrap_or(0) == 1 {
+        line.push(byte[0]);
+    }
+    line
+}
+
+/// When [`answer_once_then_close`]'s server closes the connection.
+#[derive(Clone, Copy)]
+enum CloseAt {
+    /// When the test says so (or drops the sender), the client at its prompt.
+    Request,
+    /// Once the next line arrived, without answering it.
+    NextLine,
+}
+
+/// A one-connection server that answers the first line, then closes the
+/// connection as `close` says.
+fn answer_once_then_close(close: CloseAt) -> (SocketAddr, mpsc::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (request, requested) = mpsc::channel();
+    thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(PATIENCE)).unwrap();
+        let first = read_line(&mut conn);
+        conn.write_all(&upper(&first)).unwrap();
+        match close {
+            CloseAt::Request => drop(requested.recv_timeout(PATIENCE)),
+            CloseAt::NextLine => drop(read_line(&mut conn)),
+        }
+    });
+    (addr, request)
+}
+
 #[test]
-fn repl_says_so_and_exits_1_when_the_server_closes() {
-    let (addr, _received) = recording_server(Some(1));
+fn repl_says_so_and_exits_1_when_the_server_closes_after_a_line_is_sent() {
+    let (addr, _close) = answer_once_then_close(CloseAt::NextLine);
     let mut p = spawn_repl(addr);
     p.exp_string(">>: ").unwrap();
     type_keys(&mut p, "one\r");
     p.exp_string("ONE").unwrap();
     p.exp_string(">>: ").unwrap();
     type_keys(&mut p, "two\r");
-    p.exp_string("closed the connection").unwrap();
+    p.exp_string("server closed the connection").unwrap();
+    p.exp_eof().unwrap();
+    assert_eq!(exit_code(&p), 1);
+}
+
+#[test]
+fn repl_says_so_and_exits_1_when_the_server_closes_while_the_prompt_waits() {
+    let (addr, close) = answer_once_then_close(CloseAt::Request);
+    let mut p = spawn_repl(addr);
+    p.exp_string(">>: ").unwrap();
+    type_keys(&mut p, "one\r");
+    p.exp_string("ONE").unwrap();
+    p.exp_string(">>: ").unwrap();
+    close.send(()).unwrap();
+    // Nothing typed: the client notices the close on its own.
+    p.exp_string("server closed the connection").unwrap();
+    p.exp_eof().unwrap();
+    assert_eq!(exit_code(&p), 1);
+}
+
+#[test]
+fn repl_over_unix_says_so_and_exits_1_when_a_stopping_server_ends_the_drain() {
+    let dir = TempDir::new();
+    let path = dir.path("echo.sock");
+    let server = ServerProcess::start(&["--unix", &path, "--shutdown-grace", "0.2"], 1);
+    let mut cmd = Command::new(bin());
+    cmd.args(["connect", "--unix", &path]).env("TERM", "xterm");
+    let mut p = spawn_command(cmd, Some(PATIENCE.as_millis() as u64)).expect("spawn in a pty");
+    p.exp_string(">>: ").unwrap();
+    type_keys(&mut p, "one\r");
+    p.exp_string("ONE").unwrap();
+    p.exp_string(">>: ").unwrap();
+    // The drain lets the idle connection stay for the grace, then closes it.
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    p.exp_string("server closed the connection").unwrap();
     p.exp_eof().unwrap();
     assert_eq!(exit_code(&p), 1);
 }

@@ -1,0 +1,17 @@
+//! The validated configuration of one `upecho connect`: what the flags of
+//! `cli.rs` become before [`run`](super::run) connects.
+
+use std::time::Duration;
+
+use crate::endpoint::Target;
+
+/// A validated `upecho connect`: where to connect and how long to wait. The
+/// binary builds it from the flags; a library caller builds it directly.
+#[derive(Debug)]
+pub struct ConnectConfig {
+    /// Where to connect.
+    pub target: Target,
+    /// Bound on the connect and, with `--udp`, on each reply wait; `None`
+    /// (`--timeout 0`) means no limit.
+    pub timeout: Option<Duration>,
+}

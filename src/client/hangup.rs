@@ -1,0 +1,158 @@
+//! Notices that the server closed the connection while nobody reads it: the
+//! prompt of [`repl`](super::repl) is waiting for the user. A thread polls a
+//! duplicate of the socket for the peer's close (`POLLRDHUP`, which unread
+//! reply bytes do not trigger) and, while the prompt is up, wakes the line
+//! editor out of its wait, so the session ends at once saying so.
+//!
+//! The line editor (rustyline) can be woken only by a SIGINT that interrupts
+//! its blocked read, which it turns into
+//! [`ReadlineError::Interrupted`](rustyline::error::ReadlineError) while its
+//! own handler is installed (during a read, on a terminal). So the watcher
+//! sends SIGINT to the prompt's thread after recording that the server
+//! closed, and the prompt asks [`Hangup::is_closed`] before it believes any
+//! interruption. A signal that lands just outside the editor's read is caught
+//! by the client's Ctrl-C handler ([`Interrupt`](super::Interrupt)) instead,
+//! harmlessly, and is sent again a few times.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::pthread::{Pthread, pthread_kill, pthread_self};
+use nix::sys::signal::Signal;
+
+/// How often the watcher sends SIGINT while the prompt stays up after the
+/// close (the first can land in the instant before the editor's handler is
+/// installed), and how long it waits between two.
+const WAKE_TRIES: u32 = 10;
+const WAKE_PAUSE: Duration = Duration::from_millis(20);
+
+/// Watches one connection for the server's close, from a thread of its own
+/// that ends when this is dropped (closing its duplicate of the socket).
+#[derive(Debug)]
+pub struct Hangup {
+    /// Shared with the watching thread.
+    shared: Arc<Shared>,
+    /// Dropping it wakes the watching thread's poll, which then ends.
+    _stop: UnixStream,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    /// True once the server closed (or the connection failed); never reset.
+    closed: AtomicBool,
+    /// True while the prompt waits for the user.
+    prompting: AtomicBool,
+}
+
+impl Hangup {
+    /// Starts watching `conn` (a duplicate of the connection's descriptor).
+    /// With `wake`, the watcher sends SIGINT to the calling thread, which
+    /// must be the one that reads the prompt; pass it only when SIGINT is
+    /// handled (see [`Interrupt::handles_sigint`](super::Interrupt::handles_sigint)),
+    /// or a signal outside the editor would kill the process.
+    ///
+    /// # Errors
+    ///
+    /// When the thread or its wake-up pipe cannot be created.
+    pub fn watch(conn: OwnedFd, wake: bool) -> io::Result<Self> {
+        let (stop, stopped) = UnixStream::pair()?;
+        let shared = Arc::new(Shared::default());
+        let watching = Arc::clone(&shared);
+        let prompt_thread = pthread_self();
+        thread::Builder::new()
+            .name("upecho-hangup".into())
+            .spawn(move || {
+                if wait_for_close(&conn, &stopped) {
+                    watching.closed.store(true, Ordering::SeqCst);
+                    if wake {
+                        wake_prompt(&watching, prompt_thread);
+                    }
+                }
+            })?;
+        Ok(Hangup {
+            shared,
+            _stop: stop,
+        })
+    }
+
+    /// Returns true if and only if the server closed the connection (or it
+    /// failed) since the watch began.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::SeqCst)
+    }
+
+    /// Says whether the prompt is waiting for the user now. Set it before
+    /// asking [`is_closed`](Self::is_closed) and reading, clear it after
+    /// reading and before asking again: then either the prompt sees the close
+    /// or the watcher sees the prompt up and wakes it.
+    pub fn set_prompting(&self, up: bool) {
+        self.shared.prompting.store(up, Ordering::SeqCst);
+    }
+}
+
+/// Blocks until the peer closes `conn` (true) or `stopped`'s other end is
+/// dropped or polling fails (false).
+fn wait_for_close(conn: &OwnedFd, stopped: &UnixStream) -> bool {
+    let mut fds = [
+        PollFd::new(conn.as_fd(), PollFlags::from_bits_retain(libc::POLLRDHUP)),
+        PollFd::new(stopped.as_fd(), PollFlags::POLLIN),
+    ];
+    loop {
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(0) | Err(Errno::EINTR) => {}
+            Ok(_) => break,
+            Err(_) => return false,
+        }
+    }
+    // Unless it is the stop, something happened to `conn`, and it can only be
+    // the end: the peer's close (POLLRDHUP, which nix's flags do not know), a
+    // hang-up or an error (always reported).
+    fds[1].any() == Some(false)
+}
+
+/// Sends SIGINT to `prompt_thread` while the prompt is up, a few times at
+/// most: to that thread, since only there does it interrupt the editor's read.
+fn wake_prompt(shared: &Shared, prompt_thread: Pthread) {
+    for _ in 0..WAKE_TRIES {
+        if !shared.prompting.load(Ordering::SeqCst) {
+            return;
+        }
+        // A failed send leaves the prompt as it was: the close is seen at
+        // the next line or Ctrl-D.
+        let _ = pthread_kill(prompt_thread, Signal::SIGINT);
+        thread::sleep(WAKE_PAUSE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Instant;
+
+    #[test]
+    fn sees_the_peer_close_but_not_unread_data() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let hangup = Hangup::watch(client.try_clone().unwrap().into(), false).unwrap();
+        io::Write::write_all(&mut server, b"unread\n").unwrap();
+        // An absence can only be checked over some time; the close, below,
+        // is seen within microseconds.
+        thread::sleep(Duration::from_millis(50));
+        assert!(!hangup.is_closed());
+        drop(server);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !hangup.is_closed() {
+            assert!(Instant::now() < deadline, "the close was not seen");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! One `upecho connect` from start to end: connect to the configured target,
+//! then hand the connection to the front end stdin calls for (the prompt of
+//! [`repl`](super::repl) on a terminal, [`pipe`](super::pipe) otherwise, or
+//! the datagram loop of [`udp`](super::udp)), and say how it finished.
+
+use std::io::IsTerminal;
+use std::net::UdpSocket;
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use super::repl::{Input, LineSource, Terminal};
+use super::udp::{Next, datagrams, piped_lines};
+use super::{ConnectConfig, Duplex, Finish, Interrupt, pipe, repl};
+use crate::Error;
+use crate::endpoint::{self, Target};
+
+/// Connects and runs the prompt (stdin is a terminal) or pipe mode, over TCP,
+/// a Unix socket or UDP. Ctrl-C at any point, the connect included, comes
+/// back as [`Finish::Interrupted`]; nothing here ends the process.
+///
+/// # Errors
+///
+/// [`Error::Connect`] when the server cannot be reached, [`Error::Io`] when
+/// the session fails (the server closed the connection or reset it, no UDP
+/// reply in time, stdin or stdout unusable).
+///
+/// ```no_run
+/// // Not run by the doc tests: on a terminal it would wait at the prompt.
+/// use upecho::client::{self, ConnectConfig, Finish};
+/// use upecho::endpoint::Target;
+/// let config = ConnectConfig {
+///     target: Target::Tcp("127.0.0.1:8080".parse()?),
+///     timeout: Some(std::time::Duration::from_secs(5)),
+/// };
+/// let code = match client::run(config)? {
+///     Finish::Done => 0,
+///     Finish::Interrupted => 130,
+/// };
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn run(config: ConnectConfig) -> Result<Finish, Error> {
+    let interrupt = Interrupt::on_sigint().unwrap_or_else(|err| {
+        // Without the handler, Ctrl-C still stops the client (by the default
+        // action of SIGINT), just not with status 130.
+        tracing::warn!(error = %crate::error::plain(&err), "cannot handle Ctrl-C");
+        Interrupt::manual()
+    });
+    let peer = config.target.to_string();
+    // The connect blocks for up to --timeout, or for as long as the kernel
+    // retries with --timeout 0 (a Unix connect, while the server's backlog is
+    // full). It runs on a helper thread so that Ctrl-C ends the wait at once:
+    // the standard library has no poll(2) for a non-blocking connect, and one
+    // thread is cheaper than a new dependency.
+    match config.target {
+        Target::Tcp(addr) => {
+            let timeout = config.timeout;
+            match interrupt.run(move || endpoint::connect_tcp(&addr, timeout)) {
+                Some(stream) => session(stream?, &peer, interrupt),
+                None => Ok(Finish::Interrupted),
+            }
+        }
+        Target::Unix(path) => match interrupt.run(move || endpoint::connect_unix(&path)) {
+            Some(stream) => session(stream?, &peer, interrupt),
+            None => Ok(Finish::Interrupted),
+        },
+        Target::Udp(addr) => {
+            let socket = endpoint::connect_udp(&addr)?;
+            udp_session(&socket, &peer, config.timeout, &interrupt)
+        }
+    }
+}
+
+/// Datagrams from the prompt (stdin is a terminal: lines stripped, empty
+/// ones skipped, as over TCP) or from piped stdin (each line as it is,
+/// without its `\n`).
+fn udp_session(
+    socket: &UdpSocket,
+    peer: &str,
+    timeout: Option<Duration>,
+    interrupt: &Interrupt,
+) -> Result<Finish, Error> {
+    let mut stdout = std::io::stdout();
+    if std::io::stdin().is_terminal() {
+        let mut terminal = Terminal::new(interrupt.clone())?;
+        let mut next = || {
+            Ok(match terminal.read_line()? {
+                Input::Line(line) if line.trim().is_empty() => Next::Skip,
+                Input::Line(line) => {
+                    terminal.remember(line.trim());
+                    Next::Datagram(line.trim().as_bytes().to_vec())
+                }
+                // No connection, so no close to watch.
+                Input::Eof | Input::Closed => Next::End,
+                Input::Interrupted => Next::Interrupted,
+            })
+        };
+        datagrams(&mut next, socket, &mut stdout, peer, timeout, interrupt)
+    } else {
+        let stdin = std::io::BufReader::new(std::io::stdin());
+        let mut next = piped_lines(stdin, interrupt.clone()).map_err(|cause| Error::Io {
+            context: "cannot start reading stdin".into(),
+            cause,
+        })?;
+        datagrams(&mut next, socket, &mut stdout, peer, timeout, interrupt)
+    }
+}
+
+/// Runs the prompt (stdin is a terminal) or pipe mode over a connected stream.
+fn session<S>(stream: S, peer: &str, interrupt: Interrupt) -> Result<Finish, Error>
+where
+    S: Duplex + AsFd,
+    for<'a> &'a S: std::io::Read + std::io::Write,
+{
+    if std::io::stdin().is_terminal() {
+        let cannot_use = |cause| Error::Io {
+            context: format!("cannot use connection to {peer}"),
+            cause,
+        };
+        // Kept until the session ends, and no longer: it holds the connection.
+        let _shut_down = interrupt
+            .shut_down_on_interrupt(&stream)
+            .map_err(cannot_use)?;
+        let mut terminal = Terminal::new(interrupt)?;
+        let watched = stream.as_fd().try_clone_to_owned().map_err(cannot_use)?;
+        terminal.watch_close(watched).map_err(cannot_use)?;
+        repl::repl(&mut terminal, &stream, &mut std::io::stdout(), peer)
+    } else {
+        let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
+        pipe::pipe(stdin, stdout, stream, peer, &interrupt)
+    }
+}
