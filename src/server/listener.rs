@@ -23,9 +23,9 @@ use tokio::task::{AbortHandle, Id, JoinError, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::Shared;
 use super::connection::{Connection, End, ReadyStream, Traffic};
 use super::metrics::StreamMetrics;
+use super::state::Shared;
 use crate::Endpoint;
 
 /// Why the listener aborted a connection: idle.

@@ -41,8 +41,8 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::Shared;
 use super::metrics::DatagramMetrics;
+use super::state::Shared;
 use crate::{Endpoint, Transform};
 
 use crate::endpoint::MAX_DATAGRAM;
