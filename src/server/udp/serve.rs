@@ -1,0 +1,78 @@
+//! The loop of one UDP socket on one thread: wait until readable, receive a
+//! batch, answer it, fold the counts into the metrics, until shutdown.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+use nix::sys::socket::{setsockopt, sockopt};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
+use super::answer::answer;
+use super::batch::with_batch;
+use super::counts::{Counts, fold, report};
+use crate::Endpoint;
+use crate::server::state::Shared;
+
+/// Serves `socket` until shutdown begins. `own` lists every UDP address of
+/// the server, for the loop rule. `open` is held while the socket is open.
+pub(crate) async fn serve(
+    socket: UdpSocket,
+    endpoint: Endpoint,
+    own: Arc<[SocketAddr]>,
+    open: TaskTrackerToken,
+    shared: Shared,
+) {
+    let drain = shared.signal.drain_token().clone();
+    let transform = shared.settings.transform;
+    let local = socket.local_addr().ok();
+    let wildcard = local.is_some_and(|addr| addr.ip().is_unspecified());
+    let ipv6 = local.is_some_and(|addr| addr.is_ipv6());
+    if wildcard && let Err(err) = report_destinations(&socket) {
+        // Replies then go out from the kernel's choice of address.
+        tracing::warn!(listener = %endpoint, error = %crate::error::plain(&io::Error::from(err)),
+            "cannot learn datagrams' destinations");
+    }
+    let mut counts = Counts::default();
+    // What of `counts` the metrics already have.
+    let mut folded = Counts::default();
+    let counters = shared.metrics.datagram(&endpoint);
+    loop {
+        tokio::select! {
+            biased;
+            () = drain.cancelled() => break,
+            ready = socket.readable() => if ready.is_err() { break },
+        }
+        let served = socket.try_io(Interest::READABLE, || {
+            with_batch(|batch| {
+                batch.receive(&socket, ipv6, wildcard)?;
+                answer(&socket, batch, transform, &own, &endpoint, &mut counts);
+                Ok(())
+            })
+        });
+        // Once per batch, not per datagram.
+        fold(&counters, &counts, &mut folded);
+        match served {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) => {
+                // An error about one datagram (a queued ICMP error); the socket goes on.
+                tracing::debug!(listener = %endpoint, error = %crate::error::plain(&err), "receive failed");
+            }
+        }
+    }
+    drop(open);
+    report(&endpoint, &counts);
+}
+
+/// Asks a wildcard-bound socket to report each datagram's destination address.
+fn report_destinations(socket: &UdpSocket) -> nix::Result<()> {
+    if socket.local_addr().is_ok_and(|addr| addr.is_ipv6()) {
+        setsockopt(&socket.as_fd(), sockopt::Ipv6RecvPacketInfo, &true)
+    } else {
+        setsockopt(&socket.as_fd(), sockopt::Ipv4PacketInfo, &true)
+    }
+}
