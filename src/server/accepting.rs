@@ -23,8 +23,11 @@ pub(super) struct Listening {
     pub(super) socket: Listener,
     /// Its address, for readiness lines and logs.
     pub(super) endpoint: Endpoint,
-    /// Shared by every copy, so resource starvation is logged once.
+    /// Shared by every copy of a stream socket, so resource starvation is
+    /// logged once.
     pub(super) health: Arc<AcceptHealth>,
+    /// Shared by every copy of a UDP socket: its peers' echo counts.
+    pub(super) udp: Arc<udp::Common>,
 }
 
 impl Listening {
@@ -34,6 +37,7 @@ impl Listening {
             socket,
             endpoint,
             health: Arc::default(),
+            udp: Arc::default(),
         }
     }
 }
@@ -54,6 +58,7 @@ pub(super) fn share(listeners: &[Listening]) -> Result<Vec<Listening>, Error> {
                 socket,
                 endpoint: listening.endpoint.clone(),
                 health: Arc::clone(&listening.health),
+                udp: Arc::clone(&listening.udp),
             })
         })
         .collect()
@@ -66,6 +71,7 @@ pub(super) fn start(shared: &Shared, listeners: Vec<Listening>) -> Result<(), Er
         socket,
         endpoint,
         health,
+        udp: common,
     } in listeners
     {
         let fail = |cause| Error::Listen {
@@ -89,7 +95,7 @@ pub(super) fn start(shared: &Shared, listeners: Vec<Listening>) -> Result<(), Er
             Listener::Udp(socket) => {
                 let socket = tokio::net::UdpSocket::from_std(socket).map_err(fail)?;
                 let own = Arc::clone(&shared.own_udp);
-                let serve = udp::serve(socket, endpoint, own, open, task);
+                let serve = udp::serve(socket, endpoint, own, common, open, task);
                 shared.listeners.spawn(serve);
             }
         }

@@ -1,15 +1,21 @@
 //! `upecho serve --udp`: one datagram back for each datagram, transformed, to
-//! its source; never truncated; loop-safe (the rule itself is unit-tested in
-//! src/server/udp.rs: its source ports need root to send from). And
-//! `upecho connect --udp`, in a pipe and on a terminal.
+//! its source; never truncated; loop-safe (the port rule itself is
+//! unit-tested in src/server/udp/rules.rs: its source ports need root to send
+//! from; the echo rule here, against another echo server and between two
+//! upecho processes). And `upecho connect --udp`, in a pipe and on a terminal.
 
 use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::activation::{ListenPid, activated};
 use crate::support::{
-    PATIENCE, ServerProcess, assert_error_line, run, run_with_input, upecho, upper,
+    PATIENCE, ServerProcess, assert_error_line, run, run_with_input, upecho, upper, wait_until,
 };
 
 /// A client socket bound next to `server`'s family, with a receive timeout.
@@ -298,4 +304,120 @@ fn connect_udp_in_a_pipe_exits_130_on_ctrl_c_while_its_input_is_silent() {
         crate::support::exit_and_stderr(&mut child, PATIENCE, "connect --udp ignored Ctrl-C");
     assert_eq!(status.code(), Some(130), "{stderr}");
     drop(stdin);
+}
+
+/// Echoes in a row from one source that are still answered (the contract's
+/// rule: the next one is dropped).
+const ECHOES_ANSWERED: usize = 64;
+
+/// True once `server` logged a datagram dropped for reason `loop`.
+fn dropped_a_loop(server: &ServerProcess) -> bool {
+    server
+        .stderr_so_far()
+        .iter()
+        .any(|line| line.contains("datagram dropped") && line.contains(r#"reason="loop""#))
+}
+
+/// An RFC 862 echo server on its own thread: sends every datagram back to
+/// its source unchanged, counting them, until `stop`.
+fn echo_server(
+    socket: UdpSocket,
+    seen: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                seen.fetch_add(1, Ordering::Relaxed);
+                socket.send_to(&buf[..n], from).unwrap();
+            }
+        }
+    })
+}
+
+#[test]
+fn a_loop_with_another_echo_server_dies_after_64_echoes_of_our_reply() {
+    let server = ServerProcess::start(&["--udp", "127.0.0.1:0", "-v"], 1);
+    let echo = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // One datagram starts it: the echo server sends our reply back, we answer
+    // it again, and so on.
+    echo.send_to(b"ping", server.addr()).unwrap();
+    let (seen, stop) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let peer = echo_server(echo, Arc::clone(&seen), Arc::clone(&stop));
+    wait_until("the loop is cut, or runs away", PATIENCE, || {
+        dropped_a_loop(&server) || seen.load(Ordering::Relaxed) > 10 * ECHOES_ANSWERED
+    });
+    stop.store(true, Ordering::Relaxed);
+    peer.join().unwrap();
+    // Our reply to "ping", then one reply to each of the echoes answered.
+    assert_eq!(seen.load(Ordering::Relaxed), 1 + ECHOES_ANSWERED);
+}
+
+#[test]
+fn two_upecho_servers_started_ping_ponging_stop_after_64_echoes() {
+    // Server A's socket is bound here and handed over as systemd would, so
+    // this test can send one datagram from A's own address and port to B:
+    // the spoofed packet of the issue, without a raw socket.
+    let a_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let cmd = activated(&[a_socket.as_raw_fd()], ListenPid::Own, &["-v"]);
+    let mut a = ServerProcess::spawn(cmd, 1);
+    let mut b = ServerProcess::start(&["--udp", "127.0.0.1:0", "-v"], 1);
+    a_socket.send_to(b"ping", b.addr()).unwrap();
+    // B sees the first echo of its own reply first, so it is B that cuts
+    // the loop.
+    wait_until("B cuts the loop", PATIENCE, || dropped_a_loop(&b));
+    for server in [&mut a, &mut b] {
+        server.signal(Signal::SIGTERM);
+        assert_eq!(server.wait_exit(PATIENCE).code(), Some(0));
+    }
+}
+
+#[test]
+fn a_client_repeating_our_reply_is_answered_64_times_then_dropped_until_it_says_something_else() {
+    let server = ServerProcess::start(&["--udp", "127.0.0.1:0", "-v"], 1);
+    let socket = client_for(server.addr());
+    let mut buf = [0u8; 64];
+    let mut exchange = |message: &[u8]| {
+        socket.send_to(message, server.addr()).unwrap();
+        let n = socket.recv(&mut buf).expect("a reply");
+        buf[..n].to_vec()
+    };
+    assert_eq!(exchange(b"hello"), b"HELLO");
+    // HELLO is now the reply last sent: sending it back is an echo. Fewer
+    // than 64 in a row (and 64 itself) are all answered.
+    for n in 1..=ECHOES_ANSWERED {
+        assert_eq!(exchange(b"HELLO"), b"HELLO", "echo {n}");
+    }
+    socket.send_to(b"HELLO", server.addr()).unwrap();
+    wait_until("the 65th echo is dropped", PATIENCE, || {
+        dropped_a_loop(&server)
+    });
+    // Something else is answered again, and starts a new count.
+    assert_eq!(
+        exchange(b"other"),
+        b"OTHER",
+        "the dropped HELLO got no reply"
+    );
+    assert_eq!(exchange(b"OTHER"), b"OTHER");
+    assert_eq!(exchange(b"HELLO"), b"HELLO");
+}
+
+#[test]
+fn a_client_sending_one_lowercase_message_again_and_again_is_always_answered() {
+    // "hello" is not our reply "HELLO": no echo, however often it comes.
+    let server = ServerProcess::start(&["--udp", "127.0.0.1:0"], 1);
+    let socket = client_for(server.addr());
+    let mut buf = [0u8; 64];
+    for n in 0..4 * ECHOES_ANSWERED {
+        socket.send_to(b"hello", server.addr()).unwrap();
+        let len = socket.recv(&mut buf).expect("every one is answered");
+        assert_eq!(&buf[..len], b"HELLO", "message {n}");
+    }
 }

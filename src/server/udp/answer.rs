@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 
 use tokio::net::UdpSocket;
 
-use super::batch::{Batch, Datagram, slot_of};
+use super::batch::{BATCH, Batch, Datagram, slot_of};
+use super::common::Common;
 use super::counts::{Counts, Dropped};
+use super::echoes::Fingerprint;
 use super::rules::is_loop_risk;
 use crate::endpoint::MAX_DATAGRAM;
 use crate::{Endpoint, Transform};
@@ -20,47 +22,76 @@ use crate::{Endpoint, Transform};
 pub(super) fn answer(
     socket: &UdpSocket,
     batch: &mut Batch,
-    transform: Transform,
-    own: &[SocketAddr],
-    endpoint: &Endpoint,
+    common: &Common,
+    context: &Context<'_>,
     counts: &mut Counts,
 ) {
     counts.received += batch.datagrams.len() as u64;
-    // Replies to send, as indices into `datagrams`.
+    // Replies to send, as indices into `datagrams`, and the fingerprints of
+    // each datagram's payload and reply.
     let mut replies: Vec<usize> = Vec::with_capacity(batch.datagrams.len());
+    let mut prints = [(Fingerprint::EMPTY, Fingerprint::EMPTY); BATCH];
     let Batch {
         slots, datagrams, ..
     } = batch;
     for (index, datagram) in datagrams.iter_mut().enumerate() {
         let verdict = if datagram.len > MAX_DATAGRAM {
             Err(Dropped::TooLarge)
-        } else if is_loop_risk(datagram.source, datagram.to, own) {
+        } else if is_loop_risk(datagram.source, datagram.to, context.own) {
             Err(Dropped::Loop)
         } else {
-            transform_in_slot(slots, datagram, transform)
+            transform_in_slot(slots, datagram, context.transform)
         };
         match verdict {
-            Ok(()) => replies.push(index),
-            Err(why) => counts.dropped(why, endpoint, datagram.source),
+            Ok(payload_and_reply) => {
+                prints[index] = payload_and_reply;
+                replies.push(index);
+            }
+            Err(why) => counts.dropped(why, context.endpoint, datagram.source),
         }
     }
-    send_replies(socket, batch, &replies, endpoint, counts);
+    if !replies.is_empty() {
+        let mut echoes = common.echoes();
+        replies.retain(|&index| {
+            let (source, (payload, reply)) = (datagrams[index].source, prints[index]);
+            let looped = echoes.is_loop(source, payload, reply);
+            if looped {
+                counts.dropped(Dropped::Loop, context.endpoint, source);
+            }
+            !looped
+        });
+    }
+    send_replies(socket, batch, &replies, context.endpoint, counts);
+}
+
+/// What answering needs to know of the socket, the same for every batch.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Context<'a> {
+    /// The transform of every reply.
+    pub(super) transform: Transform,
+    /// Every UDP address of the server.
+    pub(super) own: &'a [SocketAddr],
+    /// This socket's address, for logs.
+    pub(super) endpoint: &'a Endpoint,
 }
 
 /// Transforms the datagram in its slot and sets its length to the reply's;
-/// a reply too large to send is an error.
+/// returns the fingerprints of the payload and the reply. A reply too large
+/// to send is an error.
 fn transform_in_slot(
     slots: &mut [u8],
     datagram: &mut Datagram,
     transform: Transform,
-) -> Result<(), Dropped> {
+) -> Result<(Fingerprint, Fingerprint), Dropped> {
     let slot = slot_of(slots, datagram);
+    let payload = Fingerprint::of(&slot[..datagram.len]);
     let base = slot.as_ptr();
     let reply = transform.apply(&mut slot[..datagram.len]);
     let len = reply.len();
     if len > MAX_DATAGRAM {
         return Err(Dropped::TooLarge);
     }
+    let printed = Fingerprint::of(&reply);
     if !std::ptr::eq(reply.as_ptr(), base) {
         // Grown (unicode): back into the slot, which has room for it.
         let grown = reply.to_vec();
@@ -68,7 +99,7 @@ fn transform_in_slot(
         slot[..len].copy_from_slice(&grown);
     }
     datagram.len = len;
-    Ok(())
+    Ok((payload, printed))
 }
 
 /// Sends the replies of the datagrams `replies`, one `sendmmsg` per run of

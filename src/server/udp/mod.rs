@@ -1,7 +1,8 @@
 //! UDP: every datagram is answered with one datagram to its source, or
 //! dropped and counted. Data flow: [`serve`] (one loop per socket and thread)
 //! -> [`batch`] receives up to 64 datagrams (`recvmmsg`) -> [`answer`]
-//! transforms each in its slot and applies the drop rules ([`rules`]) ->
+//! transforms each in its slot and applies the drop rules ([`rules`],
+//! [`echoes`], shared by the threads through [`common`]) ->
 //! [`batch`] sends the replies (`sendmmsg`); [`counts`] keeps the tally.
 //!
 //! Why batches: a pingpong client keeps one datagram in flight, but fifty of
@@ -19,7 +20,8 @@
 //! - a datagram from the echo, daytime, chargen or time port (7, 13, 19, 37),
 //!   from a broadcast or multicast address, or from one of this server's own
 //!   addresses would start or feed a loop between two such services: the
-//!   echo/chargen storm (`loop`);
+//!   echo/chargen storm (`loop`); so would the 65th echo in a row of our own
+//!   reply from one source, the sign of another echo server ([`echoes`]);
 //! - a reply the socket cannot take at once is not waited for: one slow or
 //!   unreachable peer must never hold up the others (`send_failed`).
 //!
@@ -30,8 +32,11 @@
 
 mod answer;
 mod batch;
+mod common;
 mod counts;
+mod echoes;
 mod rules;
 mod serve;
 
+pub(crate) use common::Common;
 pub(crate) use serve::serve;

@@ -11,23 +11,30 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::answer::answer;
+use super::answer::{Context, answer};
 use super::batch::with_batch;
+use super::common::Common;
 use super::counts::{Counts, fold, report};
 use crate::Endpoint;
 use crate::server::state::Shared;
 
 /// Serves `socket` until shutdown begins. `own` lists every UDP address of
-/// the server, for the loop rule. `open` is held while the socket is open.
+/// the server, for the loop rule; `common` is shared by every thread's copy
+/// of this socket. `open` is held while the socket is open.
 pub(crate) async fn serve(
     socket: UdpSocket,
     endpoint: Endpoint,
     own: Arc<[SocketAddr]>,
+    common: Arc<Common>,
     open: TaskTrackerToken,
     shared: Shared,
 ) {
     let drain = shared.signal.drain_token().clone();
-    let transform = shared.settings.transform;
+    let context = Context {
+        transform: shared.settings.transform,
+        own: &own,
+        endpoint: &endpoint,
+    };
     let local = socket.local_addr().ok();
     let wildcard = local.is_some_and(|addr| addr.ip().is_unspecified());
     let ipv6 = local.is_some_and(|addr| addr.is_ipv6());
@@ -49,7 +56,7 @@ pub(crate) async fn serve(
         let served = socket.try_io(Interest::READABLE, || {
             with_batch(|batch| {
                 batch.receive(&socket, ipv6, wildcard)?;
-                answer(&socket, batch, transform, &own, &endpoint, &mut counts);
+                answer(&socket, batch, &common, &context, &mut counts);
                 Ok(())
             })
         });
