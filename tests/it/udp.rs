@@ -421,3 +421,42 @@ fn a_client_sending_one_lowercase_message_again_and_again_is_always_answered() {
         assert_eq!(&buf[..len], b"HELLO", "message {n}");
     }
 }
+
+/// A UDP socket bound to `addr` with SO_REUSEADDR, so that another socket
+/// with it can share the port: how this test sends from a server's own
+/// address without spoofing.
+fn shared_port_socket(addr: &str) -> UdpSocket {
+    use socket2::{Domain, Socket, Type};
+    let addr: SocketAddr = addr.parse().unwrap();
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket.bind(&addr.into()).unwrap();
+    socket.into()
+}
+
+#[test]
+fn a_wildcard_server_drops_a_datagram_from_another_local_address_at_its_own_port() {
+    // The server's 0.0.0.0:P is bound here and handed over, so that a second
+    // socket can take 127.0.0.1:P beside it: what the server itself sends
+    // from 127.0.0.1:P to 127.0.0.5:P would look like this.
+    let wildcard = shared_port_socket("0.0.0.0:0");
+    let port = wildcard.local_addr().unwrap().port();
+    let cmd = activated(&[wildcard.as_raw_fd()], ListenPid::Own, &["-v"]);
+    let server = ServerProcess::spawn(cmd, 1);
+    let itself = shared_port_socket(&format!("127.0.0.1:{port}"));
+    itself.set_nonblocking(true).unwrap();
+    let to: SocketAddr = format!("127.0.0.5:{port}").parse().unwrap();
+    itself.send_to(b"who is there", to).unwrap();
+    let mut buf = [0u8; 64];
+    let mut answered = false;
+    wait_until("the datagram is dropped or answered", PATIENCE, || {
+        answered |= itself.recv(&mut buf).is_ok();
+        answered || dropped_a_loop(&server)
+    });
+    assert!(!answered, "the server answered its own address");
+    // Anyone else on this host is still answered, from where they sent to.
+    let socket = client_for(to);
+    socket.send_to(b"client", to).unwrap();
+    let (n, from) = socket.recv_from(&mut buf).expect("a reply");
+    assert_eq!((&buf[..n], from), (&b"CLIENT"[..], to));
+}

@@ -3,7 +3,7 @@
 //! replies then go out in as few `sendmmsg` calls as there are runs of one
 //! source address.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use tokio::net::UdpSocket;
 
@@ -37,7 +37,7 @@ pub(super) fn answer(
     for (index, datagram) in datagrams.iter_mut().enumerate() {
         let verdict = if datagram.len > MAX_DATAGRAM {
             Err(Dropped::TooLarge)
-        } else if is_loop_risk(datagram.source, datagram.to, context.own) {
+        } else if is_loop_risk(datagram.source, datagram.to, context.own, context.local) {
             Err(Dropped::Loop)
         } else {
             transform_in_slot(slots, datagram, context.transform)
@@ -71,6 +71,8 @@ pub(super) struct Context<'a> {
     pub(super) transform: Transform,
     /// Every UDP address of the server.
     pub(super) own: &'a [SocketAddr],
+    /// This host's addresses, for a wildcard socket (empty otherwise).
+    pub(super) local: &'a [IpAddr],
     /// This socket's address, for logs.
     pub(super) endpoint: &'a Endpoint,
 }

@@ -28,7 +28,9 @@
 //! A socket bound to a wildcard address (`0.0.0.0`, `[::]`) learns each
 //! datagram's destination address (`IP_PKTINFO`) and answers from it: a client
 //! that sent to 127.0.0.2 must get its reply from 127.0.0.2, or a connected
-//! client socket would never see it.
+//! client socket would never see it. It also owns its port at every local
+//! address (no other socket can bind that port beside it), so a datagram
+//! from any of them at that port is its own and dropped (`loop`).
 
 mod answer;
 mod batch;

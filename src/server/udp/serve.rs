@@ -2,7 +2,7 @@
 //! batch, answer it, fold the counts into the metrics, until shutdown.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use super::answer::{Context, answer};
 use super::batch::with_batch;
 use super::common::Common;
 use super::counts::{Counts, fold, report};
+use super::rules::local_addresses;
 use crate::Endpoint;
 use crate::server::state::Shared;
 
@@ -30,19 +31,13 @@ pub(crate) async fn serve(
     shared: Shared,
 ) {
     let drain = shared.signal.drain_token().clone();
+    let kind = Kind::of(&socket, &endpoint);
     let context = Context {
         transform: shared.settings.transform,
         own: &own,
+        local: &kind.local,
         endpoint: &endpoint,
     };
-    let local = socket.local_addr().ok();
-    let wildcard = local.is_some_and(|addr| addr.ip().is_unspecified());
-    let ipv6 = local.is_some_and(|addr| addr.is_ipv6());
-    if wildcard && let Err(err) = report_destinations(&socket) {
-        // Replies then go out from the kernel's choice of address.
-        tracing::warn!(listener = %endpoint, error = %crate::error::plain(&io::Error::from(err)),
-            "cannot learn datagrams' destinations");
-    }
     let mut counts = Counts::default();
     // What of `counts` the metrics already have.
     let mut folded = Counts::default();
@@ -55,7 +50,7 @@ pub(crate) async fn serve(
         }
         let served = socket.try_io(Interest::READABLE, || {
             with_batch(|batch| {
-                batch.receive(&socket, ipv6, wildcard)?;
+                batch.receive(&socket, kind.ipv6, kind.wildcard)?;
                 answer(&socket, batch, &common, &context, &mut counts);
                 Ok(())
             })
@@ -73,6 +68,40 @@ pub(crate) async fn serve(
     }
     drop(open);
     report(&endpoint, &counts);
+}
+
+/// What kind of socket is served: how it receives and what it owns.
+struct Kind {
+    /// Bound to a wildcard address: it learns each datagram's destination.
+    wildcard: bool,
+    /// An IPv6 socket.
+    ipv6: bool,
+    /// For a wildcard socket, this host's addresses when serving began: the
+    /// socket owns its port at each of them. Empty otherwise.
+    local: Vec<IpAddr>,
+}
+
+impl Kind {
+    /// Looks at `socket` and, if it is a wildcard one, asks it for each
+    /// datagram's destination.
+    fn of(socket: &UdpSocket, endpoint: &Endpoint) -> Kind {
+        let bound = socket.local_addr().ok();
+        let wildcard = bound.is_some_and(|addr| addr.ip().is_unspecified());
+        if wildcard && let Err(err) = report_destinations(socket) {
+            // Replies then go out from the kernel's choice of address.
+            tracing::warn!(listener = %endpoint, error = %crate::error::plain(&io::Error::from(err)),
+                "cannot learn datagrams' destinations");
+        }
+        Kind {
+            wildcard,
+            ipv6: bound.is_some_and(|addr| addr.is_ipv6()),
+            local: if wildcard {
+                local_addresses()
+            } else {
+                Vec::new()
+            },
+        }
+    }
 }
 
 /// Asks a wildcard-bound socket to report each datagram's destination address.
