@@ -2,7 +2,7 @@
 //! sockets) -> [`workers`] (a runtime per core) -> [`accepting`] -> per
 //! stream socket a [`listener`] accept loop whose [`connection`] tasks read,
 //! transform and write (after a [`proxy`] header when configured), per UDP
-//! socket a [`udp`] loop; a [`ShutdownSignal`] -> [`drain`].
+//! socket a [`udp`] loop; [`os_signals`] -> a [`ShutdownSignal`] -> [`drain`].
 
 mod accepting;
 mod bound;
@@ -13,6 +13,7 @@ mod handle;
 mod listener;
 mod memory;
 mod metrics;
+mod os_signals;
 pub mod proxy;
 mod shutdown;
 mod socket_file;
@@ -24,4 +25,5 @@ pub use bound::Server;
 pub use config::ServerConfig;
 pub use connection::BUFFER_SIZE;
 pub use handle::RunningServer;
-pub use shutdown::{ShutdownSignal, watch_os_signals};
+pub use os_signals::watch_os_signals;
+pub use shutdown::ShutdownSignal;
