@@ -376,7 +376,15 @@ fn two_upecho_servers_started_ping_ponging_stop_after_64_echoes() {
     for server in [&mut a, &mut b] {
         server.signal(Signal::SIGTERM);
         assert_eq!(server.wait_exit(PATIENCE).code(), Some(0));
+        server.wait_for_log("server stopped");
     }
+    let totals = drop_totals(&b, b.addr());
+    assert_eq!(totals.len(), 1, "{totals:?}");
+    // In: "ping" and 65 echoes; out: PING and 64 answers; one loop drop.
+    for field in ["received=66", "sent=65", "loop=1"] {
+        assert!(totals[0].contains(field), "{field} in {}", totals[0]);
+    }
+    assert!(drop_totals(&a, a.addr()).is_empty(), "A dropped nothing");
 }
 
 #[test]
@@ -459,4 +467,60 @@ fn a_wildcard_server_drops_a_datagram_from_another_local_address_at_its_own_port
     socket.send_to(b"client", to).unwrap();
     let (n, from) = socket.recv_from(&mut buf).expect("a reply");
     assert_eq!((&buf[..n], from), (&b"CLIENT"[..], to));
+}
+
+/// The `datagrams dropped` lines `server` logged for `listener`.
+fn drop_totals(server: &ServerProcess, listener: SocketAddr) -> Vec<String> {
+    let name = format!("listener=udp {listener} ");
+    server
+        .stderr_so_far()
+        .into_iter()
+        .filter(|line| line.contains("datagrams dropped") && line.contains(&name))
+        .collect()
+}
+
+#[test]
+fn udp_drops_are_logged_at_stop_in_one_line_per_listener_with_the_totals() {
+    let mut server = ServerProcess::start(
+        &[
+            "--udp",
+            "127.0.0.1:0",
+            "--udp",
+            "[::1]:0",
+            "--transform",
+            "unicode",
+        ],
+        2,
+    );
+    // 60,000 bytes that would grow to 180,000: each is dropped (too_large).
+    let growing = "ΐ".repeat(30_000).into_bytes();
+    let senders = 40;
+    for &listener in &server.addrs {
+        // From many sockets, one after the other, so every server thread
+        // takes some of them.
+        for _ in 0..senders {
+            let socket = client_for(listener);
+            socket.send_to(&growing, listener).unwrap();
+            socket.send_to(b"done?", listener).unwrap();
+            let mut buf = [0u8; 64];
+            let n = socket.recv(&mut buf).expect("the small one is answered");
+            assert_eq!(&buf[..n], b"DONE?");
+        }
+    }
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit(PATIENCE).code(), Some(0));
+    // Every line up to the last has been read.
+    server.wait_for_log("server stopped");
+    for &listener in &server.addrs {
+        let lines = drop_totals(&server, listener);
+        assert_eq!(lines.len(), 1, "one line for {listener}: {lines:?}");
+        let expected = [
+            format!("received={}", 2 * senders),
+            format!("sent={senders}"),
+            format!("too_large={senders}"),
+        ];
+        for field in expected {
+            assert!(lines[0].contains(&field), "{field} in {}", lines[0]);
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! The tally of one UDP socket: datagrams received, replies sent, drops by
-//! reason; folded into the metrics once per batch and logged at stop.
+//! reason; kept per thread, folded into the metrics once per batch, and
+//! summed over the threads for one line at stop.
 
 use std::net::SocketAddr;
 
@@ -31,7 +32,8 @@ impl Dropped {
     }
 }
 
-/// Datagrams answered and dropped on one socket (on one thread).
+/// Datagrams answered and dropped on one socket (on one thread, or summed
+/// over them).
 #[derive(Debug, Default)]
 pub(super) struct Counts {
     /// Datagrams received.
@@ -47,6 +49,17 @@ impl Counts {
     pub(super) fn dropped(&mut self, why: Dropped, endpoint: &Endpoint, peer: SocketAddr) {
         self.dropped[why as usize] += 1;
         tracing::debug!(listener = %endpoint, %peer, reason = why.reason(), "datagram dropped");
+    }
+}
+
+impl Counts {
+    /// Adds `other`'s counts to these.
+    pub(super) fn add(&mut self, other: &Counts) {
+        self.received += other.received;
+        self.sent += other.sent;
+        for (total, n) in self.dropped.iter_mut().zip(other.dropped) {
+            *total += n;
+        }
     }
 }
 
@@ -67,7 +80,8 @@ pub(super) fn fold(counters: &DatagramMetrics, counts: &Counts, folded: &mut Cou
     folded.dropped = counts.dropped;
 }
 
-/// Logs what one socket did, once, when it stops (if it dropped anything).
+/// Logs what one socket did, on every thread, once, when it stops (if it
+/// dropped anything).
 pub(super) fn report(endpoint: &Endpoint, counts: &Counts) {
     let [too_large, looped, send_failed] = counts.dropped;
     if too_large + looped + send_failed > 0 {

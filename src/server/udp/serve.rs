@@ -14,7 +14,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use super::answer::{Context, answer};
 use super::batch::with_batch;
 use super::common::Common;
-use super::counts::{Counts, fold, report};
+use super::counts::{Counts, fold};
 use super::rules::local_addresses;
 use crate::Endpoint;
 use crate::server::state::Shared;
@@ -66,8 +66,8 @@ pub(crate) async fn serve(
             }
         }
     }
+    common.stopped(&counts, &endpoint);
     drop(open);
-    report(&endpoint, &counts);
 }
 
 /// What kind of socket is served: how it receives and what it owns.
