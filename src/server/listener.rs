@@ -23,10 +23,10 @@ use tokio::task::{AbortHandle, Id, JoinError, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::Shared;
 use super::connection::{Connection, End, ReadyStream, Traffic};
-use super::metrics::StreamMetrics;
+use super::state::Shared;
 use crate::Endpoint;
+use crate::metrics::StreamMetrics;
 
 /// Why the listener aborted a connection: idle.
 const IDLE: &str = "idle timeout";
@@ -89,23 +89,11 @@ pub(crate) async fn serve<L: StreamListener>(
                     conns.insert(open.abort.id(), open);
                     counters.opened();
                 }
-                Err(err) if is_per_connection(&err) => {
-                    if err.kind() != io::ErrorKind::WouldBlock {
-                        counters.accept_error(&err);
-                    }
-                }
                 Err(err) => {
-                    counters.accept_error(&err);
-                    // Out of descriptors or memory: the pending connection
-                    // stays queued, so retrying at once would spin a core.
-                    // Keep serving the connections we have and try again
-                    // after a pause that grows to a second.
-                    let delay = backoff.fail();
-                    health.starved(&endpoint, &err);
-                    tracing::debug!(listener = %endpoint, error = %crate::error::plain(&err),
-                        retry_ms = delay.as_millis() as u64, "accept failed");
-                    resume.as_mut().reset(Instant::now() + delay);
-                    paused = true;
+                    if let Some(delay) = failed(&err, &mut backoff, &health, &endpoint, &counters) {
+                        resume.as_mut().reset(Instant::now() + delay);
+                        paused = true;
+                    }
                 }
             },
         }
@@ -134,6 +122,32 @@ pub(crate) async fn serve<L: StreamListener>(
             _ = sweep.tick() => tick(&mut conns, idle, &shared),
         }
     }
+}
+
+/// Counts a failed accept and returns how long to pause accepting, if at
+/// all: not for a failure of one connection, a growing pause for a lack of
+/// resources.
+fn failed(
+    err: &io::Error,
+    backoff: &mut Backoff,
+    health: &AcceptHealth,
+    endpoint: &Endpoint,
+    counters: &StreamMetrics,
+) -> Option<Duration> {
+    if err.kind() != io::ErrorKind::WouldBlock {
+        counters.accept_error(err);
+    }
+    if is_per_connection(err) {
+        return None;
+    }
+    // Out of descriptors or memory: the pending connection stays queued, so
+    // retrying at once would spin a core. Keep serving the connections we
+    // have and try again after a pause that grows to a second.
+    let delay = backoff.fail();
+    health.starved(endpoint, err);
+    tracing::debug!(listener = %endpoint, error = %crate::error::plain(err),
+        retry_ms = delay.as_millis() as u64, "accept failed");
+    Some(delay)
 }
 
 /// Spawns the task serving one accepted connection and returns what the

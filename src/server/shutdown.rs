@@ -1,6 +1,7 @@
 //! The two-step shutdown every part of the server listens to: first stop
 //! accepting and let connections drain, then (after the grace period, or on a
-//! second signal) cut off whatever is still open.
+//! second signal) cut off whatever is still open. What drives it from the
+//! operating system's signals is in [`os_signals`](super::os_signals).
 
 use tokio_util::sync::CancellationToken;
 
@@ -55,36 +56,4 @@ impl ShutdownSignal {
     pub(crate) fn cut_token(&self) -> &CancellationToken {
         &self.cut
     }
-}
-
-/// Drives `signal` from the operating system, as `upecho serve` does: the first
-/// SIGINT or SIGTERM begins a graceful shutdown, a second one cuts it short.
-///
-/// The handlers are installed when this returns, so a caller can announce
-/// readiness knowing that a signal from then on shuts down gracefully; the
-/// returned future does the rest and should be spawned.
-///
-/// # Errors
-///
-/// When the handlers cannot be installed. Must be called inside a Tokio runtime.
-pub fn watch_os_signals(
-    signal: ShutdownSignal,
-) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    use tokio::signal::unix::{SignalKind, signal as os_signal};
-    let mut interrupt = os_signal(SignalKind::interrupt())?;
-    let mut terminate = os_signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        tracing::info!("shutting down: closing listeners; a second signal stops at once");
-        signal.begin();
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        tracing::info!("second signal: closing open connections now");
-        signal.cut_short();
-    })
 }

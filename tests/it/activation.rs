@@ -20,7 +20,7 @@ use crate::support::{
 
 /// Whose pid `LISTEN_PID` names.
 #[derive(Clone, Copy)]
-enum ListenPid {
+pub(super) enum ListenPid {
     /// upecho's own, as systemd sets it.
     Own,
     /// Another process's: the variables are meant for someone else.
@@ -33,7 +33,7 @@ const MOST_SOCKETS: usize = 8;
 /// A command that runs `upecho serve ARGS` with `sockets` as descriptors 3,
 /// 4, ... and `LISTEN_FDS` set: `sh` learns its pid (`$$`), sets
 /// `LISTEN_PID`, and `exec`s upecho, which keeps the pid.
-fn activated(sockets: &[RawFd], pid: ListenPid, args: &[&str]) -> Command {
+pub(super) fn activated(sockets: &[RawFd], pid: ListenPid, args: &[&str]) -> Command {
     activated_as(&sockets.len().to_string(), sockets, pid, args)
 }
 

@@ -1,4 +1,5 @@
 //! SIGINT/SIGTERM: stop accepting, drain within the grace period, exit 0.
+//! SIGHUP (logged), SIGUSR1 and SIGUSR2: ignored.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -6,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::support::{PATIENCE, ServerProcess};
+use crate::support::{PATIENCE, ServerProcess, TempDir, exchange, exchange_unix};
 
 fn round_trip(stream: &mut TcpStream, word: &[u8]) -> Vec<u8> {
     stream.write_all(word).unwrap();
@@ -114,4 +115,36 @@ fn a_client_that_finishes_during_the_grace_gets_everything() {
     assert_eq!(rest, b"LAST WORDS");
     // The last connection closed, so the server exits without using its grace.
     assert_eq!(server.wait_exit(PATIENCE).code(), Some(0));
+}
+
+#[test]
+fn sighup_sigusr1_and_sigusr2_leave_the_server_serving_and_sigterm_still_drains() {
+    let dir = TempDir::new();
+    let path = dir.path("signals.sock");
+    let mut server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "--unix", &path], 2);
+    for signal in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2] {
+        server.signal(signal);
+        if signal == Signal::SIGHUP {
+            server.wait_for_log("SIGHUP");
+        }
+        assert_eq!(
+            exchange(server.addr(), b"still here"),
+            b"STILL HERE",
+            "{signal}"
+        );
+        assert_eq!(exchange_unix(&path, b"unix too"), b"UNIX TOO", "{signal}");
+    }
+    server.signal(Signal::SIGTERM);
+    // Killed by one of them, it would have no exit code.
+    assert_eq!(server.wait_exit(PATIENCE).code(), Some(0));
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "the socket file is removed"
+    );
+    let hup = server
+        .stderr_so_far()
+        .into_iter()
+        .find(|line| line.contains("SIGHUP"))
+        .expect("a line for SIGHUP");
+    assert!(hup.contains("INFO"), "{hup}");
 }

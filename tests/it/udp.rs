@@ -1,15 +1,21 @@
 //! `upecho serve --udp`: one datagram back for each datagram, transformed, to
-//! its source; never truncated; loop-safe (the rule itself is unit-tested in
-//! src/server/udp.rs: its source ports need root to send from). And
-//! `upecho connect --udp`, in a pipe and on a terminal.
+//! its source; never truncated; loop-safe (the port rule itself is
+//! unit-tested in src/server/udp/rules.rs: its source ports need root to send
+//! from; the echo rule here, against another echo server and between two
+//! upecho processes). And `upecho connect --udp`, in a pipe and on a terminal.
 
 use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::activation::{ListenPid, activated};
 use crate::support::{
-    PATIENCE, ServerProcess, assert_error_line, run, run_with_input, upecho, upper,
+    PATIENCE, ServerProcess, assert_error_line, run, run_with_input, upecho, upper, wait_until,
 };
 
 /// A client socket bound next to `server`'s family, with a receive timeout.
@@ -298,4 +304,223 @@ fn connect_udp_in_a_pipe_exits_130_on_ctrl_c_while_its_input_is_silent() {
         crate::support::exit_and_stderr(&mut child, PATIENCE, "connect --udp ignored Ctrl-C");
     assert_eq!(status.code(), Some(130), "{stderr}");
     drop(stdin);
+}
+
+/// Echoes in a row from one source that are still answered (the contract's
+/// rule: the next one is dropped).
+const ECHOES_ANSWERED: usize = 64;
+
+/// True once `server` logged a datagram dropped for reason `loop`.
+fn dropped_a_loop(server: &ServerProcess) -> bool {
+    server
+        .stderr_so_far()
+        .iter()
+        .any(|line| line.contains("datagram dropped") && line.contains(r#"reason="loop""#))
+}
+
+/// An RFC 862 echo server on its own thread: sends every datagram back to
+/// its source unchanged, counting them, until `stop`.
+fn echo_server(
+    socket: UdpSocket,
+    seen: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                seen.fetch_add(1, Ordering::Relaxed);
+                socket.send_to(&buf[..n], from).unwrap();
+            }
+        }
+    })
+}
+
+#[test]
+fn a_loop_with_another_echo_server_dies_after_64_echoes_of_our_reply() {
+    let server = ServerProcess::start(&["--udp", "127.0.0.1:0", "-v"], 1);
+    let echo = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // One datagram starts it: the echo server sends our reply back, we answer
+    // it again, and so on.
+    echo.send_to(b"ping", server.addr()).unwrap();
+    let (seen, stop) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let peer = echo_server(echo, Arc::clone(&seen), Arc::clone(&stop));
+    wait_until("the loop is cut, or runs away", PATIENCE, || {
+        dropped_a_loop(&server) || seen.load(Ordering::Relaxed) > 10 * ECHOES_ANSWERED
+    });
+    stop.store(true, Ordering::Relaxed);
+    peer.join().unwrap();
+    // Our reply to "ping", then one reply to each of the echoes answered.
+    assert_eq!(seen.load(Ordering::Relaxed), 1 + ECHOES_ANSWERED);
+}
+
+#[test]
+fn two_upecho_servers_started_ping_ponging_stop_after_64_echoes() {
+    // Server A's socket is bound here and handed over as systemd would, so
+    // this test can send one datagram from A's own address and port to B:
+    // the spoofed packet of the issue, without a raw socket.
+    let a_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let cmd = activated(&[a_socket.as_raw_fd()], ListenPid::Own, &["-v"]);
+    let mut a = ServerProcess::spawn(cmd, 1);
+    let mut b = ServerProcess::start(&["--udp", "127.0.0.1:0", "-v"], 1);
+    a_socket.send_to(b"ping", b.addr()).unwrap();
+    // B sees the first echo of its own reply first, so it is B that cuts
+    // the loop.
+    wait_until("B cuts the loop", PATIENCE, || dropped_a_loop(&b));
+    for server in [&mut a, &mut b] {
+        server.signal(Signal::SIGTERM);
+        assert_eq!(server.wait_exit(PATIENCE).code(), Some(0));
+        server.wait_for_log("server stopped");
+    }
+    let totals = drop_totals(&b, b.addr());
+    assert_eq!(totals.len(), 1, "{totals:?}");
+    // In: "ping" and 65 echoes; out: PING and 64 answers; one loop drop.
+    for field in ["received=66", "sent=65", "loop=1"] {
+        assert!(totals[0].contains(field), "{field} in {}", totals[0]);
+    }
+    assert!(drop_totals(&a, a.addr()).is_empty(), "A dropped nothing");
+}
+
+#[test]
+fn a_client_repeating_our_reply_is_answered_64_times_then_dropped_until_it_says_something_else() {
+    let server = ServerProcess::start(&["--udp", "127.0.0.1:0", "-v"], 1);
+    let socket = client_for(server.addr());
+    let mut buf = [0u8; 64];
+    let mut exchange = |message: &[u8]| {
+        socket.send_to(message, server.addr()).unwrap();
+        let n = socket.recv(&mut buf).expect("a reply");
+        buf[..n].to_vec()
+    };
+    assert_eq!(exchange(b"hello"), b"HELLO");
+    // HELLO is now the reply last sent: sending it back is an echo. Fewer
+    // than 64 in a row (and 64 itself) are all answered.
+    for n in 1..=ECHOES_ANSWERED {
+        assert_eq!(exchange(b"HELLO"), b"HELLO", "echo {n}");
+    }
+    socket.send_to(b"HELLO", server.addr()).unwrap();
+    wait_until("the 65th echo is dropped", PATIENCE, || {
+        dropped_a_loop(&server)
+    });
+    // Something else is answered again, and starts a new count.
+    assert_eq!(
+        exchange(b"other"),
+        b"OTHER",
+        "the dropped HELLO got no reply"
+    );
+    assert_eq!(exchange(b"OTHER"), b"OTHER");
+    assert_eq!(exchange(b"HELLO"), b"HELLO");
+}
+
+#[test]
+fn a_client_sending_one_lowercase_message_again_and_again_is_always_answered() {
+    // "hello" is not our reply "HELLO": no echo, however often it comes.
+    let server = ServerProcess::start(&["--udp", "127.0.0.1:0"], 1);
+    let socket = client_for(server.addr());
+    let mut buf = [0u8; 64];
+    for n in 0..4 * ECHOES_ANSWERED {
+        socket.send_to(b"hello", server.addr()).unwrap();
+        let len = socket.recv(&mut buf).expect("every one is answered");
+        assert_eq!(&buf[..len], b"HELLO", "message {n}");
+    }
+}
+
+/// A UDP socket bound to `addr` with SO_REUSEADDR, so that another socket
+/// with it can share the port: how this test sends from a server's own
+/// address without spoofing.
+fn shared_port_socket(addr: &str) -> UdpSocket {
+    use socket2::{Domain, Socket, Type};
+    let addr: SocketAddr = addr.parse().unwrap();
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket.bind(&addr.into()).unwrap();
+    socket.into()
+}
+
+#[test]
+fn a_wildcard_server_drops_a_datagram_from_another_local_address_at_its_own_port() {
+    // The server's 0.0.0.0:P is bound here and handed over, so that a second
+    // socket can take 127.0.0.1:P beside it: what the server itself sends
+    // from 127.0.0.1:P to 127.0.0.5:P would look like this.
+    let wildcard = shared_port_socket("0.0.0.0:0");
+    let port = wildcard.local_addr().unwrap().port();
+    let cmd = activated(&[wildcard.as_raw_fd()], ListenPid::Own, &["-v"]);
+    let server = ServerProcess::spawn(cmd, 1);
+    let itself = shared_port_socket(&format!("127.0.0.1:{port}"));
+    itself.set_nonblocking(true).unwrap();
+    let to: SocketAddr = format!("127.0.0.5:{port}").parse().unwrap();
+    itself.send_to(b"who is there", to).unwrap();
+    let mut buf = [0u8; 64];
+    let mut answered = false;
+    wait_until("the datagram is dropped or answered", PATIENCE, || {
+        answered |= itself.recv(&mut buf).is_ok();
+        answered || dropped_a_loop(&server)
+    });
+    assert!(!answered, "the server answered its own address");
+    // Anyone else on this host is still answered, from where they sent to.
+    let socket = client_for(to);
+    socket.send_to(b"client", to).unwrap();
+    let (n, from) = socket.recv_from(&mut buf).expect("a reply");
+    assert_eq!((&buf[..n], from), (&b"CLIENT"[..], to));
+}
+
+/// The `datagrams dropped` lines `server` logged for `listener`.
+fn drop_totals(server: &ServerProcess, listener: SocketAddr) -> Vec<String> {
+    let name = format!("listener=udp {listener} ");
+    server
+        .stderr_so_far()
+        .into_iter()
+        .filter(|line| line.contains("datagrams dropped") && line.contains(&name))
+        .collect()
+}
+
+#[test]
+fn udp_drops_are_logged_at_stop_in_one_line_per_listener_with_the_totals() {
+    let mut server = ServerProcess::start(
+        &[
+            "--udp",
+            "127.0.0.1:0",
+            "--udp",
+            "[::1]:0",
+            "--transform",
+            "unicode",
+        ],
+        2,
+    );
+    // 60,000 bytes that would grow to 180,000: each is dropped (too_large).
+    let growing = "ΐ".repeat(30_000).into_bytes();
+    let senders = 40;
+    for &listener in &server.addrs {
+        // From many sockets, one after the other, so every server thread
+        // takes some of them.
+        for _ in 0..senders {
+            let socket = client_for(listener);
+            socket.send_to(&growing, listener).unwrap();
+            socket.send_to(b"done?", listener).unwrap();
+            let mut buf = [0u8; 64];
+            let n = socket.recv(&mut buf).expect("the small one is answered");
+            assert_eq!(&buf[..n], b"DONE?");
+        }
+    }
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit(PATIENCE).code(), Some(0));
+    // Every line up to the last has been read.
+    server.wait_for_log("server stopped");
+    for &listener in &server.addrs {
+        let lines = drop_totals(&server, listener);
+        assert_eq!(lines.len(), 1, "one line for {listener}: {lines:?}");
+        let expected = [
+            format!("received={}", 2 * senders),
+            format!("sent={senders}"),
+            format!("too_large={senders}"),
+        ];
+        for field in expected {
+            assert!(lines[0].contains(&field), "{field} in {}", lines[0]);
+        }
+    }
 }
