@@ -1,16 +1,17 @@
-//! `upecho bench`: a verifying load generator. [`connect`] opens every
-//! connection (TCP or Unix stream, or connected UDP socket) before the
-//! warm-up, [`load`] runs the phases and drives the connections
-//! ([`pingpong`] or [`stream`] over a stream, [`datagram`] over UDP),
-//! checking every reply byte with [`verify`] against the [`payload`],
-//! [`stats`] measures (one latency histogram, stalls, CPU), [`report`]
-//! presents the result (human summary or JSON). Measuring, presenting and
-//! exporting stay separate, as in hyperfine.
+//! `upecho bench`: a verifying load generator. A [`config::BenchConfig`]
+//! says what to run; [`connect`] opens every connection (TCP or Unix stream,
+//! or connected UDP socket) before the warm-up, [`load`] runs the phases and
+//! drives the connections ([`pingpong`] or [`stream`] over a stream,
+//! [`datagram`] over UDP), checking every reply byte with [`verify`] against
+//! the [`payload`], [`stats`] measures (one latency histogram, stalls, CPU),
+//! [`report`] decides pass or fail and presents the result (human summary or
+//! JSON). Measuring, presenting and exporting stay separate, as in hyperfine.
 //!
 //! Memory is bounded whatever the flags: at most [`payload::MAX_PAYLOAD`]
 //! bytes of payload, a fixed 64 KiB read buffer and three histograms, and
 //! about [`load::CONNECTION_MEMORY`] bytes per connection.
 
+pub mod config;
 pub mod connect;
 pub mod datagram;
 pub mod load;
@@ -21,79 +22,13 @@ pub mod stats;
 mod stream;
 pub mod verify;
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use tokio::task::LocalSet;
 
+use crate::Error;
 use crate::endpoint::Target;
-use crate::{Error, HostPort, Transform};
 
+pub use config::{BenchConfig, MAX_RUN, MAX_SIZE, Mode};
 pub use report::Report;
-
-/// The largest `--size`: 16 MiB.
-pub const MAX_SIZE: usize = 16 << 20;
-
-/// The longest warm-up plus window a run accepts (about 63 years): far past
-/// any real use, and far from where adding it to a clock reading overflows.
-pub const MAX_RUN: Duration = Duration::from_secs(2_000_000_000);
-
-/// The traffic pattern of each connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Closed loop: one message in flight per connection; measures round trips.
-    PingPong,
-    /// Write continuously while reading back; measures verified bytes.
-    Stream,
-}
-
-impl Mode {
-    /// The name used on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::PingPong => "pingpong",
-            Mode::Stream => "stream",
-        }
-    }
-}
-
-/// A validated `upecho bench`.
-#[derive(Clone, Debug)]
-pub struct BenchConfig {
-    /// The server: TCP, UDP (pingpong only) or a Unix stream socket.
-    pub target: Target,
-    /// Traffic pattern.
-    pub mode: Mode,
-    /// The transform the server is expected to apply.
-    pub transform: Transform,
-    /// Concurrent connections.
-    pub connections: usize,
-    /// Message size (pingpong) or write size (stream), in bytes.
-    pub size: usize,
-    /// The measured window.
-    pub duration: Duration,
-    /// Run before the window, not counted.
-    pub warmup: Duration,
-    /// Seed of the pseudo-random payloads.
-    pub seed: u64,
-}
-
-impl Default for BenchConfig {
-    /// The contract's defaults: 127.0.0.1:8080, pingpong, ascii, 1 connection,
-    /// 64 bytes, 10 s after a 1 s warm-up, seed 1.
-    fn default() -> Self {
-        BenchConfig {
-            target: Target::Tcp(HostPort::from(SocketAddr::from(([127, 0, 0, 1], 8080)))),
-            mode: Mode::PingPong,
-            transform: Transform::Ascii,
-            connections: 1,
-            size: 64,
-            duration: Duration::from_secs(10),
-            warmup: Duration::from_secs(1),
-            seed: 1,
-        }
-    }
-}
 
 /// How a run ended.
 #[derive(Debug)]
