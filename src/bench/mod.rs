@@ -12,6 +12,7 @@
 //! about [`load::CONNECTION_MEMORY`] bytes per connection.
 
 pub mod config;
+pub mod conn;
 pub mod connect;
 pub mod datagram;
 pub mod load;

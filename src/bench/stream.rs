@@ -14,8 +14,8 @@ use std::rc::Rc;
 use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, sleep_until};
 
+use super::conn::{Owed, READ_BUF, RunState, Seen, Took, drain};
 use super::connect::ByteStream;
-use super::load::{Owed, READ_BUF, Seen, Shared, Took, drain};
 use super::payload::{Payload, Units};
 use super::stats;
 
@@ -47,9 +47,9 @@ struct Flow<'a> {
 
 /// Drives one stream connection (TCP or Unix) until the window ends, then
 /// drains it.
-pub async fn run<S: ByteStream>(mut stream: S, index: usize, shared: Rc<Shared>) {
-    let shared = &*shared;
-    let payload = &shared.payload;
+pub async fn run<S: ByteStream>(mut stream: S, index: usize, state: Rc<RunState>) {
+    let state = &*state;
+    let payload = &state.payload;
     let start = payload.stream_start(index);
     let mut flow = Flow {
         start,
@@ -60,7 +60,7 @@ pub async fn run<S: ByteStream>(mut stream: S, index: usize, shared: Rc<Shared>)
         progress: Instant::now(),
         seen: Seen::default(),
     };
-    let deadline = sleep_until(shared.window.to);
+    let deadline = sleep_until(state.window.to);
     tokio::pin!(deadline);
     {
         // The halves borrow the stream until the window ends.
@@ -70,10 +70,10 @@ pub async fn run<S: ByteStream>(mut stream: S, index: usize, shared: Rc<Shared>)
             let failure = tokio::select! {
                 biased;
                 () = &mut deadline => break,
-                took = shared.read_checked(&mut rx, READ_BUF, |chunk| flow.owed.take(chunk)) => {
+                took = state.read_checked(&mut rx, READ_BUF, |chunk| flow.owed.take(chunk)) => {
                     match took {
                         Ok(Took::Bytes(n, wrong)) => {
-                            flow.received(shared, n, wrong.is_some());
+                            flow.received(state, n, wrong.is_some());
                             continue;
                         }
                         Ok(Took::Closed) => flow.ended(None),
@@ -89,12 +89,12 @@ pub async fn run<S: ByteStream>(mut stream: S, index: usize, shared: Rc<Shared>)
                     Err(err) => format!("cannot send: {}", crate::error::plain(&err)),
                 },
             };
-            return shared.error(|| failure);
+            return state.error(|| failure);
         }
     }
-    flow.window_ended(shared);
+    flow.window_ended(state);
     let cut = payload.text_cut(flow.start, flow.written, &flow.units);
-    Box::pin(drain(stream, shared, flow.owed, cut)).await;
+    Box::pin(drain(stream, state, flow.owed, cut)).await;
 }
 
 impl Flow<'_> {
@@ -105,12 +105,12 @@ impl Flow<'_> {
     /// Inlined by force, as is [`Flow::wrote`]: `run` has a copy per kind of
     /// socket, so each has two call sites, which LLVM stopped inlining.
     #[inline(always)]
-    fn received(&mut self, shared: &Shared, n: usize, wrong: bool) {
+    fn received(&mut self, state: &RunState, n: usize, wrong: bool) {
         let now = Instant::now();
         self.progress = now;
         self.seen.answered = true;
-        let in_window = shared.window.contains(now);
-        let mut tally = shared.tally.borrow_mut();
+        let in_window = state.window.contains(now);
+        let mut tally = state.tally.borrow_mut();
         while let Some(&(end, sent)) = self.markers.front() {
             if end > self.owed.got {
                 break;
@@ -120,7 +120,7 @@ impl Flow<'_> {
                 stats::record(&mut tally.latency, now - sent);
             }
         }
-        let payload = &shared.payload;
+        let payload = &state.payload;
         // Whatever the window: the unit cursor follows every byte.
         let units = if payload.grows() {
             payload.text_echoed(self.owed.got, &mut self.units)
@@ -166,11 +166,11 @@ impl Flow<'_> {
 
     /// Records the oldest timed write still unanswered and, if the server had
     /// answered before, how long the owed bytes have not moved.
-    fn window_ended(&self, shared: &Shared) {
+    fn window_ended(&self, state: &RunState) {
         let waiting = self.markers.front().map(|&(_, sent)| sent);
         let owed = self.owed.left > 0;
         let silent = (owed && self.seen.answered).then_some(self.progress);
-        shared.window_ended(waiting, silent);
+        state.window_ended(waiting, silent);
     }
 
     /// Why the stream ended early: the server closed, or the connection broke.

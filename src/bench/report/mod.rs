@@ -12,7 +12,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::BenchConfig;
-use super::load::Measurements;
+use super::stats::Measurements;
 use crate::endpoint::Target;
 
 /// The result of one run, in the units the contract names (MB = 10^6 bytes).
