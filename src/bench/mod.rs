@@ -26,7 +26,6 @@ pub mod verify;
 use tokio::task::LocalSet;
 
 use crate::Error;
-use crate::endpoint::Target;
 
 pub use config::{BenchConfig, MAX_RUN, MAX_SIZE, Mode};
 pub use report::Report;
@@ -57,23 +56,23 @@ pub enum Outcome {
 ///
 /// # Errors
 ///
+/// [`Error::InvalidConfig`] for a configuration
+/// [`BenchConfig::validate`] rejects, or over UDP for `unicode` replies
+/// longer than a datagram (a reply can be longer than its message);
 /// [`Error::Resolve`] when the address does not resolve; [`Error::Connect`]
 /// when any connection cannot be opened (naming the descriptor limit if that
 /// is the cause); [`Error::Io`] when the runtime or the Ctrl-C handler cannot
-/// be set up, or for a `size` outside 1..=[`MAX_SIZE`], zero connections,
-/// a warm-up plus window longer than [`MAX_RUN`], or over UDP: stream mode,
-/// a `size` over [`datagram::MAX_DATAGRAM`], or `unicode` replies longer
-/// than that (a reply can be longer than its message).
+/// be set up.
 /// Wrong replies and stalls are not errors of this function but counted in
 /// the report; [`Report::failure`] says whether they fail the run.
 pub fn run(config: &BenchConfig, progress: impl FnMut(f64) + 'static) -> Result<Outcome, Error> {
-    check(config)?;
+    config.validate()?;
     if let Err(err) = crate::endpoint::raise_fd_limit() {
         tracing::debug!(error = %crate::error::plain(&err), "cannot raise the descriptor limit");
     }
     let peer = connect::Peer::resolve(&config.target)?;
     let payload = payload::Payload::new(config);
-    check_datagrams(config, &payload)?;
+    config.validate_reply_len(payload.max_reply_len())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -98,46 +97,4 @@ pub fn run(config: &BenchConfig, progress: impl FnMut(f64) + 'static) -> Result<
         Some(measured) => Outcome::Measured(Box::new(Report::new(config, &measured))),
         None => Outcome::Interrupted,
     })
-}
-
-/// Rejects what the command line cannot produce but a library caller could.
-fn check(config: &BenchConfig) -> Result<(), Error> {
-    let run = config.warmup.checked_add(config.duration);
-    let udp = matches!(config.target, Target::Udp(_));
-    let problem = if !(1..=MAX_SIZE).contains(&config.size) {
-        "the size must be 1 to 16777216 bytes"
-    } else if config.connections == 0 {
-        "at least one connection is needed"
-    } else if run.is_none_or(|run| run > MAX_RUN) {
-        "the warm-up and the window must add up to at most 2000000000 seconds"
-    } else if udp && config.mode == Mode::Stream {
-        "UDP has no stream mode: datagrams are pingpong only"
-    } else if udp && config.size > datagram::MAX_DATAGRAM {
-        "over UDP the size must be at most 65507 bytes, the largest datagram"
-    } else {
-        return Ok(());
-    };
-    Err(invalid(problem.into()))
-}
-
-/// Over UDP, rejects `unicode` messages whose reply would not fit in one
-/// datagram: the server would drop it, and every such message would count
-/// as lost.
-fn check_datagrams(config: &BenchConfig, payload: &payload::Payload) -> Result<(), Error> {
-    let longest = payload.max_reply_len();
-    if matches!(config.target, Target::Udp(_)) && longest > datagram::MAX_DATAGRAM {
-        return Err(invalid(format!(
-            "over UDP, a reply to these {}-byte {} messages would be {longest} bytes, \
-             more than one datagram holds ({}); use a smaller --size",
-            config.size,
-            config.transform,
-            datagram::MAX_DATAGRAM
-        )));
-    }
-    Ok(())
-}
-
-/// The error for a configuration the run cannot use.
-fn invalid(problem: String) -> Error {
-    Error::InvalidConfig(problem)
 }

@@ -520,6 +520,15 @@ fn seconds_past_a_billion_are_a_usage_error_naming_the_flag() {
 }
 
 #[test]
+fn a_zero_window_is_a_usage_error_naming_the_flag() {
+    let out = run(&["bench", "127.0.0.1:9", "--duration", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    let stderr = assert_one_error_line(&out);
+    assert_eq!(stderr, "error: --duration must be more than 0 seconds\n");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
 fn a_report_that_cannot_be_written_is_one_plain_error_line() {
     let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"], 1);
     let full = std::fs::OpenOptions::new()
