@@ -35,8 +35,9 @@ pub fn record(hist: &mut Histogram<u64>, latency: Duration) {
 /// would cost 150 KiB per connection.
 #[derive(Debug)]
 pub struct Tally {
-    /// Verified replies (pingpong) or `--size` units echoed (stream) that
-    /// completed in the window.
+    /// Verified replies (pingpong) or writes echoed (stream: `--size`
+    /// writes whose reply came back whole in the window, plus the one partly
+    /// echoed when it ended) in the window.
     pub requests: u64,
     /// Verified reply bytes received in the window.
     pub bytes: u64,
@@ -110,8 +111,9 @@ pub struct Measurements {
     pub connections: usize,
     /// How long opening them took, before the warm-up.
     pub setup: Duration,
-    /// Verified replies (pingpong) or `--size` units echoed (stream) that
-    /// completed in the window.
+    /// Verified replies (pingpong) or writes echoed (stream: `--size`
+    /// writes whose reply came back whole in the window, plus the one partly
+    /// echoed when it ended) in the window.
     pub requests: u64,
     /// Verified reply bytes received in the window.
     pub bytes: u64,

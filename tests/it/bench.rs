@@ -446,6 +446,47 @@ fn a_slow_stream_server_is_measured_consistently_and_passes() {
 }
 
 #[test]
+fn a_stream_write_partly_echoed_when_the_window_ends_counts_as_one_request() {
+    // Defect 3.10: `--size 16777216 --connections 2000 --mode stream`
+    // verified gigabytes but reported `requests: 0`. The same shape, small:
+    // a correct server echoing about 2.6 MB/s per connection, so no 8 MiB
+    // write comes back whole within the 1 s window, while part of each does:
+    // each connection's partly echoed write is one request.
+    let addr = fake_server(|mut conn| {
+        let mut buf = [0u8; 65536];
+        while let Ok(n @ 1..) = conn.read(&mut buf) {
+            thread::sleep(Duration::from_millis(25));
+            if conn.write_all(&buf[..n].to_ascii_uppercase()).is_err() {
+                return;
+            }
+        }
+    });
+    let size = 8 << 20;
+    let out = bench_for(
+        "1",
+        &addr.to_string(),
+        &[
+            "--mode",
+            "stream",
+            "--size",
+            &size.to_string(),
+            "--connections",
+            "2",
+            "--warmup",
+            "0",
+        ],
+    );
+    let report = assert_passes(&out);
+    let (requests, bytes) = (
+        report["requests"].as_u64().unwrap(),
+        report["bytes"].as_u64().unwrap(),
+    );
+    assert!(bytes > 0 && bytes < 2 * size, "{report}");
+    assert_eq!(report["starved"], 0, "{report}");
+    assert_eq!(requests, 2, "one partly echoed write each: {report}");
+}
+
+#[test]
 fn a_server_that_never_replies_starves_every_connection_and_fails() {
     let addr = fake_server(hold);
     let out = bench(&addr.to_string(), &["--connections", "3"]);

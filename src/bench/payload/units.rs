@@ -104,6 +104,16 @@ impl Payload {
         whole
     }
 
+    /// Returns true if and only if a stream's reply, `got` bytes of it
+    /// received, stands inside a unit's reply: some of that unit's reply
+    /// came, not all of it. (`units` is only read for `unicode`.)
+    pub fn echo_inside_unit(&self, got: u64, units: &Units) -> bool {
+        if !self.grows() {
+            return !got.is_multiple_of(self.size as u64);
+        }
+        got > units.echo_end - self.unit_reply_len(units.echoing) as u64
+    }
+
     /// `unicode`: units in the pattern.
     pub(super) fn units(&self) -> usize {
         self.replies.len() - 1
@@ -199,5 +209,23 @@ mod tests {
             let mut expected = payload.stream_expected(start);
             assert!(expected.check(&replied).is_ok());
         }
+    }
+
+    #[test]
+    fn a_reply_stream_is_inside_a_unit_between_its_boundaries() {
+        let ascii = Payload::new(&crate::bench::payload::test_config(Mode::Stream, 1000));
+        let start = ascii.stream_units(0);
+        assert!(!ascii.echo_inside_unit(0, &start));
+        assert!(ascii.echo_inside_unit(1, &start));
+        assert!(ascii.echo_inside_unit(999, &start));
+        assert!(!ascii.echo_inside_unit(2000, &start));
+        let text = Payload::new(&unicode(Mode::Stream, 100));
+        let mut units = text.stream_units(0);
+        let first = text.unit_reply_len(0) as u64;
+        assert!(!text.echo_inside_unit(0, &units));
+        assert!(text.echo_inside_unit(first - 1, &units));
+        assert_eq!(text.text_echoed(first, &mut units), 1);
+        assert!(!text.echo_inside_unit(first, &units));
+        assert!(text.echo_inside_unit(first + 1, &units));
     }
 }
