@@ -27,8 +27,21 @@ use crate::Error;
 /// tokio's task header and socket registration, and the allocator's overhead.
 pub const CONNECTION_MEMORY: usize = 2048;
 
+/// How a run ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// The window ran to its end.
+    Measured(Measurements),
+    /// Ctrl-C came once the connections were open: what the window measured
+    /// until then (nothing if it had not begun: Ctrl-C in the warm-up), or,
+    /// in the drain after the window, all of it.
+    Interrupted(Measurements),
+    /// Ctrl-C came while the connections were being opened: nothing ran.
+    InterruptedInSetUp,
+}
+
 /// Runs the whole benchmark with `payload` against `peer`: set-up, warm-up,
-/// window, drain. Returns `None` if Ctrl-C interrupted it.
+/// window, drain. Ctrl-C stops it where it is, with what was measured.
 ///
 /// # Errors
 ///
@@ -39,7 +52,7 @@ pub async fn drive(
     peer: Peer,
     payload: Payload,
     progress: impl FnMut(f64),
-) -> Result<Option<Measurements>, Error> {
+) -> Result<Ended, Error> {
     // Installed before any connection opens, so a Ctrl-C at any point after a
     // server saw one comes back here as a value.
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|cause| Error::Io {
@@ -51,7 +64,7 @@ pub async fn drive(
         opened = connect::open(&peer, config.connections) => {
             opened.map_err(|failure| failure.into_error(&config.target, config.connections))?
         }
-        _ = interrupt.recv() => return Ok(None),
+        _ = interrupt.recv() => return Ok(Ended::InterruptedInSetUp),
     };
     let setup = start.elapsed();
     let began = Instant::now();
@@ -68,21 +81,29 @@ pub async fn drive(
         Opened::Unix(streams) => spawn_streams(&mut tasks, streams, config.mode, &state),
         Opened::Udp(sockets) => spawn_datagrams(&mut tasks, sockets, &state),
     }
-    let Some((measured, cpu)) = keep_time(window, began, progress, &mut interrupt).await else {
-        return Ok(None);
-    };
-    tokio::select! {
-        () = async { while tasks.join_next().await.is_some() {} } => {}
-        _ = interrupt.recv() => return Ok(None),
-    }
-    let tally = state.tally.take();
-    Ok(Some(Measurements::new(
-        tally,
+    let timed = keep_time(window, began, progress, &mut interrupt).await;
+    let interrupted = timed.interrupted
+        || tokio::select! {
+            () = async { while tasks.join_next().await.is_some() {} } => false,
+            _ = interrupt.recv() => true,
+        };
+    // Taken before any other task runs: nothing is counted after Ctrl-C. The
+    // tasks still running are aborted when `tasks` is dropped.
+    let measured = Measurements::new(
+        state.tally.take(),
         config.connections,
         setup,
-        measured.min(config.duration).max(Duration::from_nanos(1)),
-        cpu,
-    )))
+        timed
+            .measured
+            .min(config.duration)
+            .max(Duration::from_nanos(1)),
+        timed.cpu,
+    );
+    Ok(if interrupted {
+        Ended::Interrupted(measured)
+    } else {
+        Ended::Measured(measured)
+    })
 }
 
 /// Spawns a connection task per stream, of the mode's traffic pattern.
@@ -110,17 +131,29 @@ fn spawn_datagrams(tasks: &mut JoinSet<()>, sockets: Vec<DatagramSocket>, state:
     }
 }
 
+/// What the timekeeping saw.
+struct Timed {
+    /// How much of the window ran: all of it, or up to Ctrl-C (zero if
+    /// Ctrl-C came in the warm-up).
+    measured: Duration,
+    /// The CPU this process used in that time, if it could be read.
+    cpu: Option<Duration>,
+    /// Ctrl-C ended it.
+    interrupted: bool,
+}
+
 /// Keeps time while the connections run: reports progress several times a
-/// second and samples CPU at the window's edges. Returns the window's real
-/// length and the CPU used in it, or `None` on Ctrl-C.
+/// second and samples CPU at the window's edges, until the window ends or
+/// Ctrl-C comes.
 async fn keep_time(
     window: Window,
     began: Instant,
     mut progress: impl FnMut(f64),
     interrupt: &mut Signal,
-) -> Option<(Duration, Option<Duration>)> {
+) -> Timed {
     let total = (window.to - began).as_secs_f64().max(1e-9);
     let mut cpu_from = None;
+    let mut interrupted = false;
     loop {
         let now = Instant::now();
         if now >= window.to {
@@ -137,16 +170,25 @@ async fn keep_time(
         };
         tokio::select! {
             () = sleep_until(next.min(now + Duration::from_millis(100))) => {}
-            _ = interrupt.recv() => return None,
+            _ = interrupt.recv() => {
+                interrupted = true;
+                break;
+            }
         }
     }
     let cpu_to = stats::process_cpu_time();
     let measured = Instant::now().saturating_duration_since(window.from);
-    progress(1.0);
+    if !interrupted {
+        progress(1.0);
+    }
     let cpu = cpu_from
         .zip(cpu_to)
         .map(|(from, to)| to.saturating_sub(from));
-    Some((measured, cpu))
+    Timed {
+        measured,
+        cpu,
+        interrupted,
+    }
 }
 
 #[cfg(test)]

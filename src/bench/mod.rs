@@ -35,14 +35,18 @@ pub use report::Report;
 pub enum Outcome {
     /// The window ran to its end: the measurements, whatever they show.
     Measured(Box<Report>),
-    /// Ctrl-C stopped the run; nothing was measured (exit status 130).
-    Interrupted,
+    /// Ctrl-C stopped the run (exit status 130). Once the connections were
+    /// open, the report of the time measured until then (a window cut short,
+    /// or none of it if Ctrl-C came in the warm-up; all of it if in the drain
+    /// after); `None` if Ctrl-C came while they were being opened.
+    Interrupted(Option<Box<Report>>),
 }
 
 /// Runs the benchmark on a single-threaded runtime (the load generator is meant
 /// to be pinned to one core) and returns the measurements, or
 /// [`Outcome::Interrupted`] if Ctrl-C (SIGINT) arrived: the run watches for it
-/// from start to end, so the caller can tidy up (a progress bar) and exit with
+/// from start to end and stops where it is, with what it measured so far, so
+/// the caller can tidy up (a progress bar), print that report and exit with
 /// status 130.
 ///
 /// First it raises the process's soft descriptor limit to the hard one, since
@@ -89,12 +93,14 @@ pub fn run(config: &BenchConfig, progress: impl FnMut(f64) + 'static) -> Result<
     let tasks = LocalSet::new();
     let driver = tasks.spawn_local(load::drive(config.clone(), peer, payload, progress));
     runtime.block_on(tasks);
-    let measured = match runtime.block_on(driver) {
-        Ok(measured) => measured?,
+    let ended = match runtime.block_on(driver) {
+        Ok(ended) => ended?,
         Err(lost) => std::panic::resume_unwind(lost.into_panic()),
     };
-    Ok(match measured {
-        Some(measured) => Outcome::Measured(Box::new(Report::new(config, &measured))),
-        None => Outcome::Interrupted,
+    let report = |measured| Box::new(Report::new(config, &measured));
+    Ok(match ended {
+        load::Ended::Measured(measured) => Outcome::Measured(report(measured)),
+        load::Ended::Interrupted(measured) => Outcome::Interrupted(Some(report(measured))),
+        load::Ended::InterruptedInSetUp => Outcome::Interrupted(None),
     })
 }

@@ -622,7 +622,7 @@ fn a_reader_that_went_away_ends_bench_quietly() {
 }
 
 #[test]
-fn ctrl_c_clears_the_progress_bar_and_exits_130() {
+fn ctrl_c_clears_the_progress_bar_then_prints_the_report_and_exits_130() {
     let server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "-v"], 1);
     let mut cmd = upecho(&[
         "bench",
@@ -648,12 +648,54 @@ fn ctrl_c_clears_the_progress_bar_and_exits_130() {
         nix::sys::wait::WaitStatus::Exited(_, code) => assert_eq!(code, 130, "{rest:?}"),
         other => panic!("bench did not exit by itself: {other:?}"),
     }
-    // After the bar's last drawing comes the sequence that erases it, and
-    // nothing else: no report, no error line.
-    let last_draw = rest.rfind('%').map_or(0, |at| at + 1);
-    let after = &rest[last_draw..];
-    assert!(after.contains("\x1b["), "bar left on screen: {rest:?}");
-    assert!(!rest.contains("error"), "{rest:?}");
+    // After the bar's last drawing comes the sequence that erases it, then
+    // the report of the time measured, and no error line.
+    let report_at = rest.find("upecho bench:").expect("a report");
+    let bar = &rest[..report_at];
+    let last_draw = bar.rfind('%').map_or(0, |at| at + 1);
+    assert!(
+        bar[last_draw..].contains("\x1b["),
+        "bar left on screen: {rest:?}"
+    );
+    assert!(rest[report_at..].contains("round trips"), "{rest:?}");
+    assert!(!rest.contains("error:"), "{rest:?}");
+}
+
+#[test]
+fn ctrl_c_while_measuring_prints_the_json_report_so_far_and_exits_130() {
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "-v"], 1);
+    let args = [
+        "bench",
+        &server.addr_arg(),
+        "--duration",
+        "30",
+        "--warmup",
+        "0",
+        "--json",
+    ];
+    let mut child = upecho(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = crate::support::read_in_background(child.stdout.take().unwrap());
+    // With no warm-up the window opens once the connection is open; no
+    // signal says a reply was counted, so give it a moment (a debug server
+    // answers thousands a second).
+    server.wait_for_log("connection opened");
+    thread::sleep(Duration::from_millis(500));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let (status, stderr) = exit_and_stderr(&mut child, PATIENCE, "bench ignored Ctrl-C");
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert_eq!(stderr, "");
+    let stdout = String::from_utf8(stdout.join().unwrap()).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert!(report["requests_per_s"].as_f64().unwrap() > 0.0, "{report}");
+    let measured = report["duration_s"].as_f64().unwrap();
+    assert!(measured > 0.0 && measured < 30.0, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
 }
 
 #[test]
