@@ -141,16 +141,9 @@ pub async fn run(socket: DatagramSocket, index: usize, state: Rc<RunState>) {
                     }
                 }
                 () = &mut timer => {
-                    let now = Instant::now();
-                    if now >= end {
-                        break Waited::WindowEnded;
+                    if let Some(waited) = timer_fired(timer.as_mut(), end, lost_at) {
+                        break waited;
                     }
-                    if now >= lost_at {
-                        // The next message is sent after `now`.
-                        timer.as_mut().reset(end.min(now + LOSS));
-                        break Waited::Lost;
-                    }
-                    timer.as_mut().reset(end.min(lost_at));
                 }
             }
         };
@@ -167,6 +160,25 @@ pub async fn run(socket: DatagramSocket, index: usize, state: Rc<RunState>) {
         }
         number = Payload::next_message(number);
     }
+}
+
+/// The socket's timer fired while a reply was awaited: the window ended
+/// (at `end`), or the message was lost (its reply was due by `lost_at`), or
+/// neither yet (the timer was set for an earlier message) and it is moved to
+/// the earlier of the two. Not on the per-message path: the timer fires about
+/// once a second.
+fn timer_fired(mut timer: Pin<&mut Sleep>, end: Instant, lost_at: Instant) -> Option<Waited> {
+    let now = Instant::now();
+    if now >= end {
+        return Some(Waited::WindowEnded);
+    }
+    if now >= lost_at {
+        // The next message is sent after `now`.
+        timer.as_mut().reset(end.min(now + LOSS));
+        return Some(Waited::Lost);
+    }
+    timer.as_mut().reset(end.min(lost_at));
+    None
 }
 
 /// What one socket has seen of its server, across messages.

@@ -21,6 +21,13 @@ impl fmt::Display for Report {
             self.warmup_s,
             self.seed
         )?;
+        self.figures(f)
+    }
+}
+
+impl Report {
+    /// The lines under the header: one per figure.
+    fn figures(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "  set-up      {} connection{} opened in {:.3} s",
