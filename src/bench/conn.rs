@@ -29,6 +29,23 @@ use super::verify::{Expected, Mismatch};
 /// datagram, so a reply longer than expected is seen whole, not truncated.
 pub const READ_BUF: usize = 64 * 1024 + 1;
 
+/// Stream mode: the bytes in flight (written, not yet echoed) that all
+/// connections together may have, 256 MiB. Without a bound each connection
+/// wrote whatever its socket took: with `--size 16777216` about 4 MB at the
+/// first write, so 500 to 2,000 connections put gigabytes in the kernel's
+/// TCP buffers, past `net.ipv4.tcp_mem`, and the kernel pruned receive
+/// queues and dropped segments: retransmission timeouts, replies taking
+/// seconds, "all connections starved" against a healthy server (defect
+/// 3.10; seen with 500 connections: `TCPMemoryPressures`, 2,813
+/// `TCPRcvQDrop`, 2,896 timeouts in one 3 s run). Few connections are not
+/// bound by it: 64 connections may each have 4 MiB in flight, as much as a
+/// loopback socket buffer holds.
+pub const IN_FLIGHT: u64 = 256 << 20;
+
+/// Stream mode: the least a connection may have in flight, however many
+/// there are: 64 KiB, one read of the server's.
+pub const IN_FLIGHT_MIN: u64 = 64 << 10;
+
 /// How long, after the window, a connection may take to return what it still
 /// owes once we half-close; past it the connection is abandoned (not an error:
 /// a server may legitimately still be busy with others).
@@ -60,19 +77,24 @@ pub struct RunState {
     pub window: Window,
     /// Counters and histograms of the whole run.
     pub tally: RefCell<Tally>,
+    /// Stream mode: the most reply bytes one connection may be owed before
+    /// it writes more ([`IN_FLIGHT`] shared by the connections).
+    pub in_flight: u64,
     /// The one read buffer: a read is checked where it lands, before any other
     /// connection runs, so no connection needs a buffer of its own.
     read_buf: RefCell<Box<[u8]>>,
 }
 
 impl RunState {
-    /// The state of a run measuring in `window`, with a fresh tally and the
-    /// run's read buffer.
-    pub fn new(payload: Payload, window: Window) -> RunState {
+    /// The state of a run of `connections` measuring in `window`, with a
+    /// fresh tally and the run's read buffer.
+    pub fn new(payload: Payload, window: Window, connections: usize) -> RunState {
+        let connections = connections.max(1) as u64;
         RunState {
             payload,
             window,
             tally: RefCell::new(Tally::default()),
+            in_flight: (IN_FLIGHT / connections).max(IN_FLIGHT_MIN),
             read_buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
         }
     }

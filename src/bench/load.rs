@@ -72,7 +72,7 @@ pub async fn drive(
         from: began + config.warmup,
         to: began + config.warmup + config.duration,
     };
-    let state = Rc::new(RunState::new(payload, window));
+    let state = Rc::new(RunState::new(payload, window, config.connections));
     let mut tasks = JoinSet::new();
     // The one dispatch on the kind of socket: each task below is a loop
     // compiled for its own kind.
@@ -204,7 +204,7 @@ mod tests {
             from: Instant::now(),
             to: Instant::now(),
         };
-        let state = Rc::new(RunState::new(Payload::new(&config), window));
+        let state = Rc::new(RunState::new(Payload::new(&config), window, 1));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -72,6 +72,10 @@ pub async fn run<S: ByteStream>(mut stream: S, index: usize, state: Rc<RunState>
         let (mut rx, mut tx) = stream.split();
         loop {
             let write = payload.stream_write(flow.start, flow.written);
+            // No more in flight than the connection's share (see
+            // `conn::IN_FLIGHT`): the rest of the write waits for replies.
+            let room = state.in_flight.saturating_sub(flow.owed.left);
+            let write = &write[..write.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
             let failure = tokio::select! {
                 biased;
                 () = &mut deadline => break,
@@ -86,7 +90,7 @@ pub async fn run<S: ByteStream>(mut stream: S, index: usize, state: Rc<RunState>
                         Err(err) => flow.ended(Some(&err)),
                     }
                 }
-                n = tx.write(write) => match n {
+                n = tx.write(write), if !write.is_empty() => match n {
                     Ok(n) => {
                         flow.wrote(payload, n);
                         continue;
