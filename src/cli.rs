@@ -274,47 +274,30 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
-    /// Checks the flags and builds the benchmark configuration.
+    /// Checks the flags and builds the benchmark configuration, by the
+    /// library's own rules ([`BenchConfig::validate`]), so the command line
+    /// and a library caller are held to the same ones.
     ///
     /// # Errors
     ///
-    /// [`UsageError`] for a zero duration, and with `--udp` for stream mode
-    /// or a size over 65507 bytes.
-    pub fn to_config(&self) -> anyhow::Result<BenchConfig> {
-        if self.duration.is_zero() {
-            return Err(UsageError("--duration must be more than 0 seconds".into()).into());
-        }
-        let target = self.target.target();
-        let mode = match self.mode {
-            ModeArg::Pingpong => Mode::PingPong,
-            ModeArg::Stream => Mode::Stream,
-        };
-        if let Target::Udp(_) = target {
-            if mode == Mode::Stream {
-                return Err(UsageError(
-                    "--mode stream cannot be used with --udp: datagrams are pingpong only".into(),
-                )
-                .into());
-            }
-            if self.size as usize > upecho::bench::datagram::MAX_DATAGRAM {
-                return Err(UsageError(format!(
-                    "--size {} is too large for --udp: a datagram holds at most {} bytes",
-                    self.size,
-                    upecho::bench::datagram::MAX_DATAGRAM
-                ))
-                .into());
-            }
-        }
-        Ok(BenchConfig {
-            target,
-            mode,
+    /// [`Error::InvalidConfig`] (exit status 2) for a zero duration, and with
+    /// `--udp` for stream mode or a size over 65507 bytes.
+    pub fn to_config(&self) -> Result<BenchConfig, Error> {
+        let config = BenchConfig {
+            target: self.target.target(),
+            mode: match self.mode {
+                ModeArg::Pingpong => Mode::PingPong,
+                ModeArg::Stream => Mode::Stream,
+            },
             transform: transform(self.transform)?,
             connections: self.connections as usize,
             size: self.size as usize,
             duration: self.duration,
             warmup: self.warmup,
             seed: self.seed,
-        })
+        };
+        config.validate()?;
+        Ok(config)
     }
 }
 

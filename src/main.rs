@@ -204,8 +204,9 @@ fn announce(
 
 /// Runs the load generator and prints its report: the JSON object alone on
 /// stdout with `--json`, a summary otherwise; a progress bar on a terminal,
-/// cleared before anything else is printed, Ctrl-C included (exit 130). A
-/// reader of stdout that went away (`| head -c1`) ends it quietly.
+/// cleared before anything else is printed. Ctrl-C prints the report of the
+/// time measured so far, then exits 130 whatever it shows. A reader of stdout
+/// that went away (`| head -c1`) ends it quietly.
 fn bench(config: &upecho::bench::BenchConfig, json: bool) -> anyhow::Result<Finish> {
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(1000);
@@ -226,12 +227,13 @@ fn bench(config: &upecho::bench::BenchConfig, json: bool) -> anyhow::Result<Fini
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let report = match outcome? {
-        upecho::bench::Outcome::Measured(report) => report,
-        upecho::bench::Outcome::Interrupted => return Ok(Finish::Interrupted),
+    let (report, finish) = match outcome? {
+        upecho::bench::Outcome::Measured(report) => (report, Finish::Done),
+        upecho::bench::Outcome::Interrupted(Some(report)) => (report, Finish::Interrupted),
+        upecho::bench::Outcome::Interrupted(None) => return Ok(Finish::Interrupted),
     };
     match report.write_to(std::io::stdout().lock(), json) {
-        Err(err) if client::is_broken_pipe(&err) => return Ok(Finish::Done),
+        Err(err) if client::is_broken_pipe(&err) => return Ok(finish),
         Err(cause) => {
             return Err(upecho::Error::Io {
                 context: "cannot write the report to stdout".into(),
@@ -242,7 +244,7 @@ fn bench(config: &upecho::bench::BenchConfig, json: bool) -> anyhow::Result<Fini
         Ok(()) => {}
     }
     match report.failure() {
-        Some(failure) => Err(anyhow::anyhow!(failure)),
-        None => Ok(Finish::Done),
+        Some(failure) if finish == Finish::Done => Err(anyhow::anyhow!(failure)),
+        _ => Ok(finish),
     }
 }

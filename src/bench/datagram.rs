@@ -28,8 +28,8 @@ use std::time::Duration;
 use tokio::io::Interest;
 use tokio::time::{Instant, Sleep, sleep_until};
 
+use super::conn::{RunState, Seen};
 use super::connect::DatagramSocket;
-use super::load::{Seen, Shared};
 use super::payload::{MESSAGES, Message, Payload};
 use super::stats;
 
@@ -106,10 +106,10 @@ enum Waited {
 /// in microseconds moves its timer about once a second, not once a message
 /// (a timer wheel insert and remove per message was a fifth of the TCP
 /// generator's instructions).
-pub async fn run(socket: DatagramSocket, index: usize, shared: Rc<Shared>) {
-    let shared = &*shared;
-    let payload = &shared.payload;
-    let end = shared.window.to;
+pub async fn run(socket: DatagramSocket, index: usize, state: Rc<RunState>) {
+    let state = &*state;
+    let payload = &state.payload;
+    let end = state.window.to;
     let timer = sleep_until(end.min(Instant::now() + LOSS));
     tokio::pin!(timer);
     let mut track = Track::default();
@@ -118,17 +118,17 @@ pub async fn run(socket: DatagramSocket, index: usize, shared: Rc<Shared>) {
         let message = payload.message(number);
         let sent_at = Instant::now();
         if sent_at >= end {
-            return shared.window_ended(None, None);
+            return state.window_ended(None, None);
         }
         if let Err(err) = send(&socket, message.request).await {
-            return shared.error(|| format!("cannot send: {}", crate::error::plain(&err)));
+            return state.error(|| format!("cannot send: {}", crate::error::plain(&err)));
         }
         let lost_at = sent_at + LOSS;
         let lost = &track.lost;
         let waited = loop {
             tokio::select! {
                 biased;
-                got = shared.recv_datagram(&socket, |datagram| classify(payload, message, lost, datagram)) => {
+                got = state.recv_datagram(&socket, |datagram| classify(payload, message, lost, datagram)) => {
                     match got {
                         Ok(Datagram::Reply) => break Waited::Replied,
                         Ok(Datagram::Late) => {}
@@ -136,37 +136,49 @@ pub async fn run(socket: DatagramSocket, index: usize, shared: Rc<Shared>) {
                         Err(err) if refused(&err) => {}
                         Err(err) => {
                             let failure = format!("cannot receive: {}", crate::error::plain(&err));
-                            return shared.error(|| failure);
+                            return state.error(|| failure);
                         }
                     }
                 }
                 () = &mut timer => {
-                    let now = Instant::now();
-                    if now >= end {
-                        break Waited::WindowEnded;
+                    if let Some(waited) = timer_fired(timer.as_mut(), end, lost_at) {
+                        break waited;
                     }
-                    if now >= lost_at {
-                        // The next message is sent after `now`.
-                        timer.as_mut().reset(end.min(now + LOSS));
-                        break Waited::Lost;
-                    }
-                    timer.as_mut().reset(end.min(lost_at));
                 }
             }
         };
         match waited {
-            Waited::Replied => track.replied(shared, message, sent_at),
-            Waited::Wrong(failure) => shared.error(|| failure),
-            Waited::Lost => track.lost(shared, number),
+            Waited::Replied => track.replied(state, message, sent_at),
+            Waited::Wrong(failure) => state.error(|| failure),
+            Waited::Lost => track.lost(state, number),
             Waited::WindowEnded => {
-                track.window_ended(shared, sent_at);
+                track.window_ended(state, sent_at);
                 timer.as_mut().reset(lost_at);
                 let lost = track.lost;
-                return Box::pin(last_reply_in_flight(&socket, shared, message, lost, timer)).await;
+                return Box::pin(last_reply_in_flight(&socket, state, message, lost, timer)).await;
             }
         }
         number = Payload::next_message(number);
     }
+}
+
+/// The socket's timer fired while a reply was awaited: the window ended
+/// (at `end`), or the message was lost (its reply was due by `lost_at`), or
+/// neither yet (the timer was set for an earlier message) and it is moved to
+/// the earlier of the two. Not on the per-message path: the timer fires about
+/// once a second.
+fn timer_fired(mut timer: Pin<&mut Sleep>, end: Instant, lost_at: Instant) -> Option<Waited> {
+    let now = Instant::now();
+    if now >= end {
+        return Some(Waited::WindowEnded);
+    }
+    if now >= lost_at {
+        // The next message is sent after `now`.
+        timer.as_mut().reset(end.min(now + LOSS));
+        return Some(Waited::Lost);
+    }
+    timer.as_mut().reset(end.min(lost_at));
+    None
 }
 
 /// What one socket has seen of its server, across messages.
@@ -183,11 +195,11 @@ struct Track {
 impl Track {
     /// Counts the reply to `message`, sent at `sent_at`, which just came.
     #[inline(always)]
-    fn replied(&mut self, shared: &Shared, message: Message<'_>, sent_at: Instant) {
+    fn replied(&mut self, state: &RunState, message: Message<'_>, sent_at: Instant) {
         let now = Instant::now();
         self.last_reply = Some(now);
-        if shared.window.contains(now) {
-            let mut tally = shared.tally.borrow_mut();
+        if state.window.contains(now) {
+            let mut tally = state.tally.borrow_mut();
             tally.requests += 1;
             tally.bytes += message.reply_len as u64;
             stats::record(&mut tally.latency, now - sent_at);
@@ -196,10 +208,10 @@ impl Track {
     }
 
     /// Counts message number `number` as lost, and remembers it.
-    fn lost(&mut self, shared: &Shared, number: usize) {
+    fn lost(&mut self, state: &RunState, number: usize) {
         self.lost.remember(number);
-        if shared.window.contains(Instant::now()) {
-            shared.tally.borrow_mut().lost += 1;
+        if state.window.contains(Instant::now()) {
+            state.tally.borrow_mut().lost += 1;
         }
     }
 
@@ -209,9 +221,9 @@ impl Track {
     /// but one lost reply is not a stall, so the silence counts from [`LOSS`]
     /// after the last reply: a socket is stalled only after at least two
     /// replies in a row were lost.
-    fn window_ended(&self, shared: &Shared, sent_at: Instant) {
+    fn window_ended(&self, state: &RunState, sent_at: Instant) {
         let silent = self.last_reply.map(|at| at + LOSS);
-        shared.window_ended(Some(sent_at), silent);
+        state.window_ended(Some(sent_at), silent);
     }
 }
 
@@ -220,19 +232,19 @@ impl Track {
 /// else is counted: the reply is past the window.
 async fn last_reply_in_flight(
     socket: &DatagramSocket,
-    shared: &Shared,
+    state: &RunState,
     message: Message<'_>,
     lost: Lost,
     mut timer: Pin<&mut Sleep>,
 ) {
-    let payload = &shared.payload;
+    let payload = &state.payload;
     loop {
         tokio::select! {
             biased;
-            got = shared.recv_datagram(socket, |datagram| classify(payload, message, &lost, datagram)) => {
+            got = state.recv_datagram(socket, |datagram| classify(payload, message, &lost, datagram)) => {
                 match got {
                     Ok(Datagram::Reply) => return,
-                    Ok(Datagram::Wrong(failure)) => return shared.error(|| failure),
+                    Ok(Datagram::Wrong(failure)) => return state.error(|| failure),
                     Ok(Datagram::Late) => {}
                     Err(err) if refused(&err) => {}
                     // Not blamed: the reply is past the window.

@@ -1,16 +1,21 @@
-//! `upecho bench`: a verifying load generator. [`connect`] opens every
-//! connection (TCP or Unix stream, or connected UDP socket) before the
-//! warm-up, [`load`] runs the phases and drives the connections
-//! ([`pingpong`] or [`stream`] over a stream, [`datagram`] over UDP),
-//! checking every reply byte with [`verify`] against the [`payload`],
-//! [`stats`] measures (one latency histogram, stalls, CPU), [`report`]
-//! presents the result (human summary or JSON). Measuring, presenting and
-//! exporting stay separate, as in hyperfine.
+//! `upecho bench`: a verifying load generator. A [`config::BenchConfig`]
+//! says what to run; [`connect`] opens every connection (TCP or Unix stream,
+//! or connected UDP socket) before the warm-up, [`load`] runs the phases and
+//! spawns the connections ([`pingpong`] or [`stream`] over a stream,
+//! [`datagram`] over UDP), which share what [`conn`] holds (the run's state,
+//! checked reads, the drain), checking every reply byte with [`verify`]
+//! against the [`payload`], [`stats`] measures (one latency histogram, stalls, CPU),
+//! [`report`] decides pass or fail and presents the result (human summary or
+//! JSON). Measuring, presenting and exporting stay separate, as in hyperfine.
 //!
 //! Memory is bounded whatever the flags: at most [`payload::MAX_PAYLOAD`]
 //! bytes of payload, a fixed 64 KiB read buffer and three histograms, and
-//! about [`load::CONNECTION_MEMORY`] bytes per connection.
+//! about [`load::CONNECTION_MEMORY`] bytes per connection; in stream mode at
+//! most [`conn::IN_FLIGHT`] bytes in the kernel's buffers for all the
+//! connections together (at least 64 KiB each).
 
+pub mod config;
+pub mod conn;
 pub mod connect;
 pub mod datagram;
 pub mod load;
@@ -21,93 +26,30 @@ pub mod stats;
 mod stream;
 pub mod verify;
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use tokio::task::LocalSet;
 
-use crate::endpoint::Target;
-use crate::{Error, HostPort, Transform};
+use crate::Error;
 
+pub use config::{BenchConfig, MAX_RUN, MAX_SIZE, Mode};
 pub use report::Report;
-
-/// The largest `--size`: 16 MiB.
-pub const MAX_SIZE: usize = 16 << 20;
-
-/// The longest warm-up plus window a run accepts (about 63 years): far past
-/// any real use, and far from where adding it to a clock reading overflows.
-pub const MAX_RUN: Duration = Duration::from_secs(2_000_000_000);
-
-/// The traffic pattern of each connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Closed loop: one message in flight per connection; measures round trips.
-    PingPong,
-    /// Write continuously while reading back; measures verified bytes.
-    Stream,
-}
-
-impl Mode {
-    /// The name used on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::PingPong => "pingpong",
-            Mode::Stream => "stream",
-        }
-    }
-}
-
-/// A validated `upecho bench`.
-#[derive(Clone, Debug)]
-pub struct BenchConfig {
-    /// The server: TCP, UDP (pingpong only) or a Unix stream socket.
-    pub target: Target,
-    /// Traffic pattern.
-    pub mode: Mode,
-    /// The transform the server is expected to apply.
-    pub transform: Transform,
-    /// Concurrent connections.
-    pub connections: usize,
-    /// Message size (pingpong) or write size (stream), in bytes.
-    pub size: usize,
-    /// The measured window.
-    pub duration: Duration,
-    /// Run before the window, not counted.
-    pub warmup: Duration,
-    /// Seed of the pseudo-random payloads.
-    pub seed: u64,
-}
-
-impl Default for BenchConfig {
-    /// The contract's defaults: 127.0.0.1:8080, pingpong, ascii, 1 connection,
-    /// 64 bytes, 10 s after a 1 s warm-up, seed 1.
-    fn default() -> Self {
-        BenchConfig {
-            target: Target::Tcp(HostPort::from(SocketAddr::from(([127, 0, 0, 1], 8080)))),
-            mode: Mode::PingPong,
-            transform: Transform::Ascii,
-            connections: 1,
-            size: 64,
-            duration: Duration::from_secs(10),
-            warmup: Duration::from_secs(1),
-            seed: 1,
-        }
-    }
-}
 
 /// How a run ended.
 #[derive(Debug)]
 pub enum Outcome {
     /// The window ran to its end: the measurements, whatever they show.
     Measured(Box<Report>),
-    /// Ctrl-C stopped the run; nothing was measured (exit status 130).
-    Interrupted,
+    /// Ctrl-C stopped the run (exit status 130). Once the connections were
+    /// open, the report of the time measured until then (a window cut short,
+    /// or none of it if Ctrl-C came in the warm-up; all of it if in the drain
+    /// after); `None` if Ctrl-C came while they were being opened.
+    Interrupted(Option<Box<Report>>),
 }
 
 /// Runs the benchmark on a single-threaded runtime (the load generator is meant
 /// to be pinned to one core) and returns the measurements, or
 /// [`Outcome::Interrupted`] if Ctrl-C (SIGINT) arrived: the run watches for it
-/// from start to end, so the caller can tidy up (a progress bar) and exit with
+/// from start to end and stops where it is, with what it measured so far, so
+/// the caller can tidy up (a progress bar), print that report and exit with
 /// status 130.
 ///
 /// First it raises the process's soft descriptor limit to the hard one, since
@@ -121,23 +63,23 @@ pub enum Outcome {
 ///
 /// # Errors
 ///
+/// [`Error::InvalidConfig`] for a configuration
+/// [`BenchConfig::validate`] rejects, or over UDP for `unicode` replies
+/// longer than a datagram (a reply can be longer than its message);
 /// [`Error::Resolve`] when the address does not resolve; [`Error::Connect`]
 /// when any connection cannot be opened (naming the descriptor limit if that
 /// is the cause); [`Error::Io`] when the runtime or the Ctrl-C handler cannot
-/// be set up, or for a `size` outside 1..=[`MAX_SIZE`], zero connections,
-/// a warm-up plus window longer than [`MAX_RUN`], or over UDP: stream mode,
-/// a `size` over [`datagram::MAX_DATAGRAM`], or `unicode` replies longer
-/// than that (a reply can be longer than its message).
+/// be set up.
 /// Wrong replies and stalls are not errors of this function but counted in
 /// the report; [`Report::failure`] says whether they fail the run.
 pub fn run(config: &BenchConfig, progress: impl FnMut(f64) + 'static) -> Result<Outcome, Error> {
-    check(config)?;
+    config.validate()?;
     if let Err(err) = crate::endpoint::raise_fd_limit() {
         tracing::debug!(error = %crate::error::plain(&err), "cannot raise the descriptor limit");
     }
     let peer = connect::Peer::resolve(&config.target)?;
     let payload = payload::Payload::new(config);
-    check_datagrams(config, &payload)?;
+    config.validate_reply_len(payload.max_reply_len())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -154,54 +96,14 @@ pub fn run(config: &BenchConfig, progress: impl FnMut(f64) + 'static) -> Result<
     let tasks = LocalSet::new();
     let driver = tasks.spawn_local(load::drive(config.clone(), peer, payload, progress));
     runtime.block_on(tasks);
-    let measured = match runtime.block_on(driver) {
-        Ok(measured) => measured?,
+    let ended = match runtime.block_on(driver) {
+        Ok(ended) => ended?,
         Err(lost) => std::panic::resume_unwind(lost.into_panic()),
     };
-    Ok(match measured {
-        Some(measured) => Outcome::Measured(Box::new(Report::new(config, &measured))),
-        None => Outcome::Interrupted,
+    let report = |measured| Box::new(Report::new(config, &measured));
+    Ok(match ended {
+        load::Ended::Measured(measured) => Outcome::Measured(report(measured)),
+        load::Ended::Interrupted(measured) => Outcome::Interrupted(Some(report(measured))),
+        load::Ended::InterruptedInSetUp => Outcome::Interrupted(None),
     })
-}
-
-/// Rejects what the command line cannot produce but a library caller could.
-fn check(config: &BenchConfig) -> Result<(), Error> {
-    let run = config.warmup.checked_add(config.duration);
-    let udp = matches!(config.target, Target::Udp(_));
-    let problem = if !(1..=MAX_SIZE).contains(&config.size) {
-        "the size must be 1 to 16777216 bytes"
-    } else if config.connections == 0 {
-        "at least one connection is needed"
-    } else if run.is_none_or(|run| run > MAX_RUN) {
-        "the warm-up and the window must add up to at most 2000000000 seconds"
-    } else if udp && config.mode == Mode::Stream {
-        "UDP has no stream mode: datagrams are pingpong only"
-    } else if udp && config.size > datagram::MAX_DATAGRAM {
-        "over UDP the size must be at most 65507 bytes, the largest datagram"
-    } else {
-        return Ok(());
-    };
-    Err(invalid(problem.into()))
-}
-
-/// Over UDP, rejects `unicode` messages whose reply would not fit in one
-/// datagram: the server would drop it, and every such message would count
-/// as lost.
-fn check_datagrams(config: &BenchConfig, payload: &payload::Payload) -> Result<(), Error> {
-    let longest = payload.max_reply_len();
-    if matches!(config.target, Target::Udp(_)) && longest > datagram::MAX_DATAGRAM {
-        return Err(invalid(format!(
-            "over UDP, a reply to these {}-byte {} messages would be {longest} bytes, \
-             more than one datagram holds ({}); use a smaller --size",
-            config.size,
-            config.transform,
-            datagram::MAX_DATAGRAM
-        )));
-    }
-    Ok(())
-}
-
-/// The error for a configuration the run cannot use.
-fn invalid(problem: String) -> Error {
-    Error::InvalidConfig(problem)
 }

@@ -9,8 +9,8 @@ use std::rc::Rc;
 use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, sleep_until};
 
+use super::conn::{Owed, READ_BUF, RunState, Seen, Took, drain};
 use super::connect::ByteStream;
-use super::load::{Owed, READ_BUF, Seen, Shared, Took, drain};
 use super::payload::{Message, Payload};
 use super::stats;
 
@@ -37,22 +37,22 @@ struct Trip<'a> {
 /// The round trip's loop is written out here rather than in an `async fn`
 /// per message: a nested future made and resumed per round trip cost about 25
 /// instructions of some 1,500 (callgrind).
-pub async fn run<S: ByteStream>(mut stream: S, index: usize, shared: Rc<Shared>) {
-    let shared = &*shared;
+pub async fn run<S: ByteStream>(mut stream: S, index: usize, state: Rc<RunState>) {
+    let state = &*state;
     // One timer for the whole window: a new one per message would cost a timer
     // wheel insert and remove per round trip (measured: a fifth of the
     // generator's instructions).
-    let deadline = sleep_until(shared.window.to);
+    let deadline = sleep_until(state.window.to);
     tokio::pin!(deadline);
     let mut seen = Seen::default();
     let mut message = Payload::first_message(index);
     let in_flight = 'trips: loop {
-        let mut trip = Trip::new(shared.payload.message(message), Instant::now());
-        if trip.sent_at >= shared.window.to {
+        let mut trip = Trip::new(state.payload.message(message), Instant::now());
+        if trip.sent_at >= state.window.to {
             break None;
         }
         if let Err(failure) = trip.send_first(&stream) {
-            return shared.error(|| failure);
+            return state.error(|| failure);
         }
         // Write the rest and read at once: a large reply must not wait for the
         // request to be fully written, or both sides' buffers fill and deadlock.
@@ -67,7 +67,7 @@ pub async fn run<S: ByteStream>(mut stream: S, index: usize, shared: Rc<Shared>)
             let room = trip.owed.left.min(READ_BUF as u64 - 1) as usize + 1;
             let failure = tokio::select! {
                 biased;
-                took = shared.read_checked(&mut rx, room, |chunk| trip.owed.take(chunk)) => {
+                took = state.read_checked(&mut rx, room, |chunk| trip.owed.take(chunk)) => {
                     match trip.took(took) {
                         Ok(()) => continue,
                         Err(failure) => failure,
@@ -82,18 +82,18 @@ pub async fn run<S: ByteStream>(mut stream: S, index: usize, shared: Rc<Shared>)
                 },
                 () = &mut deadline => break 'trips Some(trip),
             };
-            return shared.error(|| failure);
+            return state.error(|| failure);
         }
-        replied(shared, &trip, &mut seen);
+        replied(state, &trip, &mut seen);
         message = Payload::next_message(message);
     };
     match in_flight {
-        Some(trip) => Box::pin(window_ended(stream, shared, trip, seen)).await,
+        Some(trip) => Box::pin(window_ended(stream, state, trip, seen)).await,
         None => {
             // Nothing in flight: nothing owed.
-            shared.window_ended(None, None);
-            let expected = shared.payload.message(message).reply;
-            Box::pin(drain(stream, shared, Owed::new(expected, 0), &[])).await;
+            state.window_ended(None, None);
+            let expected = state.payload.message(message).reply;
+            Box::pin(drain(stream, state, Owed::new(expected, 0), &[])).await;
         }
     }
 }
@@ -149,10 +149,10 @@ impl<'a> Trip<'a> {
 /// the calls cost about 45 of some 1,570 instructions per round trip
 /// (callgrind, 50 connections x 64 B).
 #[inline(always)]
-fn replied(shared: &Shared, trip: &Trip<'_>, seen: &mut Seen) {
+fn replied(state: &RunState, trip: &Trip<'_>, seen: &mut Seen) {
     let done = Instant::now();
     seen.answered = true;
-    let mut tally = shared.tally.borrow_mut();
+    let mut tally = state.tally.borrow_mut();
     if let Some((at, wrong)) = trip.owed.wrong {
         tally.error(|| {
             format!(
@@ -160,7 +160,7 @@ fn replied(shared: &Shared, trip: &Trip<'_>, seen: &mut Seen) {
                 wrong.got, wrong.expected
             )
         });
-    } else if shared.window.contains(done) {
+    } else if state.window.contains(done) {
         tally.requests += 1;
         tally.bytes += trip.reply_len as u64;
         stats::record(&mut tally.latency, done - trip.sent_at);
@@ -171,19 +171,19 @@ fn replied(shared: &Shared, trip: &Trip<'_>, seen: &mut Seen) {
 /// The window ended with `trip` in flight: records how long it has waited
 /// (and, if the server had answered this connection before, how long nothing
 /// has come), then drains what the written part of the request is owed.
-async fn window_ended<S: ByteStream>(stream: S, shared: &Shared, mut trip: Trip<'_>, seen: Seen) {
+async fn window_ended<S: ByteStream>(stream: S, state: &RunState, mut trip: Trip<'_>, seen: Seen) {
     let answered = seen.answered || trip.owed.got > 0;
     let last = trip
         .last_byte
         .map_or(trip.sent_at, |at| at.max(trip.sent_at));
-    shared.window_ended(Some(trip.sent_at), answered.then_some(last));
-    let (due, cut) = shared.payload.partial_reply(trip.request, trip.written);
+    state.window_ended(Some(trip.sent_at), answered.then_some(last));
+    let (due, cut) = state.payload.partial_reply(trip.request, trip.written);
     if trip.owed.got > due {
         let extra = trip.owed.got - due;
-        return shared.error(|| format!("{extra} reply bytes came before their request was sent"));
+        return state.error(|| format!("{extra} reply bytes came before their request was sent"));
     }
     trip.owed.left = due - trip.owed.got;
-    drain(stream, shared, trip.owed, cut).await;
+    drain(stream, state, trip.owed, cut).await;
 }
 
 /// Why a reply ended early: the server closed, or the connection broke.

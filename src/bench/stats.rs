@@ -35,8 +35,9 @@ pub fn record(hist: &mut Histogram<u64>, latency: Duration) {
 /// would cost 150 KiB per connection.
 #[derive(Debug)]
 pub struct Tally {
-    /// Verified replies (pingpong) or `--size` units echoed (stream) that
-    /// completed in the window.
+    /// Verified replies (pingpong) or writes echoed (stream: `--size`
+    /// writes whose reply came back whole in the window, plus the one partly
+    /// echoed when it ended) in the window.
     pub requests: u64,
     /// Verified reply bytes received in the window.
     pub bytes: u64,
@@ -100,6 +101,74 @@ impl Tally {
         let us = u64::try_from(threshold.as_micros()).unwrap_or(u64::MAX);
         let count = self.silences.count_between(us, u64::MAX);
         usize::try_from(count).unwrap_or(usize::MAX)
+    }
+}
+
+/// What a whole run measured.
+#[derive(Debug)]
+pub struct Measurements {
+    /// Connections opened (all that were asked for).
+    pub connections: usize,
+    /// How long opening them took, before the warm-up.
+    pub setup: Duration,
+    /// Verified replies (pingpong) or writes echoed (stream: `--size`
+    /// writes whose reply came back whole in the window, plus the one partly
+    /// echoed when it ended) in the window.
+    pub requests: u64,
+    /// Verified reply bytes received in the window.
+    pub bytes: u64,
+    /// Wrong, missing or extra bytes, and broken connections.
+    pub errors: u64,
+    /// A description of the first error, for the report.
+    pub first_error: Option<String>,
+    /// UDP: messages whose reply did not come within
+    /// the loss timeout (`datagram::LOSS`), counted when that time ran out in the window.
+    pub lost: u64,
+    /// Connections that got no verified reply in the window.
+    pub starved: usize,
+    /// Connections that had been answered but were owed bytes that had not
+    /// moved for `stall_after` at the window's end.
+    pub stalled: usize,
+    /// The silence that made a connection stalled in this run.
+    pub stall_after: Duration,
+    /// Latency of every verified reply in the window, plus, for each request
+    /// unanswered at its end, how long it had waited by then.
+    pub latency: Histogram<u64>,
+    /// The measured window's real length.
+    pub window: Duration,
+    /// CPU time this process used during the window.
+    pub cpu: Option<Duration>,
+}
+
+impl Measurements {
+    /// Decides stalls (they depend on the whole run's p99) and folds the
+    /// waits of unanswered requests into the latency.
+    pub fn new(
+        mut tally: Tally,
+        connections: usize,
+        setup: Duration,
+        window: Duration,
+        cpu: Option<Duration>,
+    ) -> Measurements {
+        let stall_after = tally.stall_threshold();
+        let stalled = tally.stalled(stall_after);
+        // Same bounds, so adding cannot fail.
+        let _ = tally.latency.add(&tally.unanswered);
+        Measurements {
+            connections,
+            setup,
+            requests: tally.requests,
+            bytes: tally.bytes,
+            errors: tally.errors,
+            first_error: tally.first_error,
+            lost: tally.lost,
+            starved: connections.saturating_sub(tally.replied),
+            stalled,
+            stall_after,
+            latency: tally.latency,
+            window,
+            cpu,
+        }
     }
 }
 

@@ -51,3 +51,31 @@ fn sixteen_mib_messages_keep_the_payload_under_80_mib() {
         assert!(peak_kib < 120 * 1024, "{mode}: peak RSS {peak_kib} KiB");
     }
 }
+
+#[test]
+fn hundreds_of_connections_streaming_16_mib_writes_are_all_answered() {
+    // Defect 3.10: `--size 16777216 --connections 2000 --mode stream` against
+    // a healthy server reported "all 2000 connections starved". Each
+    // connection's first write put about 4 MB in the kernel's buffers, past
+    // `net.ipv4.tcp_mem`; the kernel dropped segments and replies took
+    // seconds. With 500 connections (before the fix): 500, then 171 starved,
+    // at 22 MB/s.
+    let _serial = exclusive();
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"], 1);
+    let (out, _) = run_measuring_peak(&[
+        "bench",
+        &server.addr_arg(),
+        "--mode",
+        "stream",
+        "--size",
+        "16777216",
+        "--connections",
+        "500",
+        "--duration",
+        "2",
+        "--json",
+    ]);
+    let report = assert_passes(&out);
+    assert_eq!(report["starved"], 0, "{report}");
+    assert!(report["requests"].as_u64().unwrap() > 0, "{report}");
+}

@@ -446,6 +446,47 @@ fn a_slow_stream_server_is_measured_consistently_and_passes() {
 }
 
 #[test]
+fn a_stream_write_partly_echoed_when_the_window_ends_counts_as_one_request() {
+    // Defect 3.10: `--size 16777216 --connections 2000 --mode stream`
+    // verified gigabytes but reported `requests: 0`. The same shape, small:
+    // a correct server echoing about 2.6 MB/s per connection, so no 8 MiB
+    // write comes back whole within the 1 s window, while part of each does:
+    // each connection's partly echoed write is one request.
+    let addr = fake_server(|mut conn| {
+        let mut buf = [0u8; 65536];
+        while let Ok(n @ 1..) = conn.read(&mut buf) {
+            thread::sleep(Duration::from_millis(25));
+            if conn.write_all(&buf[..n].to_ascii_uppercase()).is_err() {
+                return;
+            }
+        }
+    });
+    let size = 8 << 20;
+    let out = bench_for(
+        "1",
+        &addr.to_string(),
+        &[
+            "--mode",
+            "stream",
+            "--size",
+            &size.to_string(),
+            "--connections",
+            "2",
+            "--warmup",
+            "0",
+        ],
+    );
+    let report = assert_passes(&out);
+    let (requests, bytes) = (
+        report["requests"].as_u64().unwrap(),
+        report["bytes"].as_u64().unwrap(),
+    );
+    assert!(bytes > 0 && bytes < 2 * size, "{report}");
+    assert_eq!(report["starved"], 0, "{report}");
+    assert_eq!(requests, 2, "one partly echoed write each: {report}");
+}
+
+#[test]
 fn a_server_that_never_replies_starves_every_connection_and_fails() {
     let addr = fake_server(hold);
     let out = bench(&addr.to_string(), &["--connections", "3"]);
@@ -520,6 +561,15 @@ fn seconds_past_a_billion_are_a_usage_error_naming_the_flag() {
 }
 
 #[test]
+fn a_zero_window_is_a_usage_error_naming_the_flag() {
+    let out = run(&["bench", "127.0.0.1:9", "--duration", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    let stderr = assert_one_error_line(&out);
+    assert_eq!(stderr, "error: --duration must be more than 0 seconds\n");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
 fn a_report_that_cannot_be_written_is_one_plain_error_line() {
     let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"], 1);
     let full = std::fs::OpenOptions::new()
@@ -572,7 +622,7 @@ fn a_reader_that_went_away_ends_bench_quietly() {
 }
 
 #[test]
-fn ctrl_c_clears_the_progress_bar_and_exits_130() {
+fn ctrl_c_clears_the_progress_bar_then_prints_the_report_and_exits_130() {
     let server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "-v"], 1);
     let mut cmd = upecho(&[
         "bench",
@@ -598,12 +648,54 @@ fn ctrl_c_clears_the_progress_bar_and_exits_130() {
         nix::sys::wait::WaitStatus::Exited(_, code) => assert_eq!(code, 130, "{rest:?}"),
         other => panic!("bench did not exit by itself: {other:?}"),
     }
-    // After the bar's last drawing comes the sequence that erases it, and
-    // nothing else: no report, no error line.
-    let last_draw = rest.rfind('%').map_or(0, |at| at + 1);
-    let after = &rest[last_draw..];
-    assert!(after.contains("\x1b["), "bar left on screen: {rest:?}");
-    assert!(!rest.contains("error"), "{rest:?}");
+    // After the bar's last drawing comes the sequence that erases it, then
+    // the report of the time measured, and no error line.
+    let report_at = rest.find("upecho bench:").expect("a report");
+    let bar = &rest[..report_at];
+    let last_draw = bar.rfind('%').map_or(0, |at| at + 1);
+    assert!(
+        bar[last_draw..].contains("\x1b["),
+        "bar left on screen: {rest:?}"
+    );
+    assert!(rest[report_at..].contains("round trips"), "{rest:?}");
+    assert!(!rest.contains("error:"), "{rest:?}");
+}
+
+#[test]
+fn ctrl_c_while_measuring_prints_the_json_report_so_far_and_exits_130() {
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "-v"], 1);
+    let args = [
+        "bench",
+        &server.addr_arg(),
+        "--duration",
+        "30",
+        "--warmup",
+        "0",
+        "--json",
+    ];
+    let mut child = upecho(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = crate::support::read_in_background(child.stdout.take().unwrap());
+    // With no warm-up the window opens once the connection is open; no
+    // signal says a reply was counted, so give it a moment (a debug server
+    // answers thousands a second).
+    server.wait_for_log("connection opened");
+    thread::sleep(Duration::from_millis(500));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let (status, stderr) = exit_and_stderr(&mut child, PATIENCE, "bench ignored Ctrl-C");
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert_eq!(stderr, "");
+    let stdout = String::from_utf8(stdout.join().unwrap()).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert!(report["requests_per_s"].as_f64().unwrap() > 0.0, "{report}");
+    let measured = report["duration_s"].as_f64().unwrap();
+    assert!(measured > 0.0 && measured < 30.0, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
 }
 
 #[test]

@@ -1,13 +1,18 @@
-//! Presenting a benchmark: the numbers a run produced, as a human summary or as
-//! one JSON object (the contract's fields first), and whether they fail the run.
+//! Presenting a benchmark: the numbers a run produced ([`Report`], built
+//! from the run's measurements), and the policy that decides whether they
+//! fail the run ([`Report::failure`]). How they are shown lives beside it:
+//! `human` (the summary) and `json` (one JSON object, the contract's
+//! fields first).
 
-use std::fmt;
+mod human;
+mod json;
+
 use std::io::{self, Write};
 
 use serde::Serialize;
 
 use super::BenchConfig;
-use super::load::Measurements;
+use super::stats::Measurements;
 use crate::endpoint::Target;
 
 /// The result of one run, in the units the contract names (MB = 10^6 bytes).
@@ -122,11 +127,6 @@ impl Report {
         }
     }
 
-    /// The report as one line of JSON.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a report always serialises")
-    }
-
     /// Writes the report, JSON (one line) or the human summary, and flushes.
     ///
     /// # Errors
@@ -200,77 +200,11 @@ fn round3(x: f64) -> f64 {
     }
 }
 
-/// The human summary.
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "upecho bench: {} {}, {} connection{}, {} B, {}, {:.1} s after {:.1} s warm-up, seed {}",
-            self.mode,
-            self.peer(),
-            self.connections,
-            if self.connections == 1 { "" } else { "s" },
-            self.size,
-            self.transform,
-            self.duration_s,
-            self.warmup_s,
-            self.seed
-        )?;
-        writeln!(
-            f,
-            "  set-up      {} connection{} opened in {:.3} s",
-            self.connections,
-            if self.connections == 1 { "" } else { "s" },
-            self.setup_s
-        )?;
-        let unit = if self.mode == "pingpong" {
-            "round trips"
-        } else {
-            "writes echoed"
-        };
-        writeln!(
-            f,
-            "  requests    {} {unit} ({:.1}/s)",
-            self.requests, self.requests_per_s
-        )?;
-        writeln!(f, "  throughput  {:.3} MB/s verified", self.mb_per_s)?;
-        writeln!(
-            f,
-            "  latency     p50 {} us, p99 {} us, p99.9 {} us, max {} us",
-            self.p50_us, self.p99_us, self.p999_us, self.max_us
-        )?;
-        writeln!(f, "  errors      {}", self.errors)?;
-        if let Some(first) = &self.first_error {
-            writeln!(f, "  first error {first}")?;
-        }
-        writeln!(
-            f,
-            "  lost        {} repl{} not back within 1 s",
-            self.lost,
-            if self.lost == 1 { "y" } else { "ies" }
-        )?;
-        writeln!(
-            f,
-            "  starved     {} of {} connections",
-            self.starved, self.connections
-        )?;
-        writeln!(
-            f,
-            "  stalled     {} of {} connections",
-            self.stalled, self.connections
-        )?;
-        write!(
-            f,
-            "  client CPU  {:.1}% of one core",
-            self.client_cpu_percent
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A pingpong report over TCP with these counts of trouble.
     fn report(errors: u64, starved: usize, stalled: usize) -> Report {
         Report {
             mode: "pingpong",

@@ -1,0 +1,221 @@
+//! What a run is asked to do: [`BenchConfig`] (target, traffic pattern,
+//! transform, sizes, times) and the bounds it must keep, built by the command
+//! line or by a library caller before anything else of the run starts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::endpoint::{MAX_DATAGRAM, Target};
+use crate::{Error, HostPort, Transform};
+
+/// The largest `--size`: 16 MiB.
+pub const MAX_SIZE: usize = 16 << 20;
+
+/// The longest warm-up plus window a run accepts (about 63 years): far past
+/// any real use, and far from where adding it to a clock reading overflows.
+pub const MAX_RUN: Duration = Duration::from_secs(2_000_000_000);
+
+/// The traffic pattern of each connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Closed loop: one message in flight per connection; measures round trips.
+    PingPong,
+    /// Write continuously while reading back; measures verified bytes.
+    Stream,
+}
+
+impl Mode {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::PingPong => "pingpong",
+            Mode::Stream => "stream",
+        }
+    }
+}
+
+/// A validated `upecho bench`.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// The server: TCP, UDP (pingpong only) or a Unix stream socket.
+    pub target: Target,
+    /// Traffic pattern.
+    pub mode: Mode,
+    /// The transform the server is expected to apply.
+    pub transform: Transform,
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Message size (pingpong) or write size (stream), in bytes.
+    pub size: usize,
+    /// The measured window.
+    pub duration: Duration,
+    /// Run before the window, not counted.
+    pub warmup: Duration,
+    /// Seed of the pseudo-random payloads.
+    pub seed: u64,
+}
+
+impl Default for BenchConfig {
+    /// The contract's defaults: 127.0.0.1:8080, pingpong, ascii, 1 connection,
+    /// 64 bytes, 10 s after a 1 s warm-up, seed 1.
+    fn default() -> Self {
+        BenchConfig {
+            target: Target::Tcp(HostPort::from(SocketAddr::from(([127, 0, 0, 1], 8080)))),
+            mode: Mode::PingPong,
+            transform: Transform::Ascii,
+            connections: 1,
+            size: 64,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(1),
+            seed: 1,
+        }
+    }
+}
+
+impl BenchConfig {
+    /// Checks the rules a run needs, the one place they are checked: the
+    /// command line calls it before anything starts, and [`super::run`] calls
+    /// it again, so a library caller's configuration is held to the same
+    /// rules. The messages name the `upecho bench` flag of each field.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a zero window (`duration`), a `size`
+    /// outside 1..=[`MAX_SIZE`], zero connections, a warm-up plus window
+    /// longer than [`MAX_RUN`], or over UDP: stream mode or a `size` over
+    /// [`MAX_DATAGRAM`].
+    pub fn validate(&self) -> Result<(), Error> {
+        let run = self.warmup.checked_add(self.duration);
+        let udp = matches!(self.target, Target::Udp(_));
+        let problem = if self.duration.is_zero() {
+            "--duration must be more than 0 seconds".to_string()
+        } else if !(1..=MAX_SIZE).contains(&self.size) {
+            format!("--size must be 1 to {MAX_SIZE} bytes, not {}", self.size)
+        } else if self.connections == 0 {
+            "--connections must be at least 1".to_string()
+        } else if run.is_none_or(|run| run > MAX_RUN) {
+            format!(
+                "--warmup plus --duration must be at most {} seconds",
+                MAX_RUN.as_secs()
+            )
+        } else if udp && self.mode == Mode::Stream {
+            "--mode stream cannot be used with --udp: datagrams are pingpong only".to_string()
+        } else if udp && self.size > MAX_DATAGRAM {
+            format!(
+                "--size {} is too large for --udp: a datagram holds at most {MAX_DATAGRAM} bytes",
+                self.size
+            )
+        } else {
+            return Ok(());
+        };
+        Err(Error::InvalidConfig(problem))
+    }
+
+    /// Over UDP, rejects messages whose longest reply (`longest`, known once
+    /// the payload is generated: a `unicode` reply can be longer than its
+    /// message) would not fit in one datagram: the server would drop it, and
+    /// every such message would count as lost.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the reply length and `--size`.
+    pub fn validate_reply_len(&self, longest: usize) -> Result<(), Error> {
+        if matches!(self.target, Target::Udp(_)) && longest > MAX_DATAGRAM {
+            return Err(Error::InvalidConfig(format!(
+                "over UDP, a reply to these {}-byte {} messages would be {longest} bytes, \
+                 more than one datagram holds ({MAX_DATAGRAM}); use a smaller --size",
+                self.size, self.transform,
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn udp() -> BenchConfig {
+        BenchConfig {
+            target: Target::Udp(HostPort::from(SocketAddr::from(([127, 0, 0, 1], 9)))),
+            ..BenchConfig::default()
+        }
+    }
+
+    fn problem(config: &BenchConfig) -> String {
+        match config.validate() {
+            Err(Error::InvalidConfig(problem)) => problem,
+            other => panic!("not rejected as invalid: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert!(BenchConfig::default().validate().is_ok());
+        assert!(udp().validate().is_ok());
+    }
+
+    #[test]
+    fn what_the_command_line_cannot_produce_is_rejected_naming_the_flag() {
+        let config = BenchConfig::default();
+        for (bad, flag) in [
+            (
+                BenchConfig {
+                    duration: Duration::ZERO,
+                    ..config.clone()
+                },
+                "--duration",
+            ),
+            (
+                BenchConfig {
+                    size: 0,
+                    ..config.clone()
+                },
+                "--size",
+            ),
+            (
+                BenchConfig {
+                    size: MAX_SIZE + 1,
+                    ..config.clone()
+                },
+                "--size",
+            ),
+            (
+                BenchConfig {
+                    connections: 0,
+                    ..config.clone()
+                },
+                "--connections",
+            ),
+            (
+                BenchConfig {
+                    warmup: MAX_RUN,
+                    ..config.clone()
+                },
+                "--warmup",
+            ),
+        ] {
+            assert!(problem(&bad).starts_with(flag), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn udp_takes_neither_stream_mode_nor_more_than_a_datagram() {
+        let stream = BenchConfig {
+            mode: Mode::Stream,
+            ..udp()
+        };
+        assert_eq!(
+            problem(&stream),
+            "--mode stream cannot be used with --udp: datagrams are pingpong only"
+        );
+        let large = BenchConfig {
+            size: MAX_DATAGRAM + 1,
+            ..udp()
+        };
+        assert!(problem(&large).starts_with("--size 65508 is too large for --udp"));
+        assert!(udp().validate_reply_len(MAX_DATAGRAM).is_ok());
+        assert!(udp().validate_reply_len(MAX_DATAGRAM + 1).is_err());
+        assert!(BenchConfig::default().validate_reply_len(1 << 20).is_ok());
+    }
+}

@@ -1,0 +1,80 @@
+//! The report as a human reads it: a header naming the run, then one
+//! labelled line per figure.
+
+use std::fmt;
+
+use super::Report;
+
+/// The human summary.
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "upecho bench: {} {}, {} connection{}, {} B, {}, {:.1} s after {:.1} s warm-up, seed {}",
+            self.mode,
+            self.peer(),
+            self.connections,
+            if self.connections == 1 { "" } else { "s" },
+            self.size,
+            self.transform,
+            self.duration_s,
+            self.warmup_s,
+            self.seed
+        )?;
+        self.figures(f)
+    }
+}
+
+impl Report {
+    /// The lines under the header: one per figure.
+    fn figures(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "  set-up      {} connection{} opened in {:.3} s",
+            self.connections,
+            if self.connections == 1 { "" } else { "s" },
+            self.setup_s
+        )?;
+        let unit = if self.mode == "pingpong" {
+            "round trips"
+        } else {
+            "writes echoed"
+        };
+        writeln!(
+            f,
+            "  requests    {} {unit} ({:.1}/s)",
+            self.requests, self.requests_per_s
+        )?;
+        writeln!(f, "  throughput  {:.3} MB/s verified", self.mb_per_s)?;
+        writeln!(
+            f,
+            "  latency     p50 {} us, p99 {} us, p99.9 {} us, max {} us",
+            self.p50_us, self.p99_us, self.p999_us, self.max_us
+        )?;
+        writeln!(f, "  errors      {}", self.errors)?;
+        if let Some(first) = &self.first_error {
+            writeln!(f, "  first error {first}")?;
+        }
+        writeln!(
+            f,
+            "  lost        {} repl{} not back within 1 s",
+            self.lost,
+            if self.lost == 1 { "y" } else { "ies" }
+        )?;
+        writeln!(
+            f,
+            "  starved     {} of {} connections",
+            self.starved, self.connections
+        )?;
+        writeln!(
+            f,
+            "  stalled     {} of {} connections",
+            self.stalled, self.connections
+        )?;
+        write!(
+            f,
+            "  client CPU  {:.1}% of one core",
+            self.client_cpu_percent
+        )
+    }
+}
