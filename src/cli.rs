@@ -37,11 +37,6 @@ pub enum Command {
     Man,
 }
 
-/// A usage error found after parsing (a flag value out of range): exit status 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
 /// The transform names accepted on the command line.
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
 pub enum TransformArg {

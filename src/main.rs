@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, FromArgMatches};
 
-use cli::{Cli, Command, UsageError};
+use cli::{Cli, Command};
 use upecho::client::{self, Finish};
 use upecho::{Server, ServerConfig, ShutdownSignal};
 
@@ -30,11 +30,12 @@ fn main() -> ExitCode {
         Ok(Finish::Interrupted) => ExitCode::from(130),
         Err(err) => {
             logging::emit(&format!("error: {err:#}"), LOG_PATIENCE);
-            let invalid_config = matches!(
+            // Flags clap accepted but the configuration cannot use are
+            // usage errors too: one kind of error, one exit status.
+            if matches!(
                 err.downcast_ref::<upecho::Error>(),
                 Some(upecho::Error::InvalidConfig(_))
-            );
-            if err.is::<UsageError>() || invalid_config {
+            ) {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

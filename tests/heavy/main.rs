@@ -39,6 +39,25 @@ fn four_mib_then_half_close_returns_all_of_it_then_eof() {
     assert!(reply == upper(&data), "reply differs from bytes.upper()");
 }
 
+/// Sends about 16 KiB in 3,000-byte writes, half-closes, and returns true if
+/// and only if the whole reply equals `bytes.upper()` of what was sent.
+async fn verified_exchange(addr: std::net::SocketAddr, seed: u64) -> bool {
+    let data = random_bytes(seed, 16 * 1024 + seed as usize);
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut rx, mut tx) = stream.into_split();
+    let expected = upper(&data);
+    let writer = tokio::spawn(async move {
+        for piece in data.chunks(3000) {
+            tx.write_all(piece).await.unwrap();
+        }
+        tx.shutdown().await.unwrap();
+    });
+    let mut reply = Vec::new();
+    rx.read_to_end(&mut reply).await.unwrap();
+    writer.await.unwrap();
+    reply == expected
+}
+
 #[test]
 fn two_hundred_clients_are_served_beside_stalled_ones() {
     let _serial = exclusive();
@@ -68,25 +87,9 @@ fn two_hundred_clients_are_served_beside_stalled_ones() {
         }
 
         // Two hundred well-behaved clients at once, each verified.
-        let mut clients = Vec::new();
-        for seed in 0..200u64 {
-            clients.push(tokio::spawn(async move {
-                let data = random_bytes(seed, 16 * 1024 + seed as usize);
-                let stream = TcpStream::connect(addr).await.unwrap();
-                let (mut rx, mut tx) = stream.into_split();
-                let expected = upper(&data);
-                let writer = tokio::spawn(async move {
-                    for piece in data.chunks(3000) {
-                        tx.write_all(piece).await.unwrap();
-                    }
-                    tx.shutdown().await.unwrap();
-                });
-                let mut reply = Vec::new();
-                rx.read_to_end(&mut reply).await.unwrap();
-                writer.await.unwrap();
-                reply == expected
-            }));
-        }
+        let clients: Vec<_> = (0..200u64)
+            .map(|seed| tokio::spawn(verified_exchange(addr, seed)))
+            .collect();
         let verified = tokio::time::timeout(HEAVY_PATIENCE, async {
             let mut ok = 0;
             for client in clients {
