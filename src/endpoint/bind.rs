@@ -3,12 +3,13 @@
 //! IPv6-only, non-blocking), a stale Unix socket file replaced but a live one
 //! never taken over, and the descriptor limit raised for many connections.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
 use std::net::{TcpListener, UdpSocket};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -91,7 +92,7 @@ pub fn bind_unix(path: &UnixPath, backlog: u32, mode: Option<u32>) -> Result<Uni
     }
     // Before the lock file is made: a name that cannot be bound needs none.
     path.sock_addr().map_err(fail)?;
-    let _lock = lock_beside(path.as_path()).map_err(fail)?;
+    let _lock = lock_beside(path.as_path(), LOCK_PATIENCE).map_err(fail)?;
     remove_if_stale(path.as_path()).map_err(fail)?;
     listen_unix(path, backlog, mode).map_err(fail)
 }
@@ -111,12 +112,24 @@ fn listen_unix(path: &UnixPath, backlog: u32, mode: Option<u32>) -> io::Result<U
     Ok(socket.into())
 }
 
-/// Opens (creating it if need be) `PATH.lock` and waits for an exclusive
-/// lock on it, held until the file is dropped. A symbolic link there is
-/// refused rather than followed, so nobody can make us create a file
-/// elsewhere. A lock file we may not write (another user's) is locked
-/// read-only: `flock` needs no write access.
-fn lock_beside(path: &Path) -> io::Result<File> {
+/// How long a server waits for `PATH.lock`. Another upecho holds it only
+/// for a bind or a removal (microseconds); a process that holds it longer
+/// must not stall a start or a shutdown for ever.
+pub const LOCK_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Opens (creating it if need be) `PATH.lock` and takes an exclusive lock on
+/// it, held until the file is dropped, waiting up to `patience` for it. A
+/// symbolic link there is refused rather than followed, so nobody can make
+/// us create a file elsewhere. A lock file we may not write (another user's)
+/// is locked read-only: `flock` needs no write access. The server takes it
+/// again before it removes its socket file at shutdown, so that it never
+/// removes a successor's socket between that one's bind and listen.
+///
+/// # Errors
+///
+/// When the file cannot be opened, or is still locked after `patience`
+/// (`PATH.lock is held by another process`).
+pub fn lock_beside(path: &Path, patience: Duration) -> io::Result<File> {
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
     let open = |write: bool| {
@@ -131,8 +144,20 @@ fn lock_beside(path: &Path) -> io::Result<File> {
         Err(err) if err.kind() == io::ErrorKind::PermissionDenied => open(false)?,
         opened => opened?,
     };
-    file.lock()?;
-    Ok(file)
+    let deadline = Instant::now() + patience;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(TryLockError::Error(err)) => return Err(err),
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(TryLockError::WouldBlock) => {
+                let held = format!("{} is held by another process", Path::new(&name).display());
+                return Err(io::Error::new(io::ErrorKind::WouldBlock, held));
+            }
+        }
+    }
 }
 
 /// Removes the socket file at `path` if and only if it is a socket nobody

@@ -27,7 +27,7 @@ use std::os::unix::net::UnixListener;
 
 pub use activation::{inherited, notify_ready};
 pub use addr::{HostPort, UnixPath};
-pub use bind::{bind, bind_tcp, bind_udp, bind_unix, raise_fd_limit};
+pub use bind::{LOCK_PATIENCE, bind, bind_tcp, bind_udp, bind_unix, lock_beside, raise_fd_limit};
 pub use connect::{Target, connect_tcp, connect_udp, connect_unix};
 
 /// What one listener flag asks for, before anything is bound.

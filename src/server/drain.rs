@@ -12,9 +12,14 @@ pub(super) async fn drain(shared: &Shared) {
     shared.open_listeners.wait().await;
     tracing::info!("listeners closed");
     // Now, not at exit: a successor may bind the path during our grace.
-    if let Ok(mut files) = shared.files.lock() {
-        files.clear();
-    }
+    // Off the runtime's thread, which still serves open connections: each
+    // removal waits for the path's lock (`endpoint::LOCK_PATIENCE` at most).
+    let files = shared
+        .files
+        .lock()
+        .map(|mut files| std::mem::take(&mut *files))
+        .unwrap_or_default();
+    let removed = tokio::task::spawn_blocking(move || drop(files));
     shared.listeners.close();
     let open = shared.open_connections();
     if open > 0 {
@@ -35,5 +40,6 @@ pub(super) async fn drain(shared: &Shared) {
     }
     shared.cut_off.cancel();
     shared.listeners.wait().await;
+    let _ = removed.await;
     tracing::info!("server stopped");
 }

@@ -34,6 +34,15 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
+        // Under the lock a binding server takes (`endpoint::bind_unix`):
+        // without it, a successor could find our closed socket stale, remove
+        // it and bind its own between our check and our removal, and we
+        // would remove the successor's. If the lock cannot be had, the file
+        // is left: a stale file is replaced by the next server anyway.
+        let patience = crate::endpoint::LOCK_PATIENCE;
+        let Ok(_lock) = crate::endpoint::lock_beside(&self.path, patience) else {
+            return;
+        };
         if self.id.is_some() && file_id(&self.path) == self.id {
             let _ = std::fs::remove_file(&self.path);
         }

@@ -378,3 +378,37 @@ fn a_socket_path_with_control_characters_is_shown_escaped() {
         &format!("error: cannot connect to unix {gone}: no such file or directory"),
     );
 }
+
+#[test]
+fn a_stopping_server_removes_its_socket_file_only_under_the_paths_lock() {
+    // A server that is binding holds PATH.lock; one that stops must not
+    // remove the file meanwhile (it could be the binding server's).
+    let dir = TempDir::new();
+    let path = dir.path("held.sock");
+    let mut server = ServerProcess::start(&["--unix", &path], 1);
+    let lock = std::fs::File::open(format!("{path}.lock")).unwrap();
+    lock.lock().unwrap();
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    server.wait_for_log("listeners closed");
+    // Nothing signals a removal that does not happen: give it time to.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(Path::new(&path).exists(), "removed while the lock was held");
+    lock.unlock().unwrap();
+    assert!(server.wait_exit(PATIENCE).success());
+    assert!(!Path::new(&path).exists(), "removed once the lock was free");
+}
+
+#[test]
+fn a_lock_held_by_another_process_fails_the_bind_after_a_while_naming_it() {
+    let dir = TempDir::new();
+    let path = dir.path("busy.sock");
+    let lock = std::fs::File::create(format!("{path}.lock")).unwrap();
+    lock.lock().unwrap();
+    let out = crate::support::run(&["serve", "--unix", &path]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        crate::support::assert_one_error_line(&out),
+        format!("error: cannot listen on unix {path}: {path}.lock is held by another process\n")
+    );
+    drop(lock);
+}
