@@ -14,13 +14,21 @@ use tokio_util::sync::CancellationToken;
 /// signal.begin();
 /// assert!(signal.is_draining());
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ShutdownSignal {
     /// Cancelled when listeners must close and connections start draining.
     drain: CancellationToken,
     /// Cancelled when open connections must be closed now. Cancelling it also
     /// cancels `drain`: cutting off implies no more accepting.
     cut: CancellationToken,
+}
+
+/// The same as [`ShutdownSignal::new`]: a derived `Default` would build two
+/// unrelated tokens, and cutting off would then not stop the drain.
+impl Default for ShutdownSignal {
+    fn default() -> Self {
+        ShutdownSignal::new()
+    }
 }
 
 impl ShutdownSignal {
@@ -55,5 +63,17 @@ impl ShutdownSignal {
 
     pub(crate) fn cut_token(&self) -> &CancellationToken {
         &self.cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ShutdownSignal;
+
+    #[test]
+    fn a_default_signal_that_is_cut_short_is_also_draining() {
+        let signal = ShutdownSignal::default();
+        signal.cut_short();
+        assert!(signal.is_draining());
     }
 }
