@@ -149,6 +149,40 @@ fn metrics_count_connections_bytes_and_datagrams_by_listener() {
 }
 
 #[test]
+fn an_unanswered_datagram_is_counted_under_its_reason_and_the_others_stay_at_zero() {
+    let args = [
+        "--udp",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--transform",
+        "unicode",
+    ];
+    let server = ServerProcess::start(&args, 2);
+    let (udp, metrics) = (server.addrs[0], server.addrs[1]);
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    // 60,000 bytes that would grow to 180,000: too large to answer.
+    client
+        .send_to(&"ΐ".repeat(30_000).into_bytes(), udp)
+        .unwrap();
+    client.send_to(b"ping", udp).unwrap();
+    let mut buf = [0u8; 16];
+    let (n, _) = client.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"PING", "only the small one is answered");
+    let label = format!("listener=\"udp {udp}\"");
+    let series =
+        |reason: &str| format!("upecho_datagrams_dropped_total{{{label},reason=\"{reason}\"}}");
+    wait_until("the drop counted", PATIENCE, || {
+        value(&scrape(metrics), &series("too_large")).is_some_and(|n| n >= 1.0)
+    });
+    let body = scrape(metrics);
+    assert_eq!(value(&body, &series("too_large")), Some(1.0), "{body}");
+    assert_eq!(value(&body, &series("loop")), Some(0.0), "{body}");
+    assert_eq!(value(&body, &series("send_failed")), Some(0.0), "{body}");
+}
+
+#[test]
 fn other_paths_methods_and_garbage_are_refused() {
     let server = start();
     let metrics = server.addrs[2];
