@@ -14,6 +14,11 @@ It reads every `.rs` file of each crate root given (default: the library,
 collects the paths they name (`use` trees, and inline `crate::`, `super::`,
 `self::` paths), resolves each to the deepest module it names, and checks the
 sibling graph under every module. Test modules count: a test is code too.
+Comments and literals are blanked first (a `//` inside a string is not a
+comment), an inline `mod name { ... }` is a module of its own (its `super::`
+is the file's module), and `path as alias` names `path`. The fixtures in
+scripts/fixtures/modules are a cycle it must see and a crate that would fool
+a naive reader; CI runs both.
 
 Usage: scripts/check-modules.py [--graph] [ROOT.rs ...]
 Exit status: 0 no cycle, 1 a cycle (each printed), 2 a file cannot be read.
@@ -22,16 +27,51 @@ import os
 import re
 import sys
 
-COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
-STRING = re.compile(r'r#*"(?:.|\n)*?"#*|"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])\'')
+# Strings, character literals and comments, matched in one pass so that a
+# `//` inside a string is not a comment and a `"` inside a comment is not a
+# string. A lifetime (`'a`) has no closing quote and is left alone.
+TOKEN = re.compile(
+    r'(?P<string>b?r(?P<hashes>#*)"(?:.|\n)*?"(?P=hashes)|b?"(?:\\.|[^"\\])*")'
+    r"|(?P<char>b?'(?:\\.|[^'\\\n])')"
+    r"|(?P<comment>//[^\n]*|/\*(?:.|\n)*?\*/)"
+)
 MOD_DECL = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", re.M)
+INLINE_MOD = re.compile(r"\bmod\s+(\w+)\s*\{")
 USE = re.compile(r"\buse\s+([^;]+);")
 INLINE = re.compile(r"\b((?:crate|super|self)(?:::\w+)+)")
 
 
 def strip(code):
-    code = COMMENT.sub(" ", code)
-    return STRING.sub('""', code)
+    """The code with every comment a space and every string or character
+    literal empty, so that only code is searched."""
+
+    def blank(match):
+        return " " if match.group("comment") else '""'
+
+    return TOKEN.sub(blank, code)
+
+
+def scopes(code, here):
+    """Splits a file's code into (module path, text) pieces: the text inside
+    an inline `mod name { ... }` belongs to `here + (name,)`, where `super::`
+    means `here`."""
+    pieces, stack, start, depth = [], [(here, -1)], 0, 0
+    opening = {m.end() - 1: m.group(1) for m in INLINE_MOD.finditer(code)}
+    for at, ch in enumerate(code):
+        if ch == "{":
+            if at in opening:
+                pieces.append((stack[-1][0], code[start:at]))
+                stack.append((stack[-1][0] + (opening[at],), depth))
+                start = at + 1
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if len(stack) > 1 and depth == stack[-1][1]:
+                pieces.append((stack[-1][0], code[start:at]))
+                stack.pop()
+                start = at + 1
+    pieces.append((stack[-1][0], code[start:]))
+    return pieces
 
 
 def module_files(root):
@@ -56,11 +96,12 @@ def module_files(root):
 
 def expand(tree):
     """`a::{b, c::{d, e as f}}` -> ['a::b', 'a::c::d', 'a::c::e']."""
+    tree = re.sub(r"\s+as\s+\w+", "", tree)
     tree = re.sub(r"\s+", "", tree)
     depth, start, parts = 0, 0, []
     brace = tree.find("{")
     if brace < 0:
-        return [re.sub(r"as\w+$", "", tree.split(" as ")[0])]
+        return [tree]
     prefix, body = tree[:brace], tree[brace + 1:tree.rfind("}")]
     for at, ch in enumerate(body + ","):
         if ch == "{":
@@ -123,27 +164,30 @@ def edges(crate_root):
     modules = set(files)
     reexports = reexports_of(files, modules)
     found = set()
-    for here, file in files.items():
+    named = []
+    for module, file in files.items():
         with open(file, encoding="utf-8") as handle:
             code = strip(handle.read())
-        named = [p for tree in USE.findall(code) for p in expand(tree)]
-        named += INLINE.findall(code)
-        for path in named:
-            if not re.match(r"(crate|super|self)::", path):
-                # A bare `use name::...` names a child of `here` or an
-                # external crate; a child is always allowed.
-                continue
-            target = absolute(path, here)
-            target = target and deepest_module(target, modules, reexports)
-            if target is None:
-                continue
-            common = 0
-            while common < min(len(here), len(target)) and here[common] == target[common]:
-                common += 1
-            if common == len(here) or common == len(target):
-                continue  # an ancestor or a descendant
-            parent = here[:common]
-            found.add((parent, here[common], target[common]))
+        for here, text in scopes(code, module):
+            modules.add(here)
+            named += [(here, p) for tree in USE.findall(text) for p in expand(tree)]
+            named += [(here, p) for p in INLINE.findall(text)]
+    for here, path in named:
+        if not re.match(r"(crate|super|self)::", path):
+            # A bare `use name::...` names a child of `here` or an
+            # external crate; a child is always allowed.
+            continue
+        target = absolute(path, here)
+        target = target and deepest_module(target, modules, reexports)
+        if target is None:
+            continue
+        common = 0
+        while common < min(len(here), len(target)) and here[common] == target[common]:
+            common += 1
+        if common == len(here) or common == len(target):
+            continue  # an ancestor or a descendant
+        parent = here[:common]
+        found.add((parent, here[common], target[common]))
     return found
 
 
