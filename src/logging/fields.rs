@@ -56,7 +56,10 @@ impl Visit for Visitor<'_, '_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.result.is_err() {
+        // A `log` record bridged into tracing carries its origin as
+        // `log.target`, `log.file`, ...: the default formatter leaves them
+        // out, and so does this one.
+        if self.result.is_err() || field.name().starts_with("log.") {
             return;
         }
         let separator = if std::mem::take(&mut self.first) {
@@ -68,7 +71,10 @@ impl Visit for Visitor<'_, '_> {
             write!(self.writer, "{separator}")
                 .and_then(|()| write!(Escaping(self.writer), "{value:?}"))
         } else {
-            write!(self.writer, "{separator}{}=", field.name())
+            // A raw identifier (`r#type`) is shown without its `r#`.
+            let name = field.name();
+            let name = name.strip_prefix("r#").unwrap_or(name);
+            write!(self.writer, "{separator}{name}=")
                 .and_then(|()| write!(Escaping(self.writer), "{value:?}"))
         };
     }
@@ -126,6 +132,14 @@ mod tests {
             line,
             " INFO connection opened peer=/tmp/x\\n2026-01-01T00:00:00Z  INFO server stopped\\x1b[31m bytes=3\n"
         );
+    }
+
+    #[test]
+    fn a_raw_identifier_is_shown_without_r_hash_and_log_origin_fields_are_left_out() {
+        let line = log_line(|| {
+            tracing::info!(r#type = "tcp", log.target = "rustls", "listening");
+        });
+        assert_eq!(line, " INFO listening type=\"tcp\"\n");
     }
 
     #[test]
