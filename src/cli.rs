@@ -121,13 +121,8 @@ impl ServeArgs {
     /// Checks the flags and builds the server configuration. `matches` are
     /// the subcommand's raw matches, which alone know the order in which
     /// `--tcp` and `--unix` were given (readiness lines follow that order).
-    ///
-    /// # Errors
-    ///
-    /// None today: every transport and transform the flags can name is
-    /// built. [`Error::Unsupported`] is the error for one that is not.
-    pub fn to_config(&self, matches: &ArgMatches) -> Result<ServerConfig, Error> {
-        let transform = transform(self.transform)?;
+    pub fn to_config(&self, matches: &ArgMatches) -> ServerConfig {
+        let transform = transform(self.transform);
         let mut config = ServerConfig::default();
         let mut listen: Vec<(usize, Listen)> = Vec::new();
         let tcp = self.tcp.iter().cloned().map(Listen::Tcp);
@@ -152,7 +147,7 @@ impl ServeArgs {
         config.proxy_from = self.proxy_from.clone();
         config.proxy_timeout = self.proxy_timeout;
         config.metrics = self.metrics.clone();
-        Ok(config)
+        config
     }
 
     /// The log level the -v/-q flags ask for.
@@ -207,17 +202,12 @@ pub struct ConnectArgs {
 }
 
 impl ConnectArgs {
-    /// Checks the flags and builds the client configuration.
-    ///
-    /// # Errors
-    ///
-    /// None today: every transport the flags can name is built.
-    /// [`Error::Unsupported`] is the error for one that is not.
-    pub fn to_config(&self) -> Result<upecho::client::ConnectConfig, Error> {
-        Ok(upecho::client::ConnectConfig {
+    /// Builds the client configuration (clap has checked every flag).
+    pub fn to_config(&self) -> upecho::client::ConnectConfig {
+        upecho::client::ConnectConfig {
             target: self.target.target(),
             timeout: Some(self.timeout).filter(|limit| !limit.is_zero()),
-        })
+        }
     }
 }
 
@@ -284,7 +274,7 @@ impl BenchArgs {
                 ModeArg::Pingpong => Mode::PingPong,
                 ModeArg::Stream => Mode::Stream,
             },
-            transform: transform(self.transform)?,
+            transform: transform(self.transform),
             connections: self.connections as usize,
             size: self.size as usize,
             duration: self.duration,
@@ -319,11 +309,11 @@ impl CompletionsArgs {
 }
 
 /// The transform named on the command line.
-fn transform(arg: TransformArg) -> Result<Transform, Error> {
+fn transform(arg: TransformArg) -> Transform {
     match arg {
-        TransformArg::Ascii => Ok(Transform::Ascii),
-        TransformArg::Unicode => Ok(Transform::Unicode),
-        TransformArg::None => Ok(Transform::None),
+        TransformArg::Ascii => Transform::Ascii,
+        TransformArg::Unicode => Transform::Unicode,
+        TransformArg::None => Transform::None,
     }
 }
 

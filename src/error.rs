@@ -63,9 +63,6 @@ pub enum Error {
     /// A server was configured with no listener at all.
     #[error("nothing to listen on: the server configuration has no listener")]
     NoListeners,
-    /// A capability the interface names but this build does not provide yet.
-    #[error("{0} is not supported yet")]
-    Unsupported(&'static str),
 }
 
 /// Renders an I/O error the way the contract wants it: `address already in use`,

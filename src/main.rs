@@ -88,14 +88,14 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<Finish> {
             let inherited = upecho::endpoint::inherited()?;
             init_logging(args.log_level(), args.log_format);
             let serve_matches = matches.subcommand_matches("serve").unwrap_or(matches);
-            let served = serve(args.to_config(serve_matches)?, inherited);
+            let served = serve(args.to_config(serve_matches), inherited);
             logging::flush(LOG_PATIENCE);
             served?;
             Ok(Finish::Done)
         }
         Command::Connect(args) => {
             init_logging(tracing::Level::WARN, logging::LogFormat::Text);
-            Ok(client::run(args.to_config()?)?)
+            Ok(client::run(args.to_config())?)
         }
         Command::Bench(args) => {
             let config = args.to_config()?;
