@@ -14,9 +14,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 if [ -n "${1:-}" ]; then
   tree=$(mktemp -d)
+  # A failed or interrupted build must not leave a worktree registered.
+  trap 'git worktree remove --force "$tree" 2>/dev/null || rm -rf "$tree"; git worktree prune' EXIT
   git worktree add --quiet --detach "$tree" "$1"
   CARGO_TARGET_DIR=target/before cargo build --release --locked --bin upecho --manifest-path "$tree/Cargo.toml"
-  git worktree remove --force "$tree"
   mkdir -p target/release
   cp target/before/release/upecho target/release/upecho-before
 fi
