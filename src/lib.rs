@@ -4,13 +4,22 @@
 //! Data flows one way:
 //!
 //! ```text
-//! cli (flags -> config) -> endpoint (bind) -> server (a runtime per core, shutdown)
+//! cli (flags -> config) -> endpoint (bind, or inherit from systemd)
+//!     -> server (bound -> workers: a runtime per core -> accepting)
 //!     -> listener (accept, limits, idle sweep) -> [proxy (PROXY header, if expected)]
 //!     -> connection (read -> transform -> write)
-//!     [metrics (GET /metrics): counts folded in at accept, at close, per UDP batch]
-//! client: endpoint (connect) -> repl (terminal) | pipe (stdin/stdout)
-//! bench:  load (connections, verify every byte) -> stats -> report (human | JSON)
+//!     -> server::udp (recvmmsg -> drop rules, echo rule -> transform -> sendmmsg)
+//!     os_signals -> shutdown -> drain
+//!     [metrics (counts folded in at accept, at close, per UDP batch)
+//!      <- http (hyper: GET /metrics, GET /healthz)]
+//! client: endpoint (connect) -> session -> repl (terminal) | pipe (stdin/stdout) | udp
+//! bench:  config -> connect (open every connection) -> load (phases)
+//!     -> pingpong | stream | datagram (verify every byte) -> stats -> report (human | JSON)
 //! ```
+//!
+//! The interface these modules implement (flags, output, exit statuses) is
+//! written down in `docs/INTERFACE.md`; the layout, one line per file, in
+//! the README.
 //!
 //! Start a server in-process on port 0, learn its address, shut it down:
 //!
@@ -25,8 +34,9 @@
 //! # }
 //! ```
 
-// Denied everywhere; allowed only in `transform::wide`, where the measured
-// reason and the safety argument are written down.
+// Denied everywhere; allowed only in `transform::wide` and in
+// `server::memory` (the `malloc_trim` call), where the measured reason and
+// the safety argument are written down.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

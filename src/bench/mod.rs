@@ -1,15 +1,17 @@
 //! `upecho bench`: a verifying load generator. A [`config::BenchConfig`]
 //! says what to run; [`connect`] opens every connection (TCP or Unix stream,
 //! or connected UDP socket) before the warm-up, [`load`] runs the phases and
-//! spawns the connections ([`pingpong`] or [`stream`] over a stream,
+//! spawns the connections (`pingpong` or `stream` over a stream,
 //! [`datagram`] over UDP), which share what [`conn`] holds (the run's state,
 //! checked reads, the drain), checking every reply byte with [`verify`]
 //! against the [`payload`], [`stats`] measures (one latency histogram, stalls, CPU),
 //! [`report`] decides pass or fail and presents the result (human summary or
 //! JSON). Measuring, presenting and exporting stay separate, as in hyperfine.
+//! Ctrl-C ends a run where it stands, with the report of the time measured
+//! so far ([`Outcome::Interrupted`]); the binary prints it and exits 130.
 //!
 //! Memory is bounded whatever the flags: at most [`payload::MAX_PAYLOAD`]
-//! bytes of payload, a fixed 64 KiB read buffer and three histograms, and
+//! bytes of payload, a fixed 64 KiB read buffer and a few histograms, and
 //! about [`load::CONNECTION_MEMORY`] bytes per connection; in stream mode at
 //! most [`conn::IN_FLIGHT`] bytes in the kernel's buffers for all the
 //! connections together (at least 64 KiB each).

@@ -1,8 +1,9 @@
-//! The client side of `upecho connect`: [`run`] connects as a
-//! [`ConnectConfig`] says and drives the connection either from a terminal
-//! ([`repl`]), from stdin/stdout ([`pipe`]), or datagram by datagram
-//! ([`udp`]). The loops are generic over their reader and writer, so tests
-//! can drive them in memory. Ctrl-C reaches them as an [`Interrupt`] and
+//! The client side of `upecho connect`: [`run`] (the `session` module)
+//! connects as a [`ConnectConfig`] says and drives the connection either
+//! from a terminal ([`repl`], with `hangup` noticing a server that closes
+//! while the prompt waits), from stdin/stdout ([`pipe`]), or datagram by
+//! datagram ([`udp`], lines bounded by the largest datagram). The loops are
+//! generic over their reader and writer, so tests can drive them in memory. Ctrl-C reaches them as an [`Interrupt`] and
 //! comes back as [`Finish::Interrupted`]: nothing in the library ends the
 //! process.
 

@@ -5,14 +5,17 @@
 //! from one of the children:
 //!
 //! - `addr`: `host:port` and Unix socket names, parsed and shown;
-//! - `bind`: listening sockets, stale Unix socket files, the descriptor limit;
+//! - `bind`: listening sockets, stale Unix socket files (under `PATH.lock`),
+//!   the descriptor limit;
 //! - `connect`: client sockets to a [`Target`];
-//! - `activation`: sockets a service manager hands over, and `READY=1`.
+//! - `activation`: sockets a service manager hands over (`LISTEN_FDS`), and
+//!   `READY=1` to `NOTIFY_SOCKET` (a path or an abstract name).
 //!
 //! Adding a kind of listener touches one place per layer: a variant of
 //! [`Listen`] (what the user asked for), of [`Listener`] (the bound socket)
 //! and of [`Endpoint`] (how it is shown), its arm in [`bind`], and its arm in
-//! the server's `start_accepting`.
+//! the server's `accepting::start` (`src/server/accepting.rs`), the one place
+//! each kind of socket gets its serving loop.
 
 mod activation;
 mod addr;

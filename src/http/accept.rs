@@ -1,8 +1,11 @@
 //! Accepts HTTP/1 connections and serves each in a task of its own with
 //! hyper. A connection must send its request head within [`HEAD_DEADLINE`]
-//! and keep it under [`MAX_BUF`] bytes, and the connection closes after one
-//! reply, so an idle or slow client holds a task for a few seconds at most and
-//! never delays anyone else; past [`MAX_CONNECTIONS`] the oldest is closed.
+//! and keep it under [`MAX_BUF`] bytes and [`MAX_HEADERS`] headers (`431`
+//! past them), and the connection closes after one reply, so an idle or slow
+//! client holds a task for [`HEAD_DEADLINE`] at most (a reader that never
+//! reads its reply: [`CONNECTION_DEADLINE`]) and never delays anyone else;
+//! past [`MAX_CONNECTIONS`] the oldest is closed. Called by the parent
+//! module's `serve` with the handler of [`routes`](super::routes).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
