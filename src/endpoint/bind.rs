@@ -163,8 +163,19 @@ pub fn lock_beside(path: &Path, patience: Duration) -> io::Result<File> {
 /// Removes the socket file at `path` if and only if it is a socket nobody
 /// accepts on. A live socket is reported as `address already in use`,
 /// anything else there (a file, a directory, a symbolic link) as `not a
-/// socket`.
-fn remove_if_stale(path: &Path) -> io::Result<()> {
+/// socket`. Call it under [`lock_beside`]: a socket bound but not yet
+/// listening looks stale, and only the lock keeps a starting server in
+/// that state from being seen.
+///
+/// A server removing its own file at shutdown uses it too: by then its
+/// listeners are closed, so its socket refuses, while a successor that
+/// replaced it (and may have been given the same inode) accepts and is
+/// kept.
+///
+/// # Errors
+///
+/// As above, or when the probe socket cannot be made.
+pub(crate) fn remove_if_stale(path: &Path) -> io::Result<()> {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(()); // nothing there
     };

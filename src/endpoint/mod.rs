@@ -30,6 +30,7 @@ use std::os::unix::net::UnixListener;
 
 pub use activation::{inherited, notify_ready};
 pub use addr::{HostPort, UnixPath};
+pub(crate) use bind::remove_if_stale;
 pub use bind::{LOCK_PATIENCE, bind, bind_tcp, bind_udp, bind_unix, lock_beside, raise_fd_limit};
 pub use connect::{Target, connect_tcp, connect_udp, connect_unix};
 

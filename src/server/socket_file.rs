@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 /// A Unix socket file the server created: removed when its listeners close
 /// (when this is dropped), so no stale file is left behind, but only if it is
-/// still the file this server bound. A successor that replaced it while we
-/// drained keeps its own.
+/// still the file this server bound and nobody accepts on it. A successor that
+/// replaced it while we drained keeps its own, even when the file system gave
+/// its socket our old inode: a live socket is never removed.
 #[derive(Debug)]
 pub(super) struct SocketFile {
     /// Where it is.
@@ -43,8 +44,11 @@ impl Drop for SocketFile {
         let Ok(_lock) = crate::endpoint::lock_beside(&self.path, patience) else {
             return;
         };
+        // The device and inode alone are not enough: ours was unlinked by a
+        // successor that found it stale, and the successor's new socket may
+        // have been given the same inode. Only a socket that refuses is ours.
         if self.id.is_some() && file_id(&self.path) == self.id {
-            let _ = std::fs::remove_file(&self.path);
+            let _ = crate::endpoint::remove_if_stale(&self.path);
         }
     }
 }

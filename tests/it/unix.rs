@@ -412,3 +412,32 @@ fn a_lock_held_by_another_process_fails_the_bind_after_a_while_naming_it() {
     );
     drop(lock);
 }
+
+#[test]
+fn a_stopping_server_never_removes_a_live_successor_even_on_its_old_inode() {
+    // The successor replaces the stale file while the stopping server waits
+    // for the lock; ext4 often gives the new socket the freed inode, so a
+    // check by device and inode alone would remove the successor's socket.
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new();
+    let path = dir.path("reused.sock");
+    let mut server = ServerProcess::start(&["--unix", &path], 1);
+    let old_inode = std::fs::metadata(&path).unwrap().ino();
+    let lock = std::fs::File::open(format!("{path}.lock")).unwrap();
+    lock.lock().unwrap();
+    server.signal(Signal::SIGTERM);
+    server.wait_for_log("listeners closed");
+    // What a successor does under the lock: the stale file out, its own in.
+    std::fs::remove_file(&path).unwrap();
+    let successor = UnixListener::bind(&path).unwrap();
+    let reused = std::fs::metadata(&path).unwrap().ino() == old_inode;
+    eprintln!("the successor's socket got the old inode: {reused}");
+    lock.unlock().unwrap();
+    assert!(server.wait_exit(PATIENCE).success());
+    assert!(
+        Path::new(&path).exists(),
+        "the successor's socket was removed"
+    );
+    std::os::unix::net::UnixStream::connect(&path).expect("the successor still accepts");
+    drop(successor);
+}
