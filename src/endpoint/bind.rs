@@ -132,18 +132,36 @@ pub const LOCK_PATIENCE: Duration = Duration::from_secs(5);
 pub fn lock_beside(path: &Path, patience: Duration) -> io::Result<File> {
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
+    let name = Path::new(&name);
+    // Shown escaped, like every path we print; "lock file" first so that the
+    // error's usual lower-casing never touches the path.
+    let shown = || {
+        format!(
+            "lock file {}",
+            crate::escape::control(&name.to_string_lossy())
+        )
+    };
     let open = |write: bool| {
         let mut options = OpenOptions::new();
         options.read(true).custom_flags(libc::O_NOFOLLOW);
         if write {
             options.write(true).create(true).truncate(false);
         }
-        options.open(&name)
+        options.open(name)
     };
     let file = match open(true) {
-        Err(err) if err.kind() == io::ErrorKind::PermissionDenied => open(false)?,
-        opened => opened?,
-    };
+        // Another user's lock file: read-only is enough for flock. If that
+        // fails too, the first reason is the one to report (a directory we
+        // may not write has no file to open read-only either).
+        Err(first) if first.kind() == io::ErrorKind::PermissionDenied => {
+            open(false).map_err(|_| first)
+        }
+        opened => opened,
+    }
+    .map_err(|err| {
+        let why = crate::error::plain(&err);
+        io::Error::new(err.kind(), format!("cannot open {}: {why}", shown()))
+    })?;
     let deadline = Instant::now() + patience;
     loop {
         match file.try_lock() {
@@ -153,7 +171,7 @@ pub fn lock_beside(path: &Path, patience: Duration) -> io::Result<File> {
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err(TryLockError::WouldBlock) => {
-                let held = format!("{} is held by another process", Path::new(&name).display());
+                let held = format!("{} is held by another process", shown());
                 return Err(io::Error::new(io::ErrorKind::WouldBlock, held));
             }
         }

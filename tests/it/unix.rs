@@ -408,7 +408,9 @@ fn a_lock_held_by_another_process_fails_the_bind_after_a_while_naming_it() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(
         crate::support::assert_one_error_line(&out),
-        format!("error: cannot listen on unix {path}: {path}.lock is held by another process\n")
+        format!(
+            "error: cannot listen on unix {path}: lock file {path}.lock is held by another process\n"
+        )
     );
     drop(lock);
 }
@@ -440,4 +442,27 @@ fn a_stopping_server_never_removes_a_live_successor_even_on_its_old_inode() {
     );
     std::os::unix::net::UnixStream::connect(&path).expect("the successor still accepts");
     drop(successor);
+}
+
+#[test]
+fn a_lock_file_that_cannot_be_opened_is_named_escaped_with_the_reason() {
+    // A symbolic link at PATH.lock is refused, not followed; the line names
+    // the lock file (escaped, its case kept), not only the socket path.
+    let dir = TempDir::new();
+    let path = dir.path("Linked\x1b.sock");
+    std::os::unix::fs::symlink(dir.path("elsewhere"), format!("{path}.lock")).unwrap();
+    let out = run(&["serve", "--unix", &path]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let shown = path.replace('\x1b', "\\x1b");
+    assert_eq!(
+        assert_one_error_line(&out),
+        format!(
+            "error: cannot listen on unix {shown}: cannot open lock file {shown}.lock: \
+             too many levels of symbolic links\n"
+        )
+    );
+    assert!(
+        !Path::new(&dir.path("elsewhere")).exists(),
+        "followed the link"
+    );
 }
