@@ -147,6 +147,10 @@ fn serve(
     if config.listen.is_empty() && inherited.is_empty() {
         config.listen = ServerConfig::default().listen;
     }
+    upecho::server::survive_hangups_while_starting().map_err(|cause| upecho::Error::Io {
+        context: "cannot install signal handlers".into(),
+        cause,
+    })?;
     match upecho::endpoint::raise_fd_limit() {
         Ok(limit) => tracing::debug!(limit, "descriptor limit"),
         Err(err) => {

@@ -24,5 +24,5 @@ pub use bound::Server;
 pub use config::ServerConfig;
 pub use connection::BUFFER_SIZE;
 pub use handle::RunningServer;
-pub use os_signals::watch_os_signals;
+pub use os_signals::{survive_hangups_while_starting, watch_os_signals};
 pub use shutdown::ShutdownSignal;

@@ -36,6 +36,36 @@ pub fn watch_os_signals(
     })
 }
 
+/// Makes SIGHUP, SIGUSR1 and SIGUSR2 harmless from now on, before any
+/// serving runtime exists. Binding can wait for a Unix path's lock (up to
+/// [`LOCK_PATIENCE`](crate::endpoint::LOCK_PATIENCE)), and a SIGHUP then (a
+/// terminal closing, a supervisor's reload) would otherwise end the process.
+/// SIGINT and SIGTERM keep their default until [`watch_os_signals`]: a start
+/// that hangs can still be stopped.
+///
+/// Tokio installs a process-wide handler the first time a signal is asked
+/// for and keeps it for the life of the process, whether or not anyone
+/// listens: so asking once, on a runtime made for that and dropped at once,
+/// is enough. Such a signal before readiness is ignored without a log line.
+///
+/// # Errors
+///
+/// When the runtime or the handlers cannot be made.
+pub fn survive_hangups_while_starting() -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let _inside = runtime.enter();
+    for kind in [
+        SignalKind::hangup(),
+        SignalKind::user_defined1(),
+        SignalKind::user_defined2(),
+    ] {
+        drop(os_signal(kind)?);
+    }
+    Ok(())
+}
+
 /// The signals the server handles.
 struct Handlers {
     interrupt: Signal,

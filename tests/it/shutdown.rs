@@ -148,3 +148,48 @@ fn sighup_sigusr1_and_sigusr2_leave_the_server_serving_and_sigterm_still_drains(
         .expect("a line for SIGHUP");
     assert!(hup.contains("INFO"), "{hup}");
 }
+
+#[test]
+fn sighup_while_the_server_still_binds_is_survived() {
+    // Binding a Unix path waits for PATH.lock (up to 5 s): a SIGHUP or
+    // SIGUSR1 then must not end the process before it ever served.
+    let dir = TempDir::new();
+    let path = dir.path("waiting.sock");
+    let lock_path = format!("{path}.lock");
+    let lock = std::fs::File::create(&lock_path).unwrap();
+    lock.lock().unwrap();
+    let mut child = crate::support::upecho(&["serve", "--unix", &path])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    // Its readiness to be signalled: it has the lock file open, so it is
+    // past the handlers and waiting in the bind.
+    let fds = format!("/proc/{pid}/fd");
+    crate::support::wait_until("the server opens PATH.lock", PATIENCE, || {
+        std::fs::read_dir(&fds).is_ok_and(|entries| {
+            entries.flatten().any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|to| to.ends_with("waiting.sock.lock"))
+            })
+        })
+    });
+    for signal in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2] {
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
+    lock.unlock().unwrap();
+    let stdout = crate::support::read_in_background(child.stdout.take().unwrap());
+    crate::support::wait_until("the server listens", PATIENCE, || {
+        if let Some(died) = child.try_wait().unwrap() {
+            panic!("the server ended before serving: {died:?}");
+        }
+        std::os::unix::net::UnixStream::connect(&path).is_ok()
+    });
+    assert_eq!(exchange_unix(&path, b"survived"), b"SURVIVED");
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    let status = crate::support::wait_with_deadline(&mut child, PATIENCE).expect("it stops");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let stdout = String::from_utf8(stdout.join().unwrap()).unwrap();
+    assert!(stdout.starts_with("listening unix "), "{stdout:?}");
+}
