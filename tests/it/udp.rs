@@ -469,6 +469,19 @@ fn a_wildcard_server_drops_a_datagram_from_another_local_address_at_its_own_port
     assert_eq!((&buf[..n], from), (&b"CLIENT"[..], to));
 }
 
+#[test]
+fn an_ipv6_client_at_the_port_of_a_wildcard_ipv4_listener_is_answered() {
+    // 0.0.0.0:P is IPv4 only: [::1]:P is someone else's socket, a client.
+    let server = ServerProcess::start(&["--udp", "0.0.0.0:0", "--udp", "[::1]:0"], 2);
+    let port = server.addrs[0].port();
+    let client = UdpSocket::bind(format!("[::1]:{port}")).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    client.send_to(b"same port", server.addrs[1]).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = client.recv_from(&mut buf).expect("answered, not dropped as a loop");
+    assert_eq!((&buf[..n], from), (&b"SAME PORT"[..], server.addrs[1]));
+}
+
 /// The `datagrams dropped` lines `server` logged for `listener`.
 fn drop_totals(server: &ServerProcess, listener: SocketAddr) -> Vec<String> {
     let name = format!("listener=udp {listener} ");

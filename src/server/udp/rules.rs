@@ -14,7 +14,10 @@ const LOOP_PORTS: [u16; 4] = [7, 13, 19, 37];
 /// (`0.0.0.0:P`, `[::]:P`) owns port P at every local address, since no other
 /// socket can bind P beside it: a source at P that is a loopback address,
 /// the address the datagram was sent to, or one of `local` (this host's
-/// addresses, [`local_addresses`]) is the socket itself.
+/// addresses, [`local_addresses`]) is the socket itself, if it can be: an
+/// IPv4 wildcard sends only from IPv4 addresses, an IPv6 one from IPv6
+/// addresses (and, dual-stack, from IPv4 ones seen as `::ffff:a.b.c.d`), so an
+/// IPv6 client at `[::1]:P` is not taken for our `0.0.0.0:P`.
 pub(super) fn is_loop_risk(
     source: SocketAddr,
     to: Option<IpAddr>,
@@ -30,9 +33,14 @@ pub(super) fn is_loop_risk(
         IpAddr::V6(v6) => v6.is_multicast() || v6.is_unspecified(),
     };
     let is_local = || ip.is_loopback() || to == Some(ip) || local.contains(&ip);
+    let could_send_from = |mine: &SocketAddr| match mine.ip() {
+        IpAddr::V4(_) => ip.is_ipv4(),
+        IpAddr::V6(_) => source.is_ipv6(),
+    };
     let ours = own.iter().any(|mine| {
         let mine_ip = mine.ip().to_canonical();
-        mine.port() == source.port() && (mine_ip == ip || (mine_ip.is_unspecified() && is_local()))
+        mine.port() == source.port()
+            && (mine_ip == ip || (mine_ip.is_unspecified() && could_send_from(mine) && is_local()))
     });
     LOOP_PORTS.contains(&source.port()) || odd_address || ours
 }
@@ -178,6 +186,30 @@ mod tests {
             &own,
             &local
         ));
+    }
+
+    #[test]
+    fn a_wildcard_listener_of_one_family_does_not_own_the_other_familys_port() {
+        // 0.0.0.0:9000 cannot send from [::1]:9000, nor [::]:9001 (IPv6
+        // only) from 127.0.0.1:9001: those are clients.
+        let own = [addr("0.0.0.0:9000"), addr("[::]:9001")];
+        let local: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        let to = |ip: &str| Some(ip.parse().unwrap());
+        assert!(!is_loop_risk(addr("[::1]:9000"), to("::1"), &own, &local));
+        assert!(!is_loop_risk(
+            addr("127.0.0.1:9001"),
+            to("127.0.0.1"),
+            &own,
+            &local
+        ));
+        // Each family still owns its own port.
+        assert!(is_loop_risk(
+            addr("127.0.0.1:9000"),
+            to("127.0.0.1"),
+            &own,
+            &local
+        ));
+        assert!(is_loop_risk(addr("[::1]:9001"), to("::1"), &own, &local));
     }
 
     #[test]
