@@ -229,7 +229,10 @@ fn unix_mode_without_a_unix_socket_or_above_0777_is_a_usage_error() {
     let out = run(&["serve", "--tcp", "127.0.0.1:0", "--unix-mode", "600"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let line = assert_one_error_line(&out);
-    assert!(line.contains("--unix"), "{line}");
+    assert!(
+        line.contains("required") && line.contains("--unix <PATH>"),
+        "{line}"
+    );
     for mode in ["1777", "4755", "800", "rw"] {
         let out = run(&[
             "serve",

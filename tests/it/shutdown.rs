@@ -167,13 +167,8 @@ fn sighup_while_the_server_still_binds_is_survived() {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     // Its readiness to be signalled: it has the lock file open, so it is
     // past the handlers and waiting in the bind.
-    let fds = format!("/proc/{pid}/fd");
     crate::support::wait_until("the server opens PATH.lock", PATIENCE, || {
-        std::fs::read_dir(&fds).is_ok_and(|entries| {
-            entries.flatten().any(|fd| {
-                std::fs::read_link(fd.path()).is_ok_and(|to| to.ends_with("waiting.sock.lock"))
-            })
-        })
+        crate::support::has_file_open(pid.as_raw(), "waiting.sock.lock")
     });
     for signal in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2] {
         nix::sys::signal::kill(pid, signal).unwrap();

@@ -478,7 +478,9 @@ fn an_ipv6_client_at_the_port_of_a_wildcard_ipv4_listener_is_answered() {
     client.set_read_timeout(Some(PATIENCE)).unwrap();
     client.send_to(b"same port", server.addrs[1]).unwrap();
     let mut buf = [0u8; 64];
-    let (n, from) = client.recv_from(&mut buf).expect("answered, not dropped as a loop");
+    let (n, from) = client
+        .recv_from(&mut buf)
+        .expect("answered, not dropped as a loop");
     assert_eq!((&buf[..n], from), (&b"SAME PORT"[..], server.addrs[1]));
 }
 

@@ -390,8 +390,10 @@ fn a_stopping_server_removes_its_socket_file_only_under_the_paths_lock() {
     lock.lock().unwrap();
     server.signal(nix::sys::signal::Signal::SIGTERM);
     server.wait_for_log("listeners closed");
-    // Nothing signals a removal that does not happen: give it time to.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // It opens the lock file for the removal: from then on it is waiting.
+    crate::support::wait_until("the server opens PATH.lock", PATIENCE, || {
+        crate::support::has_file_open(server.pid(), "held.sock.lock")
+    });
     assert!(Path::new(&path).exists(), "removed while the lock was held");
     lock.unlock().unwrap();
     assert!(server.wait_exit(PATIENCE).success());

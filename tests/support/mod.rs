@@ -464,3 +464,14 @@ pub fn in_own_network_namespace<T: Send + 'static>(
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
+
+/// True if process `pid` has a file whose path ends with `name` open: how a
+/// test sees that a server is at a step that leaves no other trace (waiting
+/// for a lock it opened).
+pub fn has_file_open(pid: i32, name: &str) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to.ends_with(name)))
+    })
+}

@@ -28,16 +28,54 @@ impl Common {
     /// Adds the counts of one thread's copy as it stops; the last copy to
     /// stop logs the totals.
     pub(super) fn stopped(self: Arc<Self>, counts: &Counts, endpoint: &Endpoint) {
+        if let Some(totals) = self.add_stopped(counts) {
+            report(endpoint, &totals);
+        }
+    }
+
+    /// Adds one copy's counts; returns the totals if it was the last copy.
+    fn add_stopped(self: Arc<Self>, counts: &Counts) -> Option<Counts> {
         self.totals
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .add(counts);
-        if let Some(last) = Arc::into_inner(self) {
-            let totals = last
-                .totals
+        let last = Arc::into_inner(self)?;
+        Some(
+            last.totals
                 .into_inner()
-                .unwrap_or_else(PoisonError::into_inner);
-            report(endpoint, &totals);
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(received: u64, sent: u64, dropped: [u64; 3]) -> Counts {
+        Counts {
+            received,
+            sent,
+            dropped,
         }
+    }
+
+    #[test]
+    fn the_last_copy_to_stop_gets_the_sum_of_every_copys_counts() {
+        let common = Arc::new(Common::default());
+        let (one, two) = (common.clone(), common.clone());
+        assert!(
+            common.add_stopped(&counts(5, 4, [1, 0, 0])).is_none(),
+            "two copies left"
+        );
+        assert!(
+            one.add_stopped(&counts(7, 7, [0, 0, 0])).is_none(),
+            "one copy left"
+        );
+        let totals = two
+            .add_stopped(&counts(1, 0, [0, 1, 0]))
+            .expect("the last one");
+        assert_eq!((totals.received, totals.sent), (13, 11));
+        assert_eq!(totals.dropped, [1, 1, 0]);
     }
 }

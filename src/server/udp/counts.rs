@@ -41,7 +41,7 @@ pub(super) struct Counts {
     /// Replies sent.
     pub(super) sent: u64,
     /// Dropped, by reason: too large, loop, send failed.
-    dropped: [u64; 3],
+    pub(super) dropped: [u64; 3],
 }
 
 impl Counts {
