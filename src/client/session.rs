@@ -1,6 +1,6 @@
 //! One `upecho connect` from start to end: connect to the configured target,
 //! then hand the connection to the front end stdin calls for (the prompt of
-//! [`repl`](super::repl) on a terminal, [`pipe`](super::pipe) otherwise, or
+//! [`repl`] on a terminal, [`pipe`] otherwise, or
 //! the datagram loop of [`udp`](super::udp)), and say how it finished.
 
 use std::io::IsTerminal;

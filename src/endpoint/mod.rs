@@ -13,7 +13,7 @@
 //!
 //! Adding a kind of listener touches one place per layer: a variant of
 //! [`Listen`] (what the user asked for), of [`Listener`] (the bound socket)
-//! and of [`Endpoint`] (how it is shown), its arm in [`bind`], and its arm in
+//! and of [`Endpoint`] (how it is shown), its arm in [`bind()`], and its arm in
 //! the server's `accepting::start` (`src/server/accepting.rs`), the one place
 //! each kind of socket gets its serving loop.
 
@@ -46,7 +46,7 @@ pub enum Listen {
     Unix(UnixPath),
 }
 
-/// A bound listening socket, ready to be served: made by [`bind`], or
+/// A bound listening socket, ready to be served: made by [`bind()`], or
 /// taken over by [`inherited`] (socket activation) and handed to
 /// `Server::bind_with_inherited` or `Server::from_listeners`.
 #[derive(Debug)]

@@ -1,6 +1,6 @@
 //! From bound sockets to serving loops on one runtime: each stream socket
-//! gets an accept loop ([`listener`](super::listener)), each UDP socket a
-//! datagram loop ([`udp`](super::udp)), the metrics socket its endpoint.
+//! gets an accept loop ([`listener`]), each UDP socket a
+//! datagram loop ([`udp`]), the metrics socket its endpoint.
 //! Called once per worker thread with that thread's copies of the sockets.
 
 use std::sync::Arc;

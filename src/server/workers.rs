@@ -2,7 +2,7 @@
 //! ([`Server::run`]), or on one single-threaded runtime per core, each
 //! serving its own copies of the listening sockets
 //! ([`Server::run_per_core`]). Either way the same accept loops start
-//! ([`accepting`](super::accepting)) and the same [drain](super::drain) ends
+//! ([`accepting`]) and the same [drain](super::drain) ends
 //! them.
 
 use std::sync::mpsc;

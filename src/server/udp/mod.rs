@@ -1,5 +1,5 @@
 //! UDP: every datagram is answered with one datagram to its source, or
-//! dropped and counted. Data flow: [`serve`] (one loop per socket and thread)
+//! dropped and counted. Data flow: [`serve()`] (one loop per socket and thread)
 //! -> [`batch`] receives up to 64 datagrams (`recvmmsg`) -> [`answer`]
 //! transforms each in its slot and applies the drop rules ([`rules`],
 //! [`echoes`], shared by the threads through [`common`]) ->
