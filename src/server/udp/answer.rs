@@ -30,7 +30,7 @@ pub(super) fn answer(
     // Replies to send, as indices into `datagrams`, and the fingerprints of
     // each datagram's payload and reply.
     let mut replies: Vec<usize> = Vec::with_capacity(batch.datagrams.len());
-    let mut prints = [(Fingerprint::EMPTY, Fingerprint::EMPTY); BATCH];
+    let mut prints = [(None, Fingerprint::EMPTY); BATCH];
     let Batch {
         slots, datagrams, ..
     } = batch;
@@ -78,22 +78,36 @@ pub(super) struct Context<'a> {
 }
 
 /// Transforms the datagram in its slot and sets its length to the reply's;
-/// returns the fingerprints of the payload and the reply. A reply too large
-/// to send is an error.
+/// returns the fingerprints of the payload (if it could be one of our
+/// replies at all) and of the reply. A reply too large to send is an error.
+///
+/// At most one hash per datagram, except a unicode payload without ASCII
+/// lower case (two): no reply of ours holds a byte `a`..=`z` (`ascii` and
+/// `unicode` upper-case them all), so a payload with one cannot be an echo
+/// and needs no fingerprint, and a payload without one comes back from
+/// `ascii` (like any payload from `none`) unchanged, so its fingerprint is
+/// its reply's. Measured with `peers/udp-instructions.sh` (callgrind, user
+/// space, per datagram answered, lower-case payloads): 64 B datagrams cost
+/// 4,355 instructions before the echo rule and 3,542 now; 32 KiB ones
+/// 12,073 before, 50,661 with two hashes each, 31,027 with the one hash of
+/// the reply, which the rule cannot do without (the hash runs at about 0.6
+/// instructions a byte).
 fn transform_in_slot(
     slots: &mut [u8],
     datagram: &mut Datagram,
     transform: Transform,
-) -> Result<(Fingerprint, Fingerprint), Dropped> {
+) -> Result<(Option<Fingerprint>, Fingerprint), Dropped> {
     let slot = slot_of(slots, datagram);
-    let payload = Fingerprint::of(&slot[..datagram.len]);
+    let payload = could_be_our_reply(transform, &slot[..datagram.len])
+        .then(|| Fingerprint::of(&slot[..datagram.len]));
+    let unchanged = payload.filter(|_| transform != Transform::Unicode);
     let base = slot.as_ptr();
     let reply = transform.apply(&mut slot[..datagram.len]);
     let len = reply.len();
     if len > MAX_DATAGRAM {
         return Err(Dropped::TooLarge);
     }
-    let printed = Fingerprint::of(&reply);
+    let printed = unchanged.unwrap_or_else(|| Fingerprint::of(&reply));
     if !std::ptr::eq(reply.as_ptr(), base) {
         // Grown (unicode): back into the slot, which has room for it.
         let grown = reply.to_vec();
@@ -102,6 +116,12 @@ fn transform_in_slot(
     }
     datagram.len = len;
     Ok((payload, printed))
+}
+
+/// False if `payload` cannot be a reply `transform` made: one with an ASCII
+/// lower-case letter, unless the transform is `none`.
+fn could_be_our_reply(transform: Transform, payload: &[u8]) -> bool {
+    transform == Transform::None || !payload.iter().any(u8::is_ascii_lowercase)
 }
 
 /// Sends the replies of the datagrams `replies`, one `sendmmsg` per run of
@@ -122,5 +142,48 @@ fn send_replies(
             .count();
         batch.send_run(socket, &replies[start..start + run], from, endpoint, counts);
         start += run;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every character there is, then bytes of every kind, valid or not.
+    fn everything() -> Vec<u8> {
+        let mut text: Vec<u8> = (0..=char::MAX as u32)
+            .filter_map(char::from_u32)
+            .collect::<String>()
+            .into_bytes();
+        let mut rng = fastrand::Rng::with_seed(7);
+        text.extend((0..1 << 20).map(|_| rng.u8(..)));
+        text
+    }
+
+    #[test]
+    fn no_reply_holds_an_ascii_lower_case_letter() {
+        // What lets a payload with one go unfingerprinted.
+        for transform in [Transform::Ascii, Transform::Unicode] {
+            let mut input = everything();
+            let reply = transform.apply(&mut input);
+            assert!(!reply.iter().any(u8::is_ascii_lowercase), "{transform}");
+        }
+    }
+
+    #[test]
+    fn a_payload_that_could_be_our_reply_comes_back_unchanged_except_under_unicode() {
+        // What lets its fingerprint stand for its reply's.
+        let samples: [&[u8]; 5] = [b"PING", b"ping", "ÉCOLE".as_bytes(), "é".as_bytes(), b""];
+        for transform in [Transform::None, Transform::Ascii] {
+            for &sample in &samples {
+                if could_be_our_reply(transform, sample) {
+                    let mut copy = sample.to_vec();
+                    assert_eq!(&*transform.apply(&mut copy), sample, "{transform}");
+                }
+            }
+        }
+        assert!(!could_be_our_reply(Transform::Ascii, b"PINg"));
+        assert!(could_be_our_reply(Transform::None, b"ping"));
+        assert!(could_be_our_reply(Transform::Unicode, "é".as_bytes()));
     }
 }

@@ -75,13 +75,14 @@ pub(super) struct Echoes {
 }
 
 impl Echoes {
-    /// Judges a datagram from `source` whose payload is `payload` and whose
-    /// reply would be `reply`: returns true if and only if it must be dropped
-    /// as an echo too many; otherwise `reply` is remembered as the last sent.
+    /// Judges a datagram from `source` whose payload has the fingerprint
+    /// `payload` (none: it cannot be one of our replies) and whose reply would
+    /// be `reply`: returns true if and only if it must be dropped as an echo
+    /// too many; otherwise `reply` is remembered as the last sent.
     pub(super) fn is_loop(
         &mut self,
         source: SocketAddr,
-        payload: Fingerprint,
+        payload: Option<Fingerprint>,
         reply: Fingerprint,
     ) -> bool {
         if self.current.capacity() < GENERATION {
@@ -93,7 +94,7 @@ impl Echoes {
             .current
             .entry(source)
             .or_insert_with(|| previous.get(&source).copied().unwrap_or_default());
-        last.echoes = if last.reply == Some(payload) {
+        last.echoes = if payload.is_some() && last.reply == payload {
             last.echoes.saturating_add(1)
         } else {
             0
@@ -157,7 +158,11 @@ mod tests {
     /// Judges `payload` from `from` under the ascii transform.
     fn judge(echoes: &mut Echoes, from: SocketAddr, payload: &[u8]) -> bool {
         let reply = payload.to_ascii_uppercase();
-        echoes.is_loop(from, Fingerprint::of(payload), Fingerprint::of(&reply))
+        echoes.is_loop(
+            from,
+            Some(Fingerprint::of(payload)),
+            Fingerprint::of(&reply),
+        )
     }
 
     #[test]
