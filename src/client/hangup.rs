@@ -13,13 +13,18 @@
 //! interruption. A signal that lands just outside the editor's read is caught
 //! by the client's Ctrl-C handler ([`Interrupt`](super::Interrupt)) instead,
 //! harmlessly, and is sent again a few times.
+//!
+//! The signal goes only to a thread that is inside the prompt: the prompt
+//! thread registers itself ([`Hangup::prompting`]) and unregisters before it
+//! leaves, under a lock the watcher holds while it sends. Dropping the
+//! [`Hangup`] joins the watcher, so no signal is sent after the session.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -34,51 +39,73 @@ const WAKE_TRIES: u32 = 10;
 const WAKE_PAUSE: Duration = Duration::from_millis(20);
 
 /// Watches one connection for the server's close, from a thread of its own
-/// that ends when this is dropped (closing its duplicate of the socket).
+/// that ends, and is joined, when this is dropped (closing its duplicate of
+/// the socket).
 #[derive(Debug)]
 pub struct Hangup {
     /// Shared with the watching thread.
     shared: Arc<Shared>,
     /// Dropping it wakes the watching thread's poll, which then ends.
-    _stop: UnixStream,
+    stop: Option<UnixStream>,
+    /// The watching thread, joined on drop.
+    watcher: Option<JoinHandle<()>>,
 }
 
 #[derive(Debug, Default)]
 struct Shared {
     /// True once the server closed (or the connection failed); never reset.
     closed: AtomicBool,
-    /// True while the prompt waits for the user.
-    prompting: AtomicBool,
+    /// The thread waiting in the prompt, while it waits there. The watcher
+    /// signals it only while holding this lock, and the thread clears it
+    /// (under the lock) before it leaves the prompt: a signal cannot reach
+    /// a thread that moved on or ended.
+    prompt: Mutex<Option<Pthread>>,
+}
+
+impl Shared {
+    /// The slot holds a plain value, consistent even if a holder panicked.
+    fn prompt(&self) -> MutexGuard<'_, Option<Pthread>> {
+        self.prompt.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The calling thread's stay in the prompt (see [`Hangup::prompting`]); it
+/// ends when this is dropped.
+#[must_use = "the thread leaves the prompt when this is dropped"]
+#[derive(Debug)]
+pub struct Prompting<'a> {
+    /// Whose slot to clear.
+    shared: &'a Shared,
+}
+
+impl Drop for Prompting<'_> {
+    fn drop(&mut self) {
+        *self.shared.prompt() = None;
+    }
 }
 
 impl Hangup {
     /// Starts watching `conn` (a duplicate of the connection's descriptor).
-    /// With `wake`, the watcher sends SIGINT to the calling thread, which
-    /// must be the one that reads the prompt; pass it only when SIGINT is
-    /// handled (see [`Interrupt::handles_sigint`](super::Interrupt::handles_sigint)),
-    /// or a signal outside the editor would kill the process.
     ///
     /// # Errors
     ///
     /// When the thread or its wake-up pipe cannot be created.
-    pub fn watch(conn: OwnedFd, wake: bool) -> io::Result<Self> {
+    pub fn watch(conn: OwnedFd) -> io::Result<Self> {
         let (stop, stopped) = UnixStream::pair()?;
         let shared = Arc::new(Shared::default());
         let watching = Arc::clone(&shared);
-        let prompt_thread = pthread_self();
-        thread::Builder::new()
+        let watcher = thread::Builder::new()
             .name("upecho-hangup".into())
             .spawn(move || {
                 if wait_for_close(&conn, &stopped) {
                     watching.closed.store(true, Ordering::SeqCst);
-                    if wake {
-                        wake_prompt(&watching, prompt_thread);
-                    }
+                    wake_prompt(&watching);
                 }
             })?;
         Ok(Hangup {
             shared,
-            _stop: stop,
+            stop: Some(stop),
+            watcher: Some(watcher),
         })
     }
 
@@ -88,12 +115,33 @@ impl Hangup {
         self.shared.closed.load(Ordering::SeqCst)
     }
 
-    /// Says whether the prompt is waiting for the user now. Set it before
-    /// asking [`is_closed`](Self::is_closed) and reading, clear it after
-    /// reading and before asking again: then either the prompt sees the close
-    /// or the watcher sees the prompt up and wakes it.
-    pub fn set_prompting(&self, up: bool) {
-        self.shared.prompting.store(up, Ordering::SeqCst);
+    /// Records that the calling thread waits in the prompt until the returned
+    /// guard is dropped: meanwhile the watcher, seeing the close, sends it
+    /// SIGINT to wake the line editor. Call it only when SIGINT is handled
+    /// (see [`Interrupt::handles_sigint`](super::Interrupt::handles_sigint)),
+    /// or a signal outside the editor would kill the process.
+    ///
+    /// Take it before asking [`is_closed`](Self::is_closed) and reading, drop
+    /// it after reading and before asking again: then either the prompt sees
+    /// the close or the watcher sees the prompt up and wakes it.
+    pub fn prompting(&self) -> Prompting<'_> {
+        *self.shared.prompt() = Some(pthread_self());
+        Prompting {
+            shared: &self.shared,
+        }
+    }
+}
+
+impl Drop for Hangup {
+    fn drop(&mut self) {
+        // Wakes the watcher's poll if it still waits; a watcher that saw the
+        // close is past its wake-up, as no thread is in the prompt now (the
+        // guard borrows this `Hangup`).
+        drop(self.stop.take());
+        if let Some(watcher) = self.watcher.take() {
+            // It cannot panic; if it did, there is nothing to add here.
+            let _ = watcher.join();
+        }
     }
 }
 
@@ -117,16 +165,21 @@ fn wait_for_close(conn: &OwnedFd, stopped: &UnixStream) -> bool {
     fds[1].any() == Some(false)
 }
 
-/// Sends SIGINT to `prompt_thread` while the prompt is up, a few times at
-/// most: to that thread, since only there does it interrupt the editor's read.
-fn wake_prompt(shared: &Shared, prompt_thread: Pthread) {
+/// Sends SIGINT to the thread in the prompt while there is one, a few times
+/// at most: to that thread, since only there does it interrupt the editor's
+/// read. The lock is held while sending, so that thread is still inside the
+/// prompt (it clears the slot under the lock before leaving).
+fn wake_prompt(shared: &Shared) {
     for _ in 0..WAKE_TRIES {
-        if !shared.prompting.load(Ordering::SeqCst) {
-            return;
+        {
+            let prompt = shared.prompt();
+            let Some(thread) = *prompt else {
+                return;
+            };
+            // A failed send leaves the prompt as it was: the close is seen
+            // at the next line or Ctrl-D.
+            let _ = pthread_kill(thread, Signal::SIGINT);
         }
-        // A failed send leaves the prompt as it was: the close is seen at
-        // the next line or Ctrl-D.
-        let _ = pthread_kill(prompt_thread, Signal::SIGINT);
         thread::sleep(WAKE_PAUSE);
     }
 }
@@ -142,7 +195,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut server, _) = listener.accept().unwrap();
-        let hangup = Hangup::watch(client.try_clone().unwrap().into(), false).unwrap();
+        let hangup = Hangup::watch(client.try_clone().unwrap().into()).unwrap();
         io::Write::write_all(&mut server, b"unread\n").unwrap();
         // An absence can only be checked over some time; the close, below,
         // is seen within microseconds.

@@ -91,6 +91,9 @@ pub struct Terminal {
     interrupt: Interrupt,
     /// The connection's close, when one is watched.
     hangup: Option<Hangup>,
+    /// True if the watcher may wake the editor with SIGINT: the signal is
+    /// handled, so one landing outside the editor cannot kill the process.
+    wake: bool,
 }
 
 impl Terminal {
@@ -106,10 +109,12 @@ impl Terminal {
             cause: readline_to_io(err),
         })?;
         editor.bind_sequence(Event::Any, EventHandler::Conditional(Box::new(LineCap)));
+        let wake = interrupt.handles_sigint();
         Ok(Terminal {
             editor,
             interrupt,
             hangup: None,
+            wake,
         })
     }
 
@@ -121,14 +126,8 @@ impl Terminal {
     ///
     /// When the watching thread cannot be started.
     pub fn watch_close(&mut self, conn: std::os::fd::OwnedFd) -> io::Result<()> {
-        self.hangup = Some(Hangup::watch(conn, self.interrupt.handles_sigint())?);
+        self.hangup = Some(Hangup::watch(conn)?);
         Ok(())
-    }
-
-    fn set_prompting(&self, up: bool) {
-        if let Some(hangup) = &self.hangup {
-            hangup.set_prompting(up);
-        }
     }
 
     /// Returns true if and only if the watched connection was closed.
@@ -143,15 +142,18 @@ impl LineSource for Terminal {
         if self.interrupt.is_interrupted() {
             return Ok(Input::Interrupted);
         }
-        // Raised before the close is asked, lowered after the read and before
-        // it is asked again: see `Hangup::set_prompting`.
-        self.set_prompting(true);
+        // Taken before the close is asked, dropped after the read and before
+        // it is asked again: see `Hangup::prompting`.
+        let prompting = self
+            .hangup
+            .as_ref()
+            .filter(|_| self.wake)
+            .map(Hangup::prompting);
         if self.closed() {
-            self.set_prompting(false);
             return Ok(Input::Closed);
         }
         let read = self.editor.readline(PROMPT);
-        self.set_prompting(false);
+        drop(prompting);
         if self.closed() {
             // The watcher's wake-up (an interruption) included.
             return Ok(Input::Closed);
