@@ -12,7 +12,7 @@
 //! closed, and the prompt asks [`Hangup::is_closed`] before it believes any
 //! interruption. A signal that lands just outside the editor's read is caught
 //! by the client's Ctrl-C handler ([`Interrupt`](super::Interrupt)) instead,
-//! harmlessly, and is sent again a few times.
+//! harmlessly, and is sent again until the prompt returns.
 //!
 //! The signal goes only to a thread that is inside the prompt: the prompt
 //! thread registers itself ([`Hangup::prompting`]) and unregisters before it
@@ -23,20 +23,27 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::pthread::{Pthread, pthread_kill, pthread_self};
 use nix::sys::signal::Signal;
 
-/// How often the watcher sends SIGINT while the prompt stays up after the
-/// close (the first can land in the instant before the editor's handler is
-/// installed), and how long it waits between two.
-const WAKE_TRIES: u32 = 10;
-const WAKE_PAUSE: Duration = Duration::from_millis(20);
+/// The watcher sends SIGINT again while the prompt stays up after the close:
+/// the first can land in the instant before the editor's handler is
+/// installed (or after it is removed, the editor returning anyway). The
+/// thread is running then, not blocked, so a later signal finds it in the
+/// read or it leaves the prompt on its own; on a loaded machine that instant
+/// can last long, so the watcher keeps trying, pausing from `WAKE_PAUSE`
+/// doubled up to `WAKE_PAUSE_MAX`, until the thread leaves the prompt (it
+/// is told at once) or `WAKE_LIMIT` has passed. After that, a prompt that
+/// no signal wakes sees the close at its next line or Ctrl-D.
+const WAKE_PAUSE: Duration = Duration::from_millis(5);
+const WAKE_PAUSE_MAX: Duration = Duration::from_millis(100);
+const WAKE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Watches one connection for the server's close, from a thread of its own
 /// that ends, and is joined, when this is dropped (closing its duplicate of
@@ -60,6 +67,8 @@ struct Shared {
     /// (under the lock) before it leaves the prompt: a signal cannot reach
     /// a thread that moved on or ended.
     prompt: Mutex<Option<Pthread>>,
+    /// Signalled when the thread leaves the prompt.
+    left: Condvar,
 }
 
 impl Shared {
@@ -81,6 +90,7 @@ pub struct Prompting<'a> {
 impl Drop for Prompting<'_> {
     fn drop(&mut self) {
         *self.shared.prompt() = None;
+        self.shared.left.notify_all();
     }
 }
 
@@ -165,22 +175,30 @@ fn wait_for_close(conn: &OwnedFd, stopped: &UnixStream) -> bool {
     fds[1].any() == Some(false)
 }
 
-/// Sends SIGINT to the thread in the prompt while there is one, a few times
-/// at most: to that thread, since only there does it interrupt the editor's
-/// read. The lock is held while sending, so that thread is still inside the
-/// prompt (it clears the slot under the lock before leaving).
+/// Sends SIGINT to the thread in the prompt until it leaves the prompt (or
+/// [`WAKE_LIMIT`] passed): to that thread, since only there does it
+/// interrupt the editor's read. The lock is held while sending, so that
+/// thread is still inside the prompt (it clears the slot under the lock
+/// before leaving), and released while pausing.
 fn wake_prompt(shared: &Shared) {
-    for _ in 0..WAKE_TRIES {
-        {
-            let prompt = shared.prompt();
-            let Some(thread) = *prompt else {
-                return;
-            };
-            // A failed send leaves the prompt as it was: the close is seen
-            // at the next line or Ctrl-D.
-            let _ = pthread_kill(thread, Signal::SIGINT);
+    let give_up = Instant::now() + WAKE_LIMIT;
+    let mut pause = WAKE_PAUSE;
+    let mut prompt = shared.prompt();
+    while let Some(thread) = *prompt {
+        let now = Instant::now();
+        if now >= give_up {
+            return;
         }
-        thread::sleep(WAKE_PAUSE);
+        // A failed send leaves the prompt as it was: the close is seen at
+        // the next line or Ctrl-D.
+        let _ = pthread_kill(thread, Signal::SIGINT);
+        let wait = pause.min(give_up - now);
+        prompt = shared
+            .left
+            .wait_timeout(prompt, wait)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+        pause = (pause * 2).min(WAKE_PAUSE_MAX);
     }
 }
 
