@@ -4,6 +4,9 @@
 //! reply bytes do not trigger) and, while the prompt is up, wakes the line
 //! editor out of its wait, so the session ends at once saying so.
 //!
+//! A prompt that reads plain lines ([`plain`](super::plain)) waits for the
+//! line and for [`Hangup::closed_fd`] at once, and needs no signal.
+//!
 //! The line editor (rustyline) can be woken only by a SIGINT that interrupts
 //! its blocked read, which it turns into
 //! [`ReadlineError::Interrupted`](rustyline::error::ReadlineError) while its
@@ -19,8 +22,8 @@
 //! leaves, under a lock the watcher holds while it sends. Dropping the
 //! [`Hangup`] joins the watcher, so no signal is sent after the session.
 
-use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -56,9 +59,11 @@ pub struct Hangup {
     stop: Option<UnixStream>,
     /// The watching thread, joined on drop.
     watcher: Option<JoinHandle<()>>,
+    /// Readable once the close is seen.
+    notified: UnixStream,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     /// True once the server closed (or the connection failed); never reset.
     closed: AtomicBool,
@@ -69,6 +74,10 @@ struct Shared {
     prompt: Mutex<Option<Pthread>>,
     /// Signalled when the thread leaves the prompt.
     left: Condvar,
+    /// Written to once the close is seen, so the other end, [`Hangup::closed_fd`],
+    /// becomes readable. Kept until the `Hangup` and the watcher are gone,
+    /// so that end never reads as closed by mistake.
+    notify: UnixStream,
 }
 
 impl Shared {
@@ -102,13 +111,21 @@ impl Hangup {
     /// When the thread or its wake-up pipe cannot be created.
     pub fn watch(conn: OwnedFd) -> io::Result<Self> {
         let (stop, stopped) = UnixStream::pair()?;
-        let shared = Arc::new(Shared::default());
+        let (notify, notified) = UnixStream::pair()?;
+        let shared = Arc::new(Shared {
+            closed: AtomicBool::new(false),
+            prompt: Mutex::new(None),
+            left: Condvar::new(),
+            notify,
+        });
         let watching = Arc::clone(&shared);
         let watcher = thread::Builder::new()
             .name("upecho-hangup".into())
             .spawn(move || {
                 if wait_for_close(&conn, &stopped) {
                     watching.closed.store(true, Ordering::SeqCst);
+                    // One byte in an empty socket buffer: it cannot block.
+                    let _ = (&watching.notify).write_all(b"!");
                     wake_prompt(&watching);
                 }
             })?;
@@ -116,6 +133,7 @@ impl Hangup {
             shared,
             stop: Some(stop),
             watcher: Some(watcher),
+            notified,
         })
     }
 
@@ -123,6 +141,13 @@ impl Hangup {
     /// failed) since the watch began.
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::SeqCst)
+    }
+
+    /// A descriptor that becomes readable once [`is_closed`](Self::is_closed)
+    /// is true (and stays so): for a prompt that waits with poll(2) rather
+    /// than for a signal. Reading it is not needed, nor wanted.
+    pub fn closed_fd(&self) -> BorrowedFd<'_> {
+        self.notified.as_fd()
     }
 
     /// Records that the calling thread waits in the prompt until the returned

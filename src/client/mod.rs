@@ -11,6 +11,7 @@ mod config;
 mod hangup;
 mod interrupt;
 pub mod pipe;
+mod plain;
 pub mod repl;
 mod session;
 pub mod udp;

@@ -12,6 +12,8 @@
 //! [`Hangup`] watcher that wakes the prompt ([`Input::Closed`]).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 
 use rustyline::error::ReadlineError;
 use rustyline::{
@@ -20,7 +22,8 @@ use rustyline::{
 };
 
 use super::hangup::Hangup;
-use super::{Finish, Interrupt, is_broken_pipe};
+use super::plain::{self, Lines, Plain};
+use super::{Finish, Interrupt, Registration, is_broken_pipe};
 use crate::Error;
 
 /// The prompt shown before each line, as in the tutorial.
@@ -82,39 +85,70 @@ pub trait LineSource {
     }
 }
 
-/// The terminal front end: rustyline's line editor with in-memory history.
+/// The terminal front end: rustyline's line editor with in-memory history
+/// where the editor can be woken by a signal, plain lines read by this crate
+/// elsewhere (see [`plain`](super::plain)).
 pub struct Terminal {
-    /// The line editor; owns the terminal's raw mode while reading.
-    editor: DefaultEditor,
+    /// How lines are read.
+    front: Front,
     /// Ctrl-C outside the editor (the terminal is in cooked mode then, so the
     /// key is a SIGINT).
     interrupt: Interrupt,
     /// The connection's close, when one is watched.
     hangup: Option<Hangup>,
-    /// True if the watcher may wake the editor with SIGINT: the signal is
-    /// handled, so one landing outside the editor cannot kill the process.
-    wake: bool,
+}
+
+/// The two ways of reading a line at the prompt.
+enum Front {
+    /// The line editor, woken by the watcher's SIGINT (handled, so one
+    /// landing outside the editor cannot kill the process).
+    Editor(Box<DefaultEditor>),
+    /// Plain lines in cooked mode, woken by descriptors.
+    Plain {
+        /// The lines of stdin.
+        lines: Lines,
+        /// Readable once the interrupt fired.
+        interrupted: UnixStream,
+        /// Makes the interrupt write to `interrupted`'s other end.
+        _waker: Registration,
+    },
 }
 
 impl Terminal {
-    /// Opens the line editor on the process's terminal; `interrupt` is what
-    /// Ctrl-C fires while no line is being read.
+    /// Opens the line editor on the process's terminal, or reads plain lines
+    /// where the editor could not be woken; `interrupt` is what Ctrl-C fires
+    /// while no line is being read (at a plain prompt, always).
     ///
     /// # Errors
     ///
     /// When the terminal cannot be set up.
     pub fn new(interrupt: Interrupt) -> Result<Self, Error> {
-        let mut editor = DefaultEditor::new().map_err(|err| Error::Io {
+        let cannot_set_up = |cause| Error::Io {
             context: "cannot set up the terminal".into(),
-            cause: readline_to_io(err),
-        })?;
-        editor.bind_sequence(Event::Any, EventHandler::Conditional(Box::new(LineCap)));
-        let wake = interrupt.handles_sigint();
+            cause,
+        };
+        let front = if interrupt.handles_sigint() && plain::editor_wakes_on_sigint() {
+            let mut editor =
+                DefaultEditor::new().map_err(|err| cannot_set_up(readline_to_io(err)))?;
+            editor.bind_sequence(Event::Any, EventHandler::Conditional(Box::new(LineCap)));
+            Front::Editor(Box::new(editor))
+        } else {
+            let (interrupted, waker) = UnixStream::pair().map_err(cannot_set_up)?;
+            let _waker = interrupt.on_interrupt(move || {
+                // One byte in an empty socket buffer: it cannot block.
+                let _ = (&waker).write_all(b"!");
+            });
+            let lines = Lines::stdin().map_err(cannot_set_up)?;
+            Front::Plain {
+                lines,
+                interrupted,
+                _waker,
+            }
+        };
         Ok(Terminal {
-            editor,
+            front,
             interrupt,
             hangup: None,
-            wake,
         })
     }
 
@@ -129,11 +163,6 @@ impl Terminal {
         self.hangup = Some(Hangup::watch(conn)?);
         Ok(())
     }
-
-    /// Returns true if and only if the watched connection was closed.
-    fn closed(&self) -> bool {
-        self.hangup.as_ref().is_some_and(Hangup::is_closed)
-    }
 }
 
 impl LineSource for Terminal {
@@ -142,38 +171,82 @@ impl LineSource for Terminal {
         if self.interrupt.is_interrupted() {
             return Ok(Input::Interrupted);
         }
-        // Taken before the close is asked, dropped after the read and before
-        // it is asked again: see `Hangup::prompting`.
-        let prompting = self
-            .hangup
-            .as_ref()
-            .filter(|_| self.wake)
-            .map(Hangup::prompting);
-        if self.closed() {
-            return Ok(Input::Closed);
-        }
-        let read = self.editor.readline(PROMPT);
-        drop(prompting);
-        if self.closed() {
-            // The watcher's wake-up (an interruption) included.
-            return Ok(Input::Closed);
-        }
-        match read {
-            Ok(line) => Ok(Input::Line(line)),
-            Err(ReadlineError::Eof) => Ok(Input::Eof),
-            Err(ReadlineError::Interrupted) => Ok(Input::Interrupted),
-            Err(err) => Err(readline_to_io(err)),
+        let hangup = self.hangup.as_ref();
+        match &mut self.front {
+            Front::Editor(editor) => edited_line(editor, hangup),
+            Front::Plain {
+                lines, interrupted, ..
+            } => plain_line(lines, interrupted, hangup, &self.interrupt),
         }
     }
 
     fn remember(&mut self, line: &str) {
-        // History is a convenience: failing to record a line is not worth an error.
-        let _ = self.editor.add_history_entry(line);
+        if let Front::Editor(editor) = &mut self.front {
+            // History is a convenience: failing to record a line is not worth
+            // an error.
+            let _ = editor.add_history_entry(line);
+        }
     }
 
     fn interrupted(&self) -> bool {
         self.interrupt.is_interrupted()
     }
+}
+
+/// Reads a line with the editor, which the watcher of `hangup` wakes with a
+/// SIGINT when the server closes.
+fn edited_line(editor: &mut DefaultEditor, hangup: Option<&Hangup>) -> io::Result<Input> {
+    let closed = || hangup.is_some_and(Hangup::is_closed);
+    // Taken before the close is asked, dropped after the read and before it
+    // is asked again: see `Hangup::prompting`.
+    let prompting = hangup.map(Hangup::prompting);
+    if closed() {
+        return Ok(Input::Closed);
+    }
+    let read = editor.readline(PROMPT);
+    drop(prompting);
+    if closed() {
+        // The watcher's wake-up (an interruption) included.
+        return Ok(Input::Closed);
+    }
+    match read {
+        Ok(line) => Ok(Input::Line(line)),
+        Err(ReadlineError::Eof) => Ok(Input::Eof),
+        Err(ReadlineError::Interrupted) => Ok(Input::Interrupted),
+        Err(err) => Err(readline_to_io(err)),
+    }
+}
+
+/// Reads a plain line, unless the interrupt fires (`interrupted` becomes
+/// readable) or the server closes first. Ctrl-C is a SIGINT here, and the
+/// interrupt shuts the connection down, which the watcher sees as a close:
+/// so the interrupt is asked first.
+fn plain_line(
+    lines: &mut Lines,
+    interrupted: &UnixStream,
+    hangup: Option<&Hangup>,
+    interrupt: &Interrupt,
+) -> io::Result<Input> {
+    let closed = || hangup.is_some_and(Hangup::is_closed);
+    if closed() {
+        return Ok(Input::Closed);
+    }
+    let mut wakes = vec![interrupted.as_fd()];
+    wakes.extend(hangup.map(Hangup::closed_fd));
+    let read = lines.read_line(PROMPT, &wakes)?;
+    if interrupt.is_interrupted() {
+        return Ok(Input::Interrupted);
+    }
+    if closed() {
+        return Ok(Input::Closed);
+    }
+    Ok(match read {
+        Plain::Line(line) => Input::Line(line),
+        Plain::Eof => Input::Eof,
+        // Only the interrupt and the close wake it, and neither happened: a
+        // wake-up descriptor failed, which ends the input.
+        Plain::Woken => Input::Eof,
+    })
 }
 
 fn readline_to_io(err: ReadlineError) -> io::Error {

@@ -6,6 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use nix::sys::wait::WaitStatus;
 use rexpect::session::{PtySession, spawn_command};
@@ -58,9 +59,14 @@ fn silent_server() -> (SocketAddr, Receiver<Vec<u8>>) {
 }
 
 fn spawn_repl(addr: SocketAddr) -> PtySession {
+    spawn_repl_on(addr, "xterm")
+}
+
+/// The client in a pty whose `TERM` is `term`: `dumb` makes the line
+/// editor give up editing and read plain lines.
+fn spawn_repl_on(addr: SocketAddr, term: &str) -> PtySession {
     let mut cmd = Command::new(bin());
-    cmd.args(["connect", &addr.to_string()])
-        .env("TERM", "xterm");
+    cmd.args(["connect", &addr.to_string()]).env("TERM", term);
     spawn_command(cmd, Some(PATIENCE.as_millis() as u64)).expect("spawn in a pty")
 }
 
@@ -232,4 +238,47 @@ fn repl_over_unix_says_so_and_exits_1_when_a_stopping_server_ends_the_drain() {
     p.exp_string("server closed the connection").unwrap();
     p.exp_eof().unwrap();
     assert_eq!(exit_code(&p), 1);
+}
+
+#[test]
+fn repl_on_a_dumb_terminal_says_so_and_exits_1_when_the_server_closes_while_the_prompt_waits() {
+    let (addr, close) = answer_once_then_close(CloseAt::Request);
+    let mut p = spawn_repl_on(addr, "dumb");
+    p.exp_string(">>: ").unwrap();
+    type_keys(&mut p, "one\r");
+    p.exp_string("ONE").unwrap();
+    p.exp_string(">>: ").unwrap();
+    close.send(()).unwrap();
+    let closed = Instant::now();
+    // Nothing typed: the client notices the close on its own, at once.
+    p.exp_string("server closed the connection").unwrap();
+    p.exp_eof().unwrap();
+    assert_eq!(exit_code(&p), 1);
+    let took = closed.elapsed();
+    assert!(took < Duration::from_secs(10), "noticed after {took:?}");
+}
+
+#[test]
+fn repl_on_a_dumb_terminal_exits_130_on_ctrl_c_and_0_on_ctrl_d() {
+    let (addr, _received) = recording_server(None);
+    let mut p = spawn_repl_on(addr, "dumb");
+    p.exp_string(">>: ").unwrap();
+    type_keys(&mut p, "hi\r");
+    p.exp_string("HI").unwrap();
+    p.exp_string(">>: ").unwrap();
+    // The terminal stays in cooked mode: Ctrl-C is a SIGINT.
+    p.send_control('c').unwrap();
+    p.exp_eof().unwrap();
+    assert_eq!(exit_code(&p), 130);
+
+    let (addr, received) = recording_server(None);
+    let mut p = spawn_repl_on(addr, "dumb");
+    p.exp_string(">>: ").unwrap();
+    type_keys(&mut p, "  a line  \r");
+    p.exp_string("A LINE").unwrap();
+    p.exp_string(">>: ").unwrap();
+    p.send_control('d').unwrap();
+    p.exp_eof().unwrap();
+    assert_eq!(exit_code(&p), 0);
+    assert_eq!(received.recv_timeout(PATIENCE).unwrap(), b"a line\n");
 }
