@@ -260,7 +260,9 @@ fn readline_to_io(err: ReadlineError) -> io::Error {
 ///
 /// Each non-empty stripped line is sent with `\n`; the reply is read up to and
 /// including its `\n` and written to `output` byte for byte (it need not be
-/// UTF-8). Bytes the server sends beyond one reply stay buffered for the next.
+/// UTF-8). Bytes the server sends beyond one reply stay buffered for the next;
+/// when the server closed, they are written out, up to the connection's end,
+/// before the error.
 /// Returns [`Finish::Interrupted`] on Ctrl-C at the prompt, or when
 /// [`LineSource::interrupted`] says so after a line or a failed exchange.
 ///
@@ -309,7 +311,13 @@ where
             Ok(Input::Line(line)) => line,
             Ok(Input::Eof) => return Ok(Finish::Done),
             Ok(Input::Interrupted) => return Ok(Finish::Interrupted),
-            Ok(Input::Closed) => return Err(exchange.closed()),
+            Ok(Input::Closed) => {
+                return if exchange.drain(output)? {
+                    Err(exchange.closed())
+                } else {
+                    Ok(Finish::Done)
+                };
+            }
             Err(cause) => {
                 return Err(Error::Io {
                     context: "cannot read the terminal".into(),
@@ -373,6 +381,27 @@ impl<S: Read + Write> Exchange<'_, S> {
         Ok(self.reply.last() == Some(&b'\n'))
     }
 
+    /// Writes to `output` what the server sent and no reply took (the bytes
+    /// buffered beyond the last reply, then the socket's up to its end,
+    /// which the server's close bounds); returns false if and only if the
+    /// reader of our output went away.
+    fn drain<O: Write>(&mut self, output: &mut O) -> Result<bool, Error> {
+        loop {
+            let rest = match self.conn.fill_buf() {
+                Ok([]) => return Ok(true),
+                Ok(rest) => rest,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                // A reset: what came before it is all there is.
+                Err(_) => return Ok(true),
+            };
+            let n = rest.len();
+            if !show(output, rest)? {
+                return Ok(false);
+            }
+            self.conn.consume(n);
+        }
+    }
+
     fn closed(&self) -> Error {
         Error::Io {
             context: format!("connection to {} lost", self.peer),
@@ -401,5 +430,54 @@ fn show<O: Write>(output: &mut O, reply: &[u8]) -> Result<bool, Error> {
             context: "cannot write to stdout".into(),
             cause,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines to hand out in order, then `Input::Closed`.
+    struct Script(std::vec::IntoIter<&'static str>);
+
+    impl LineSource for Script {
+        fn read_line(&mut self) -> io::Result<Input> {
+            Ok(self
+                .0
+                .next()
+                .map_or(Input::Closed, |l| Input::Line(l.into())))
+        }
+    }
+
+    /// A "server" that already sent `replies` and closed.
+    struct Closed(io::Cursor<Vec<u8>>);
+
+    impl Read for Closed {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+
+    impl Write for Closed {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn at_a_close_the_bytes_beyond_the_last_reply_are_shown_before_the_error() {
+        let server = Closed(io::Cursor::new(b"A\nMORE\nPART".to_vec()));
+        let mut out = Vec::new();
+        let mut lines = Script(vec!["a"].into_iter());
+        let err = repl(&mut lines, server, &mut out, "tcp test").expect_err("closed");
+        assert_eq!(out, b"A\nMORE\nPART");
+        assert_eq!(
+            err.to_string(),
+            "connection to tcp test lost: the server closed the connection"
+        );
     }
 }

@@ -282,3 +282,46 @@ fn repl_on_a_dumb_terminal_exits_130_on_ctrl_c_and_0_on_ctrl_d() {
     assert_eq!(exit_code(&p), 0);
     assert_eq!(received.recv_timeout(PATIENCE).unwrap(), b"a line\n");
 }
+
+/// A one-connection server that reads one line, writes its reply and then
+/// `extra` in one write, and closes at once.
+fn reply_then_close(extra: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut reply = upper(&read_line(&mut conn));
+        reply.extend_from_slice(extra);
+        conn.write_all(&reply).unwrap();
+    });
+    addr
+}
+
+#[test]
+fn repl_shows_the_reply_of_a_server_that_closes_right_after_it_then_says_so() {
+    let addr = reply_then_close(b"");
+    let mut p = spawn_repl(addr);
+    p.exp_string(">>: ").unwrap();
+    type_keys(&mut p, "last words\r");
+    p.exp_string("LAST WORDS").unwrap();
+    p.exp_string("server closed the connection").unwrap();
+    p.exp_eof().unwrap();
+    assert_eq!(exit_code(&p), 1);
+}
+
+#[test]
+fn repl_shows_every_byte_a_closing_server_sent_beyond_the_reply_before_saying_so() {
+    for term in ["xterm", "dumb"] {
+        let addr = reply_then_close(b"MORE\nPART");
+        let mut p = spawn_repl_on(addr, term);
+        p.exp_string(">>: ").unwrap();
+        type_keys(&mut p, "one\r");
+        p.exp_string("ONE").unwrap();
+        p.exp_string("MORE").unwrap();
+        p.exp_string("PART").unwrap();
+        p.exp_string("server closed the connection").unwrap();
+        p.exp_eof().unwrap();
+        assert_eq!(exit_code(&p), 1, "TERM={term}");
+    }
+}
