@@ -307,7 +307,7 @@ where
         peer,
     };
     loop {
-        let line = match lines.read_line() {
+        let line = match next_line(lines) {
             Ok(Input::Line(line)) => line,
             Ok(Input::Eof) => return Ok(Finish::Done),
             Ok(Input::Interrupted) => return Ok(Finish::Interrupted),
@@ -325,15 +325,7 @@ where
                 });
             }
         };
-        if lines.interrupted() {
-            return Ok(Finish::Interrupted);
-        }
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        lines.remember(line);
-        let complete = match exchange.round_trip(line) {
+        let complete = match exchange.round_trip(&line) {
             Ok(complete) => complete,
             Err(_) if lines.interrupted() => return Ok(Finish::Interrupted),
             Err(err) => return Err(err),
@@ -346,6 +338,32 @@ where
         }
         if !complete {
             return Err(exchange.closed());
+        }
+    }
+}
+
+/// The next line to send from the prompt, for a stream ([`repl`]) and for
+/// UDP alike: shows the prompt until the user gives a line that is not empty
+/// once stripped, and returns it stripped and remembered for the up arrow;
+/// or how the input ended. A line read while [`LineSource::interrupted`]
+/// says so (Ctrl-C meanwhile) counts as [`Input::Interrupted`].
+///
+/// # Errors
+///
+/// When the terminal cannot be read.
+pub fn next_line<L: LineSource>(lines: &mut L) -> io::Result<Input> {
+    loop {
+        let line = match lines.read_line()? {
+            Input::Line(line) => line,
+            other => return Ok(other),
+        };
+        if lines.interrupted() {
+            return Ok(Input::Interrupted);
+        }
+        let line = line.trim();
+        if !line.is_empty() {
+            lines.remember(line);
+            return Ok(Input::Line(line.to_owned()));
         }
     }
 }
