@@ -15,7 +15,9 @@
 //! closed, and the prompt asks [`Hangup::is_closed`] before it believes any
 //! interruption. A signal that lands just outside the editor's read is caught
 //! by the client's Ctrl-C handler ([`Interrupt`](super::Interrupt)) instead,
-//! harmlessly, and is sent again until the prompt returns.
+//! harmlessly (it shuts down a connection the server closed already, and the
+//! prompt reports the close before any interruption), and is sent again
+//! until the prompt returns.
 //!
 //! The signal goes only to a thread that is inside the prompt: the prompt
 //! thread registers itself ([`Hangup::prompting`]) and unregisters before it

@@ -9,7 +9,10 @@
 //!
 //! The server closing the connection ends the session with an error however
 //! it is noticed: by the reply read, or, while the prompt waits, by a
-//! [`Hangup`] watcher that wakes the prompt ([`Input::Closed`]).
+//! watcher (the `hangup` module) that wakes the prompt ([`Input::Closed`]);
+//! what the server sent beyond the last reply is shown first. Where the line
+//! editor could not be woken (`TERM=dumb`, stdout not a terminal), the
+//! prompt reads plain lines in cooked mode instead.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
@@ -87,7 +90,8 @@ pub trait LineSource {
 
 /// The terminal front end: rustyline's line editor with in-memory history
 /// where the editor can be woken by a signal, plain lines read by this crate
-/// elsewhere (see [`plain`](super::plain)).
+/// elsewhere (TERM=dumb, stdout not a terminal): cooked mode, waited for
+/// with poll(2) beside the close and the interrupt.
 pub struct Terminal {
     /// How lines are read.
     front: Front,
