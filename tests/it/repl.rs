@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::wait::WaitStatus;
 use rexpect::session::{PtySession, spawn_command};
 
-use crate::support::{PATIENCE, ServerProcess, TempDir, bin, upper};
+use crate::support::{PATIENCE, ServerProcess, TempDir, bin, upper, wait_until};
 
 /// A one-connection uppercase server that reports every byte it received, and
 /// closes after `replies` replies if given.
@@ -324,4 +324,36 @@ fn repl_shows_every_byte_a_closing_server_sent_beyond_the_reply_before_saying_so
         p.exp_eof().unwrap();
         assert_eq!(exit_code(&p), 1, "TERM={term}");
     }
+}
+
+#[test]
+fn repl_with_stdout_in_a_file_says_so_and_exits_1_when_the_server_closes_while_the_prompt_waits() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (close, closing) = mpsc::channel::<()>();
+    thread::spawn(move || {
+        let (_conn, _) = listener.accept().unwrap();
+        let _ = closing.recv_timeout(PATIENCE);
+    });
+    let dir = TempDir::new();
+    let out = dir.path("out.txt");
+    // stdin and stderr stay the pty; stdout, where the prompt goes, is a file.
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        r#"exec "$0" connect "$1" > "$2""#,
+        bin(),
+        &addr.to_string(),
+        &out,
+    ])
+    .env("TERM", "xterm");
+    let mut p = spawn_command(cmd, Some(PATIENCE.as_millis() as u64)).expect("spawn in a pty");
+    // The prompt is written (and flushed) just before the wait for a line.
+    wait_until("the prompt", PATIENCE, || {
+        std::fs::read(&out).is_ok_and(|shown| shown.windows(4).any(|w| w == b">>: "))
+    });
+    close.send(()).unwrap();
+    p.exp_string("server closed the connection").unwrap();
+    p.exp_eof().unwrap();
+    assert_eq!(exit_code(&p), 1);
 }
