@@ -1,7 +1,8 @@
 //! The client side of `upecho connect`: [`run`] (the `session` module)
 //! connects as a [`ConnectConfig`] says and drives the connection either
 //! from a terminal ([`repl`], with `hangup` noticing a server that closes
-//! while the prompt waits), from stdin/stdout ([`pipe`]), or datagram by
+//! while the prompt waits, and `plain` reading lines where the line editor
+//! could not be woken from its wait), from stdin/stdout ([`pipe`]), or datagram by
 //! datagram ([`udp`], lines bounded by the largest datagram). The loops are
 //! generic over their reader and writer, so tests can drive them in memory. Ctrl-C reaches them as an [`Interrupt`] and
 //! comes back as [`Finish::Interrupted`]: nothing in the library ends the
@@ -11,6 +12,7 @@ mod config;
 mod hangup;
 mod interrupt;
 pub mod pipe;
+mod plain;
 pub mod repl;
 mod session;
 pub mod udp;

@@ -9,9 +9,14 @@
 //!
 //! The server closing the connection ends the session with an error however
 //! it is noticed: by the reply read, or, while the prompt waits, by a
-//! [`Hangup`] watcher that wakes the prompt ([`Input::Closed`]).
+//! watcher (the `hangup` module) that wakes the prompt ([`Input::Closed`]);
+//! what the server sent beyond the last reply is shown first. Where the line
+//! editor could not be woken (`TERM=dumb`, stdout not a terminal), the
+//! prompt reads plain lines in cooked mode instead.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 
 use rustyline::error::ReadlineError;
 use rustyline::{
@@ -20,7 +25,8 @@ use rustyline::{
 };
 
 use super::hangup::Hangup;
-use super::{Finish, Interrupt, is_broken_pipe};
+use super::plain::{self, Lines, Plain};
+use super::{Finish, Interrupt, Registration, is_broken_pipe};
 use crate::Error;
 
 /// The prompt shown before each line, as in the tutorial.
@@ -82,10 +88,13 @@ pub trait LineSource {
     }
 }
 
-/// The terminal front end: rustyline's line editor with in-memory history.
+/// The terminal front end: rustyline's line editor with in-memory history
+/// where the editor can be woken by a signal, plain lines read by this crate
+/// elsewhere (TERM=dumb, stdout not a terminal): cooked mode, waited for
+/// with poll(2) beside the close and the interrupt.
 pub struct Terminal {
-    /// The line editor; owns the terminal's raw mode while reading.
-    editor: DefaultEditor,
+    /// How lines are read.
+    front: Front,
     /// Ctrl-C outside the editor (the terminal is in cooked mode then, so the
     /// key is a SIGINT).
     interrupt: Interrupt,
@@ -93,21 +102,55 @@ pub struct Terminal {
     hangup: Option<Hangup>,
 }
 
+/// The two ways of reading a line at the prompt.
+enum Front {
+    /// The line editor, woken by the watcher's SIGINT (handled, so one
+    /// landing outside the editor cannot kill the process).
+    Editor(Box<DefaultEditor>),
+    /// Plain lines in cooked mode, woken by descriptors.
+    Plain {
+        /// The lines of stdin.
+        lines: Lines,
+        /// Readable once the interrupt fired.
+        interrupted: UnixStream,
+        /// Makes the interrupt write to `interrupted`'s other end.
+        _waker: Registration,
+    },
+}
+
 impl Terminal {
-    /// Opens the line editor on the process's terminal; `interrupt` is what
-    /// Ctrl-C fires while no line is being read.
+    /// Opens the line editor on the process's terminal, or reads plain lines
+    /// where the editor could not be woken; `interrupt` is what Ctrl-C fires
+    /// while no line is being read (at a plain prompt, always).
     ///
     /// # Errors
     ///
     /// When the terminal cannot be set up.
     pub fn new(interrupt: Interrupt) -> Result<Self, Error> {
-        let mut editor = DefaultEditor::new().map_err(|err| Error::Io {
+        let cannot_set_up = |cause| Error::Io {
             context: "cannot set up the terminal".into(),
-            cause: readline_to_io(err),
-        })?;
-        editor.bind_sequence(Event::Any, EventHandler::Conditional(Box::new(LineCap)));
+            cause,
+        };
+        let front = if interrupt.handles_sigint() && plain::editor_wakes_on_sigint() {
+            let mut editor =
+                DefaultEditor::new().map_err(|err| cannot_set_up(readline_to_io(err)))?;
+            editor.bind_sequence(Event::Any, EventHandler::Conditional(Box::new(LineCap)));
+            Front::Editor(Box::new(editor))
+        } else {
+            let (interrupted, waker) = UnixStream::pair().map_err(cannot_set_up)?;
+            let _waker = interrupt.on_interrupt(move || {
+                // One byte in an empty socket buffer: it cannot block.
+                let _ = (&waker).write_all(b"!");
+            });
+            let lines = Lines::stdin().map_err(cannot_set_up)?;
+            Front::Plain {
+                lines,
+                interrupted,
+                _waker,
+            }
+        };
         Ok(Terminal {
-            editor,
+            front,
             interrupt,
             hangup: None,
         })
@@ -121,19 +164,8 @@ impl Terminal {
     ///
     /// When the watching thread cannot be started.
     pub fn watch_close(&mut self, conn: std::os::fd::OwnedFd) -> io::Result<()> {
-        self.hangup = Some(Hangup::watch(conn, self.interrupt.handles_sigint())?);
+        self.hangup = Some(Hangup::watch(conn)?);
         Ok(())
-    }
-
-    fn set_prompting(&self, up: bool) {
-        if let Some(hangup) = &self.hangup {
-            hangup.set_prompting(up);
-        }
-    }
-
-    /// Returns true if and only if the watched connection was closed.
-    fn closed(&self) -> bool {
-        self.hangup.as_ref().is_some_and(Hangup::is_closed)
     }
 }
 
@@ -143,35 +175,82 @@ impl LineSource for Terminal {
         if self.interrupt.is_interrupted() {
             return Ok(Input::Interrupted);
         }
-        // Raised before the close is asked, lowered after the read and before
-        // it is asked again: see `Hangup::set_prompting`.
-        self.set_prompting(true);
-        if self.closed() {
-            self.set_prompting(false);
-            return Ok(Input::Closed);
-        }
-        let read = self.editor.readline(PROMPT);
-        self.set_prompting(false);
-        if self.closed() {
-            // The watcher's wake-up (an interruption) included.
-            return Ok(Input::Closed);
-        }
-        match read {
-            Ok(line) => Ok(Input::Line(line)),
-            Err(ReadlineError::Eof) => Ok(Input::Eof),
-            Err(ReadlineError::Interrupted) => Ok(Input::Interrupted),
-            Err(err) => Err(readline_to_io(err)),
+        let hangup = self.hangup.as_ref();
+        match &mut self.front {
+            Front::Editor(editor) => edited_line(editor, hangup),
+            Front::Plain {
+                lines, interrupted, ..
+            } => plain_line(lines, interrupted, hangup, &self.interrupt),
         }
     }
 
     fn remember(&mut self, line: &str) {
-        // History is a convenience: failing to record a line is not worth an error.
-        let _ = self.editor.add_history_entry(line);
+        if let Front::Editor(editor) = &mut self.front {
+            // History is a convenience: failing to record a line is not worth
+            // an error.
+            let _ = editor.add_history_entry(line);
+        }
     }
 
     fn interrupted(&self) -> bool {
         self.interrupt.is_interrupted()
     }
+}
+
+/// Reads a line with the editor, which the watcher of `hangup` wakes with a
+/// SIGINT when the server closes.
+fn edited_line(editor: &mut DefaultEditor, hangup: Option<&Hangup>) -> io::Result<Input> {
+    let closed = || hangup.is_some_and(Hangup::is_closed);
+    // Taken before the close is asked, dropped after the read and before it
+    // is asked again: see `Hangup::prompting`.
+    let prompting = hangup.map(Hangup::prompting);
+    if closed() {
+        return Ok(Input::Closed);
+    }
+    let read = editor.readline(PROMPT);
+    drop(prompting);
+    if closed() {
+        // The watcher's wake-up (an interruption) included.
+        return Ok(Input::Closed);
+    }
+    match read {
+        Ok(line) => Ok(Input::Line(line)),
+        Err(ReadlineError::Eof) => Ok(Input::Eof),
+        Err(ReadlineError::Interrupted) => Ok(Input::Interrupted),
+        Err(err) => Err(readline_to_io(err)),
+    }
+}
+
+/// Reads a plain line, unless the interrupt fires (`interrupted` becomes
+/// readable) or the server closes first. Ctrl-C is a SIGINT here, and the
+/// interrupt shuts the connection down, which the watcher sees as a close:
+/// so the interrupt is asked first.
+fn plain_line(
+    lines: &mut Lines,
+    interrupted: &UnixStream,
+    hangup: Option<&Hangup>,
+    interrupt: &Interrupt,
+) -> io::Result<Input> {
+    let closed = || hangup.is_some_and(Hangup::is_closed);
+    if closed() {
+        return Ok(Input::Closed);
+    }
+    let mut wakes = vec![interrupted.as_fd()];
+    wakes.extend(hangup.map(Hangup::closed_fd));
+    let read = lines.read_line(PROMPT, &wakes)?;
+    if interrupt.is_interrupted() {
+        return Ok(Input::Interrupted);
+    }
+    if closed() {
+        return Ok(Input::Closed);
+    }
+    Ok(match read {
+        Plain::Line(line) => Input::Line(line),
+        Plain::Eof => Input::Eof,
+        // Only the interrupt and the close wake it, and neither happened: a
+        // wake-up descriptor failed, which ends the input.
+        Plain::Woken => Input::Eof,
+    })
 }
 
 fn readline_to_io(err: ReadlineError) -> io::Error {
@@ -185,7 +264,9 @@ fn readline_to_io(err: ReadlineError) -> io::Error {
 ///
 /// Each non-empty stripped line is sent with `\n`; the reply is read up to and
 /// including its `\n` and written to `output` byte for byte (it need not be
-/// UTF-8). Bytes the server sends beyond one reply stay buffered for the next.
+/// UTF-8). Bytes the server sends beyond one reply stay buffered for the next;
+/// when the server closed, they are written out, up to the connection's end,
+/// before the error.
 /// Returns [`Finish::Interrupted`] on Ctrl-C at the prompt, or when
 /// [`LineSource::interrupted`] says so after a line or a failed exchange.
 ///
@@ -230,11 +311,17 @@ where
         peer,
     };
     loop {
-        let line = match lines.read_line() {
+        let line = match next_line(lines) {
             Ok(Input::Line(line)) => line,
             Ok(Input::Eof) => return Ok(Finish::Done),
             Ok(Input::Interrupted) => return Ok(Finish::Interrupted),
-            Ok(Input::Closed) => return Err(exchange.closed()),
+            Ok(Input::Closed) => {
+                return if exchange.drain(output)? {
+                    Err(exchange.closed())
+                } else {
+                    Ok(Finish::Done)
+                };
+            }
             Err(cause) => {
                 return Err(Error::Io {
                     context: "cannot read the terminal".into(),
@@ -242,15 +329,7 @@ where
                 });
             }
         };
-        if lines.interrupted() {
-            return Ok(Finish::Interrupted);
-        }
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        lines.remember(line);
-        let complete = match exchange.round_trip(line) {
+        let complete = match exchange.round_trip(&line) {
             Ok(complete) => complete,
             Err(_) if lines.interrupted() => return Ok(Finish::Interrupted),
             Err(err) => return Err(err),
@@ -263,6 +342,32 @@ where
         }
         if !complete {
             return Err(exchange.closed());
+        }
+    }
+}
+
+/// The next line to send from the prompt, for a stream ([`repl`]) and for
+/// UDP alike: shows the prompt until the user gives a line that is not empty
+/// once stripped, and returns it stripped and remembered for the up arrow;
+/// or how the input ended. A line read while [`LineSource::interrupted`]
+/// says so (Ctrl-C meanwhile) counts as [`Input::Interrupted`].
+///
+/// # Errors
+///
+/// When the terminal cannot be read.
+pub fn next_line<L: LineSource>(lines: &mut L) -> io::Result<Input> {
+    loop {
+        let line = match lines.read_line()? {
+            Input::Line(line) => line,
+            other => return Ok(other),
+        };
+        if lines.interrupted() {
+            return Ok(Input::Interrupted);
+        }
+        let line = line.trim();
+        if !line.is_empty() {
+            lines.remember(line);
+            return Ok(Input::Line(line.to_owned()));
         }
     }
 }
@@ -298,6 +403,27 @@ impl<S: Read + Write> Exchange<'_, S> {
         Ok(self.reply.last() == Some(&b'\n'))
     }
 
+    /// Writes to `output` what the server sent and no reply took (the bytes
+    /// buffered beyond the last reply, then the socket's up to its end,
+    /// which the server's close bounds); returns false if and only if the
+    /// reader of our output went away.
+    fn drain<O: Write>(&mut self, output: &mut O) -> Result<bool, Error> {
+        loop {
+            let rest = match self.conn.fill_buf() {
+                Ok([]) => return Ok(true),
+                Ok(rest) => rest,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                // A reset: what came before it is all there is.
+                Err(_) => return Ok(true),
+            };
+            let n = rest.len();
+            if !show(output, rest)? {
+                return Ok(false);
+            }
+            self.conn.consume(n);
+        }
+    }
+
     fn closed(&self) -> Error {
         Error::Io {
             context: format!("connection to {} lost", self.peer),
@@ -326,5 +452,54 @@ fn show<O: Write>(output: &mut O, reply: &[u8]) -> Result<bool, Error> {
             context: "cannot write to stdout".into(),
             cause,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines to hand out in order, then `Input::Closed`.
+    struct Script(std::vec::IntoIter<&'static str>);
+
+    impl LineSource for Script {
+        fn read_line(&mut self) -> io::Result<Input> {
+            Ok(self
+                .0
+                .next()
+                .map_or(Input::Closed, |l| Input::Line(l.into())))
+        }
+    }
+
+    /// A "server" that already sent `replies` and closed.
+    struct Closed(io::Cursor<Vec<u8>>);
+
+    impl Read for Closed {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+
+    impl Write for Closed {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn at_a_close_the_bytes_beyond_the_last_reply_are_shown_before_the_error() {
+        let server = Closed(io::Cursor::new(b"A\nMORE\nPART".to_vec()));
+        let mut out = Vec::new();
+        let mut lines = Script(vec!["a"].into_iter());
+        let err = repl(&mut lines, server, &mut out, "tcp test").expect_err("closed");
+        assert_eq!(out, b"A\nMORE\nPART");
+        assert_eq!(
+            err.to_string(),
+            "connection to tcp test lost: the server closed the connection"
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::net::UdpSocket;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use super::repl::{Input, LineSource, Terminal};
+use super::repl::{Input, Terminal, next_line};
 use super::udp::{Next, datagrams, piped_lines};
 use super::{ConnectConfig, Duplex, Finish, Interrupt, pipe, repl};
 use crate::Error;
@@ -82,13 +82,10 @@ fn udp_session(
     let mut stdout = std::io::stdout();
     if std::io::stdin().is_terminal() {
         let mut terminal = Terminal::new(interrupt.clone())?;
+        // The prompt's lines as over a stream: stripped, empty ones skipped.
         let mut next = || {
-            Ok(match terminal.read_line()? {
-                Input::Line(line) if line.trim().is_empty() => Next::Skip,
-                Input::Line(line) => {
-                    terminal.remember(line.trim());
-                    Next::Datagram(line.trim().as_bytes().to_vec())
-                }
+            Ok(match next_line(&mut terminal)? {
+                Input::Line(line) => Next::Datagram(line.into_bytes()),
                 // No connection, so no close to watch.
                 Input::Eof | Input::Closed => Next::End,
                 Input::Interrupted => Next::Interrupted,

@@ -6,11 +6,12 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use nix::sys::wait::WaitStatus;
 use rexpect::session::{PtySession, spawn_command};
 
-use crate::support::{PATIENCE, ServerProcess, TempDir, bin, upper};
+use crate::support::{PATIENCE, ServerProcess, TempDir, bin, upper, wait_until};
 
 /// A one-connection uppercase server that reports every byte it received, and
 /// closes after `replies` replies if given.
@@ -58,9 +59,14 @@ fn silent_server() -> (SocketAddr, Receiver<Vec<u8>>) {
 }
 
 fn spawn_repl(addr: SocketAddr) -> PtySession {
+    spawn_repl_on(addr, "xterm")
+}
+
+/// The client in a pty whose `TERM` is `term`: `dumb` makes the line
+/// editor give up editing and read plain lines.
+fn spawn_repl_on(addr: SocketAddr, term: &str) -> PtySession {
     let mut cmd = Command::new(bin());
-    cmd.args(["connect", &addr.to_string()])
-        .env("TERM", "xterm");
+    cmd.args(["connect", &addr.to_string()]).env("TERM", term);
     spawn_command(cmd, Some(PATIENCE.as_millis() as u64)).expect("spawn in a pty")
 }
 
@@ -229,6 +235,124 @@ fn repl_over_unix_says_so_and_exits_1_when_a_stopping_server_ends_the_drain() {
     p.exp_string(">>: ").unwrap();
     // The drain lets the idle connection stay for the grace, then closes it.
     server.signal(nix::sys::signal::Signal::SIGTERM);
+    p.exp_string("server closed the connection").unwrap();
+    p.exp_eof().unwrap();
+    assert_eq!(exit_code(&p), 1);
+}
+
+#[test]
+fn repl_on_a_dumb_terminal_says_so_and_exits_1_when_the_server_closes_while_the_prompt_waits() {
+    let (addr, close) = answer_once_then_close(CloseAt::Request);
+    let mut p = spawn_repl_on(addr, "dumb");
+    p.exp_string(">>: ").unwrap();
+    type_keys(&mut p, "one\r");
+    p.exp_string("ONE").unwrap();
+    p.exp_string(">>: ").unwrap();
+    close.send(()).unwrap();
+    let closed = Instant::now();
+    // Nothing typed: the client notices the close on its own, at once.
+    p.exp_string("server closed the connection").unwrap();
+    p.exp_eof().unwrap();
+    assert_eq!(exit_code(&p), 1);
+    let took = closed.elapsed();
+    assert!(took < Duration::from_secs(10), "noticed after {took:?}");
+}
+
+#[test]
+fn repl_on_a_dumb_terminal_exits_130_on_ctrl_c_and_0_on_ctrl_d() {
+    let (addr, _received) = recording_server(None);
+    let mut p = spawn_repl_on(addr, "dumb");
+    p.exp_string(">>: ").unwrap();
+    type_keys(&mut p, "hi\r");
+    p.exp_string("HI").unwrap();
+    p.exp_string(">>: ").unwrap();
+    // The terminal stays in cooked mode: Ctrl-C is a SIGINT.
+    p.send_control('c').unwrap();
+    p.exp_eof().unwrap();
+    assert_eq!(exit_code(&p), 130);
+
+    let (addr, received) = recording_server(None);
+    let mut p = spawn_repl_on(addr, "dumb");
+    p.exp_string(">>: ").unwrap();
+    type_keys(&mut p, "  a line  \r");
+    p.exp_string("A LINE").unwrap();
+    p.exp_string(">>: ").unwrap();
+    p.send_control('d').unwrap();
+    p.exp_eof().unwrap();
+    assert_eq!(exit_code(&p), 0);
+    assert_eq!(received.recv_timeout(PATIENCE).unwrap(), b"a line\n");
+}
+
+/// A one-connection server that reads one line, writes its reply and then
+/// `extra` in one write, and closes at once.
+fn reply_then_close(extra: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut reply = upper(&read_line(&mut conn));
+        reply.extend_from_slice(extra);
+        conn.write_all(&reply).unwrap();
+    });
+    addr
+}
+
+#[test]
+fn repl_shows_the_reply_of_a_server_that_closes_right_after_it_then_says_so() {
+    let addr = reply_then_close(b"");
+    let mut p = spawn_repl(addr);
+    p.exp_string(">>: ").unwrap();
+    type_keys(&mut p, "last words\r");
+    p.exp_string("LAST WORDS").unwrap();
+    p.exp_string("server closed the connection").unwrap();
+    p.exp_eof().unwrap();
+    assert_eq!(exit_code(&p), 1);
+}
+
+#[test]
+fn repl_shows_every_byte_a_closing_server_sent_beyond_the_reply_before_saying_so() {
+    for term in ["xterm", "dumb"] {
+        let addr = reply_then_close(b"MORE\nPART");
+        let mut p = spawn_repl_on(addr, term);
+        p.exp_string(">>: ").unwrap();
+        type_keys(&mut p, "one\r");
+        p.exp_string("ONE").unwrap();
+        p.exp_string("MORE").unwrap();
+        p.exp_string("PART").unwrap();
+        p.exp_string("server closed the connection").unwrap();
+        p.exp_eof().unwrap();
+        assert_eq!(exit_code(&p), 1, "TERM={term}");
+    }
+}
+
+#[test]
+fn repl_with_stdout_in_a_file_says_so_and_exits_1_when_the_server_closes_while_the_prompt_waits() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (close, closing) = mpsc::channel::<()>();
+    thread::spawn(move || {
+        let (_conn, _) = listener.accept().unwrap();
+        let _ = closing.recv_timeout(PATIENCE);
+    });
+    let dir = TempDir::new();
+    let out = dir.path("out.txt");
+    // stdin and stderr stay the pty; stdout, where the prompt goes, is a file.
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        r#"exec "$0" connect "$1" > "$2""#,
+        bin(),
+        &addr.to_string(),
+        &out,
+    ])
+    .env("TERM", "xterm");
+    let mut p = spawn_command(cmd, Some(PATIENCE.as_millis() as u64)).expect("spawn in a pty");
+    // The prompt is written (and flushed) just before the wait for a line.
+    wait_until("the prompt", PATIENCE, || {
+        std::fs::read(&out).is_ok_and(|shown| shown.windows(4).any(|w| w == b">>: "))
+    });
+    close.send(()).unwrap();
     p.exp_string("server closed the connection").unwrap();
     p.exp_eof().unwrap();
     assert_eq!(exit_code(&p), 1);
