@@ -115,6 +115,21 @@ pub struct ServeArgs {
     /// 127.0.0.1:9464; port 0 picks a free one, shown in the readiness line).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<HostPort>,
+    /// Serve only sources inside these networks (CIDR, or one address;
+    /// repeatable), on every TCP and UDP listener; checked before a byte is
+    /// read. Behind --proxy-protocol, the client the header names.
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+    pub allow: Vec<ipnet::IpNet>,
+    /// Never serve sources inside these networks (repeatable); deny wins
+    /// over allow.
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+    pub deny: Vec<ipnet::IpNet>,
+    /// More --allow networks, one per line (# comments); read again on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub allow_file: Vec<std::path::PathBuf>,
+    /// More --deny networks, one per line (# comments); read again on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub deny_file: Vec<std::path::PathBuf>,
 }
 
 impl ServeArgs {
@@ -147,6 +162,12 @@ impl ServeArgs {
         config.proxy_from = self.proxy_from.clone();
         config.proxy_timeout = self.proxy_timeout;
         config.metrics = self.metrics.clone();
+        config.access = upecho::access::AccessConfig {
+            allow: self.allow.clone(),
+            deny: self.deny.clone(),
+            allow_files: self.allow_file.clone(),
+            deny_files: self.deny_file.clone(),
+        };
         config
     }
 
@@ -327,11 +348,10 @@ fn positions<'a>(matches: &'a ArgMatches, id: &str) -> impl Iterator<Item = usiz
     matches.indices_of(id).into_iter().flatten()
 }
 
-/// A `--proxy-from` value: a network in CIDR notation, or one address.
+/// A `--proxy-from`, `--allow` or `--deny` value: a network in CIDR
+/// notation, or one address.
 fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
-    text.parse::<ipnet::IpNet>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map_err(|_| format!("'{text}' is not a network (CIDR such as 127.0.0.0/8) or an address"))
+    upecho::access::parse_network(text)
 }
 
 /// Parses socket file permissions written in octal, as chmod takes them

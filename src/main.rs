@@ -164,12 +164,14 @@ fn serve(
     let signal = ShutdownSignal::new();
     let endpoints = server.endpoints().to_vec();
     let metrics = server.metrics_addr();
+    let reloader = server.reloader();
     server.run_per_core(threads, signal.clone(), || {
-        let signals =
-            upecho::server::watch_os_signals(signal).map_err(|cause| upecho::Error::Io {
+        let signals = upecho::server::watch_os_signals(signal, reloader).map_err(|cause| {
+            upecho::Error::Io {
                 context: "cannot install signal handlers".into(),
                 cause,
-            })?;
+            }
+        })?;
         tokio::spawn(signals);
         announce(&endpoints, metrics).map_err(|cause| upecho::Error::Io {
             context: "cannot write the readiness lines".into(),

@@ -32,7 +32,16 @@ mod tests {
         tcp.closed("peer", 5, 5);
         tcp.accept_error(&std::io::Error::from_raw_os_error(24));
         let udp = metrics.datagram(&Endpoint::Udp("127.0.0.1:8080".parse().unwrap()));
-        udp.add(1, 1, [("too_large", 0), ("loop", 1), ("send_failed", 0)]);
+        udp.add(
+            1,
+            1,
+            [
+                ("too_large", 0),
+                ("loop", 1),
+                ("send_failed", 0),
+                ("denied", 0),
+            ],
+        );
         let text = metrics.render();
         for line in [
             "upecho_connections_accepted_total{listener=\"tcp 127.0.0.1:8080\"} 1",

@@ -19,11 +19,18 @@ use prometheus_client::registry::Registry;
 use crate::Endpoint;
 
 /// The `reason`s of `upecho_connections_closed_total`.
-const CLOSE_REASONS: [&str; 5] = ["peer", "error", "idle", "shutdown", "proxy_header"];
+const CLOSE_REASONS: [&str; 6] = [
+    "peer",
+    "error",
+    "idle",
+    "shutdown",
+    "proxy_header",
+    "denied",
+];
 
 /// The `reason`s of `upecho_datagrams_dropped_total`, in the order the UDP
 /// counts keep them.
-pub(crate) const DROP_REASONS: [&str; 3] = ["too_large", "loop", "send_failed"];
+pub(crate) const DROP_REASONS: [&str; 4] = ["too_large", "loop", "send_failed", "denied"];
 
 /// `{listener}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -279,7 +286,7 @@ pub(crate) struct StreamMetrics {
     /// `upecho_bytes_sent_total`.
     bytes_sent: Counter,
     /// `upecho_connections_closed_total`, one per [`CLOSE_REASONS`].
-    closed: [Counter; 5],
+    closed: [Counter; CLOSE_REASONS.len()],
     /// For the rarer counters with a second label.
     metrics: Arc<Metrics>,
     /// The `listener` label.
@@ -340,13 +347,18 @@ pub(crate) struct DatagramMetrics {
     /// `upecho_datagrams_sent_total`.
     sent: Counter,
     /// `upecho_datagrams_dropped_total`, one per [`DROP_REASONS`].
-    dropped: [Counter; 3],
+    dropped: [Counter; DROP_REASONS.len()],
 }
 
 impl DatagramMetrics {
     /// Adds one batch's worth of counts; counters that did not change are
     /// not touched.
-    pub(crate) fn add(&self, received: u64, sent: u64, dropped: [(&'static str, u64); 3]) {
+    pub(crate) fn add(
+        &self,
+        received: u64,
+        sent: u64,
+        dropped: [(&'static str, u64); DROP_REASONS.len()],
+    ) {
         if received > 0 {
             self.received.inc_by(received);
         }

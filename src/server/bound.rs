@@ -13,10 +13,12 @@ use tokio_util::task::TaskTracker;
 use super::accepting::Listening;
 use super::config::ServerConfig;
 use super::proxy::ProxyPolicy;
+use super::reload::Reloader;
 use super::shutdown::ShutdownSignal;
 use super::socket_file::SocketFile;
 use super::state::{Settings, Shared};
 use crate::Error;
+use crate::access::Live;
 use crate::endpoint::{self, Endpoint, HostPort, Listen, Listener};
 
 /// A server whose listeners are bound and listening but not yet accepting.
@@ -155,11 +157,13 @@ impl Server {
             .iter()
             .map(ready_for_serving)
             .collect::<Result<Vec<_>, _>>()?;
+        let rules = config.access.load()?;
         Ok(Server {
             listeners,
             endpoints,
             files: Vec::new(),
             settings: Arc::new(Settings {
+                access: Live::new(config.access.clone(), rules),
                 transform: config.transform,
                 idle_timeout: config.idle_timeout,
                 proxy: config.proxy_protocol.then(|| ProxyPolicy {
@@ -176,6 +180,12 @@ impl Server {
     /// The bound endpoints, in the configured order, with real ports.
     pub fn endpoints(&self) -> &[Endpoint] {
         &self.endpoints
+    }
+
+    /// What SIGHUP calls to re-read the access files while this server
+    /// runs (see [`watch_os_signals`](super::watch_os_signals)).
+    pub fn reloader(&self) -> Reloader {
+        Reloader(Arc::clone(&self.settings))
     }
 
     /// The address of the metrics endpoint (`--metrics`), with its real port.

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::Transform;
+use crate::access::AccessConfig;
 use crate::endpoint::{HostPort, Listen};
 
 /// What to serve and how: the validated form of `upecho serve`'s flags.
@@ -40,6 +41,9 @@ pub struct ServerConfig {
     /// Where to serve Prometheus metrics over HTTP (`--metrics`); `None`:
     /// nowhere.
     pub metrics: Option<HostPort>,
+    /// Who may be served (`--allow`, `--deny`, `--allow-file`,
+    /// `--deny-file`); by default everyone.
+    pub access: AccessConfig,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +66,7 @@ impl Default for ServerConfig {
             proxy_from: Vec::new(),
             proxy_timeout: Duration::from_secs(5),
             metrics: None,
+            access: AccessConfig::default(),
         }
     }
 }

@@ -93,6 +93,8 @@ pub(crate) enum End {
     Io(io::Error),
     /// No valid PROXY protocol header came first, or not in time.
     ProxyHeader(super::proxy::HeaderError),
+    /// The access rules deny the client a PROXY header named.
+    Denied,
 }
 
 impl End {
@@ -102,6 +104,7 @@ impl End {
             End::Finished => "peer",
             End::Io(_) => "error",
             End::ProxyHeader(_) => "proxy_header",
+            End::Denied => "denied",
         }
     }
 }
@@ -112,6 +115,7 @@ impl std::fmt::Display for End {
             End::Finished => f.write_str("peer finished"),
             End::Io(err) => f.write_str(&crate::error::plain(err)),
             End::ProxyHeader(err) => write!(f, "proxy_header: {err}"),
+            End::Denied => f.write_str("denied"),
         }
     }
 }

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -26,6 +27,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use super::connection::{Connection, End, ReadyStream, Traffic};
 use super::state::Shared;
 use crate::Endpoint;
+use crate::access::Live;
 use crate::metrics::StreamMetrics;
 
 /// Why the listener aborted a connection: idle.
@@ -85,9 +87,10 @@ pub(crate) async fn serve<L: StreamListener>(
                     if backoff.succeed() {
                         health.recovered(&endpoint);
                     }
-                    let open = start(stream, peer, permit, &endpoint, &shared, &mut tasks);
-                    conns.insert(open.abort.id(), open);
-                    counters.opened();
+                    if admitted(&peer, &shared, &endpoint, &counters) {
+                        let open = start(stream, peer, permit, &endpoint, &shared, &mut tasks);
+                        conns.insert(open.abort.id(), open);
+                    }
                 }
                 Err(err) => {
                     if let Some(delay) = failed(&err, &mut backoff, &health, &endpoint, &counters) {
@@ -150,6 +153,30 @@ fn failed(
     Some(delay)
 }
 
+/// Counts a connection accepted from `peer` (as the listener names it), then
+/// judges it: false if the access rules deny it now, at accept; the caller
+/// then drops it unread, and this counts and logs it as closed `denied`. A connection that must send a PROXY header is judged later, on
+/// the client its header names; a Unix peer has no address to judge.
+fn admitted(peer: &str, shared: &Shared, endpoint: &Endpoint, counters: &StreamMetrics) -> bool {
+    counters.opened();
+    let rules = shared.settings.access.current();
+    if rules.is_open() {
+        return true;
+    }
+    let proxied = shared.settings.proxy.as_ref();
+    if proxied.is_some_and(|policy| policy.expects_header(peer)) {
+        return true;
+    }
+    let admitted = peer
+        .parse::<SocketAddr>()
+        .map_or(true, |addr| rules.permits(addr.ip()));
+    if !admitted {
+        counters.closed("denied", 0, 0);
+        tracing::debug!(listener = %endpoint, %peer, "connection denied");
+    }
+    admitted
+}
+
 /// Spawns the task serving one accepted connection and returns what the
 /// listener keeps to watch and stop it.
 fn start<S: ReadyStream + Send + 'static>(
@@ -171,8 +198,10 @@ fn start<S: ReadyStream + Send + 'static>(
     let abort = match policy.filter(|policy| policy.expects_header(&peer)) {
         Some(policy) => {
             let (timeout, endpoint, proxy) = (policy.timeout, endpoint.clone(), peer.clone());
+            let settings = Arc::clone(&shared.settings);
             tasks.spawn(async move {
-                let end = serve_proxied(connection, timeout, &endpoint, &proxy).await;
+                let end =
+                    serve_proxied(connection, timeout, &endpoint, &proxy, &settings.access).await;
                 drop(permit);
                 end
             })
@@ -208,11 +237,24 @@ async fn serve_proxied<S: ReadyStream>(
     timeout: Duration,
     endpoint: &Endpoint,
     proxy: &str,
+    access: &Live,
 ) -> End {
     let received = match super::proxy::read_header(connection.stream_mut(), timeout).await {
         Ok(received) => received,
         Err(err) => return End::ProxyHeader(err),
     };
+    // The client the header names is judged; a header that names none
+    // (v2 LOCAL: the balancer's own check) leaves the socket's peer.
+    let judged = received
+        .source
+        .map(|client| client.ip())
+        .or_else(|| proxy.parse::<SocketAddr>().ok().map(|addr| addr.ip()));
+    if judged.is_some_and(|ip| !access.current().permits(ip)) {
+        if let Some(client) = received.source {
+            connection.traffic().set_client(client);
+        }
+        return End::Denied;
+    }
     match received.source {
         Some(client) => {
             connection.traffic().set_client(client);

@@ -1,17 +1,18 @@
 //! The operating system's signals, as `upecho serve` answers them: SIGINT
 //! and SIGTERM drive the [`ShutdownSignal`] (the first begins the drain, a
-//! second cuts it short); SIGHUP is logged and ignored (nothing to reload
-//! until TLS files give it a meaning); SIGUSR1 and SIGUSR2 are ignored.
+//! second cuts it short); SIGHUP re-reads the access files
+//! ([`Reloader`]); SIGUSR1 and SIGUSR2 are ignored.
 //! Without a handler each of those three would end the process at once, with
 //! no drain and the socket files left behind.
 
 use tokio::signal::unix::{Signal, SignalKind, signal as os_signal};
 
+use super::reload::Reloader;
 use super::shutdown::ShutdownSignal;
 
 /// Drives `signal` from the operating system, as `upecho serve` does: the first
 /// SIGINT or SIGTERM begins a graceful shutdown, a second one cuts it short.
-/// SIGHUP, SIGUSR1 and SIGUSR2 never stop the server.
+/// SIGHUP calls `reload`; it, SIGUSR1 and SIGUSR2 never stop the server.
 ///
 /// The handlers are installed when this returns, so a caller can announce
 /// readiness knowing that a signal from then on is answered as described; the
@@ -22,8 +23,9 @@ use super::shutdown::ShutdownSignal;
 /// When the handlers cannot be installed. Must be called inside a Tokio runtime.
 pub fn watch_os_signals(
     signal: ShutdownSignal,
+    reload: Reloader,
 ) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    let mut handlers = Handlers::install()?;
+    let mut handlers = Handlers::install(reload)?;
     Ok(async move {
         handlers.next_stop().await;
         tracing::info!("shutting down: closing listeners; a second signal stops at once");
@@ -73,16 +75,19 @@ struct Handlers {
     hangup: Signal,
     user1: Signal,
     user2: Signal,
+    /// What SIGHUP does.
+    reload: Reloader,
 }
 
 impl Handlers {
-    fn install() -> std::io::Result<Handlers> {
+    fn install(reload: Reloader) -> std::io::Result<Handlers> {
         Ok(Handlers {
             interrupt: os_signal(SignalKind::interrupt())?,
             terminate: os_signal(SignalKind::terminate())?,
             hangup: os_signal(SignalKind::hangup())?,
             user1: os_signal(SignalKind::user_defined1())?,
             user2: os_signal(SignalKind::user_defined2())?,
+            reload,
         })
     }
 
@@ -93,7 +98,9 @@ impl Handlers {
                 _ = self.interrupt.recv() => return,
                 _ = self.terminate.recv() => return,
                 Some(()) = self.hangup.recv() => {
-                    tracing::info!("SIGHUP: nothing to reload (no TLS files); ignored");
+                    // Off the runtime's thread: it reads files.
+                    let reload = self.reload.clone();
+                    let _ = tokio::task::spawn_blocking(move || reload.reload()).await;
                 }
                 Some(()) = self.user1.recv() => {}
                 Some(()) = self.user2.recv() => {}

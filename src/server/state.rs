@@ -15,11 +15,15 @@ use super::proxy::ProxyPolicy;
 use super::shutdown::ShutdownSignal;
 use super::socket_file::SocketFile;
 use crate::Transform;
+use crate::access::Live;
 use crate::metrics::Metrics;
 
-/// Settings every connection task reads; shared, never changed after start.
+/// Settings every connection task reads; shared, never changed after start
+/// but for the access rules, which SIGHUP swaps whole.
 #[derive(Debug)]
 pub(crate) struct Settings {
+    /// Who may be served (`--allow`, `--deny` and their files).
+    pub(crate) access: Live,
     /// The transform each connection instantiates.
     pub(crate) transform: Transform,
     /// See [`ServerConfig::idle_timeout`](super::ServerConfig::idle_timeout).

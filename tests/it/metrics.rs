@@ -18,12 +18,12 @@ fn http(addr: SocketAddr, request: &[u8]) -> String {
 }
 
 /// `GET /metrics`: the whole reply, head and body.
-fn scrape(addr: SocketAddr) -> String {
+pub(crate) fn scrape(addr: SocketAddr) -> String {
     http(addr, b"GET /metrics HTTP/1.1\r\nHost: upecho\r\n\r\n")
 }
 
 /// The value of the sample whose line starts with `series` followed by a space.
-fn value(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn value(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|line| {
         line.strip_prefix(series)?
             .strip_prefix(' ')?

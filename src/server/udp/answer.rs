@@ -12,6 +12,7 @@ use super::common::Common;
 use super::counts::{Counts, Dropped};
 use super::echoes::Fingerprint;
 use super::rules::is_loop_risk;
+use crate::access::Live;
 use crate::endpoint::MAX_DATAGRAM;
 use crate::{Endpoint, Transform};
 
@@ -34,8 +35,13 @@ pub(super) fn answer(
     let Batch {
         slots, datagrams, ..
     } = batch;
+    // Once a batch: SIGHUP may have swapped them since the last one.
+    let rules = context.access.current();
+    let rules = (!rules.is_open()).then_some(&*rules);
     for (index, datagram) in datagrams.iter_mut().enumerate() {
-        let verdict = if datagram.len > MAX_DATAGRAM {
+        let verdict = if rules.is_some_and(|rules| !rules.permits(datagram.source.ip())) {
+            Err(Dropped::Denied)
+        } else if datagram.len > MAX_DATAGRAM {
             Err(Dropped::TooLarge)
         } else if is_loop_risk(datagram.source, datagram.to, context.own, context.local) {
             Err(Dropped::Loop)
@@ -75,6 +81,8 @@ pub(super) struct Context<'a> {
     pub(super) local: &'a [IpAddr],
     /// This socket's address, for logs.
     pub(super) endpoint: &'a Endpoint,
+    /// Who may be answered.
+    pub(super) access: &'a Live,
 }
 
 /// Transforms the datagram in its slot and sets its length to the reply's;

@@ -16,11 +16,18 @@ pub(super) enum Dropped {
     Loop,
     /// The socket did not take the reply.
     SendFailed,
+    /// The access rules deny its source.
+    Denied,
 }
 
 impl Dropped {
     /// Every reason, in the order of [`Counts::dropped`].
-    const ALL: [Dropped; 3] = [Dropped::TooLarge, Dropped::Loop, Dropped::SendFailed];
+    const ALL: [Dropped; 4] = [
+        Dropped::TooLarge,
+        Dropped::Loop,
+        Dropped::SendFailed,
+        Dropped::Denied,
+    ];
 
     /// The name used in logs and metrics.
     pub(super) fn reason(self) -> &'static str {
@@ -28,6 +35,7 @@ impl Dropped {
             Dropped::TooLarge => "too_large",
             Dropped::Loop => "loop",
             Dropped::SendFailed => "send_failed",
+            Dropped::Denied => "denied",
         }
     }
 }
@@ -40,8 +48,8 @@ pub(super) struct Counts {
     pub(super) received: u64,
     /// Replies sent.
     pub(super) sent: u64,
-    /// Dropped, by reason: too large, loop, send failed.
-    pub(super) dropped: [u64; 3],
+    /// Dropped, by reason: too large, loop, send failed, denied.
+    pub(super) dropped: [u64; 4],
 }
 
 impl Counts {
@@ -83,9 +91,9 @@ pub(super) fn fold(counters: &DatagramMetrics, counts: &Counts, folded: &mut Cou
 /// Logs what one socket did, on every thread, once, when it stops (if it
 /// dropped anything).
 pub(super) fn report(endpoint: &Endpoint, counts: &Counts) {
-    let [too_large, looped, send_failed] = counts.dropped;
-    if too_large + looped + send_failed > 0 {
+    let [too_large, looped, send_failed, denied] = counts.dropped;
+    if too_large + looped + send_failed + denied > 0 {
         tracing::info!(listener = %endpoint, received = counts.received, sent = counts.sent,
-            too_large, r#loop = looped, send_failed, "datagrams dropped");
+            too_large, r#loop = looped, send_failed, denied, "datagrams dropped");
     }
 }

@@ -37,6 +37,7 @@ pub(crate) async fn serve(
         own: &own,
         local: &kind.local,
         endpoint: &endpoint,
+        access: &shared.settings.access,
     };
     let mut counts = Counts::default();
     // What of `counts` the metrics already have.
