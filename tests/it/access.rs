@@ -68,12 +68,7 @@ fn only_allowed_sources_are_served_over_tcp_and_a_denied_one_is_closed_unread() 
     let addr = server.addrs[0];
     assert_eq!(tcp_from("127.0.0.2", addr, b"allowed"), b"ALLOWED");
     assert_eq!(tcp_from("127.0.0.3", addr, b"not me"), b"");
-    server.wait_for_log("connection denied");
-    let line = server
-        .stderr_so_far()
-        .into_iter()
-        .find(|line| line.contains("connection denied"))
-        .unwrap();
+    let line = server.log_line("connection denied");
     assert!(line.contains("peer=127.0.0.3:"), "{line}");
     let label = format!("listener=\"tcp {addr}\"");
     let denied = format!("upecho_connections_closed_total{{{label},reason=\"denied\"}}");
@@ -195,12 +190,7 @@ fn sighup_reads_the_deny_file_again_and_a_bad_one_keeps_the_old_rules() {
     assert_eq!(tcp_from("127.0.0.2", server.addr(), b"two"), b"TWO");
     std::fs::write(&file, "127.0.0.300\n").unwrap();
     server.signal(Signal::SIGHUP);
-    server.wait_for_log("the old access rules stay");
-    let warning = server
-        .stderr_so_far()
-        .into_iter()
-        .find(|line| line.contains("the old access rules stay"))
-        .unwrap();
+    let warning = server.log_line("the old access rules stay");
     assert!(
         warning.contains("deny.txt") && warning.contains("line 1"),
         "{warning}"

@@ -136,6 +136,15 @@ impl ServerProcess {
         }
     }
 
+    /// Waits for the first stderr line containing `needle` and returns it.
+    pub fn log_line(&self, needle: &str) -> String {
+        self.wait_for_log(needle);
+        self.stderr_so_far()
+            .into_iter()
+            .find(|line| line.contains(needle))
+            .expect("seen by wait_for_log")
+    }
+
     /// All stderr lines so far.
     pub fn stderr_so_far(&self) -> Vec<String> {
         self.stderr_lines.lock().unwrap().clone()
