@@ -5,6 +5,9 @@
 #
 #   peers/udp-instructions.sh BINARY SIZE...     e.g. target/release/upecho 64 32768
 #
+# SERVE_ARGS (split on spaces) is added to the server's flags, e.g.
+# SERVE_ARGS="--allow-file allow.txt" to count what an allow list costs.
+#
 # For each size: the server (one thread, under callgrind) answers a client
 # that sends N1, then, in a second run, N2 datagrams one at a time on
 # loopback; (instructions(N2) - instructions(N1)) / (N2 - N1) is the cost of
@@ -20,7 +23,7 @@ trap 'rm -rf "$work"' EXIT
 count() { # SIZE N -> total instructions
   local size=$1 n=$2 out="$work/callgrind.out"
   taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$out" \
-    "$binary" serve --udp 127.0.0.1:0 >"$work/stdout" 2>"$work/stderr" &
+    "$binary" serve --udp 127.0.0.1:0 ${SERVE_ARGS:-} >"$work/stdout" 2>"$work/stderr" &
   local pid=$!
   local port=""
   for _ in $(seq 600); do
