@@ -15,6 +15,8 @@
 //! datagram with std hash sets (SipHash), 170 like this, of some 3,600 a
 //! datagram answered in all (user space; the system calls cost far more).
 
+pub(crate) mod per_source;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};

@@ -130,6 +130,11 @@ pub struct ServeArgs {
     /// More --deny networks, one per line (# comments); read again on SIGHUP.
     #[arg(long, value_name = "FILE")]
     pub deny_file: Vec<std::path::PathBuf>,
+    /// At most N stream connections at once from one source (an IPv4
+    /// address or an IPv6 /64) over all listeners; one more is closed at
+    /// once. 0 = no limit.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_per_source: u32,
 }
 
 impl ServeArgs {
@@ -168,6 +173,7 @@ impl ServeArgs {
             allow_files: self.allow_file.clone(),
             deny_files: self.deny_file.clone(),
         };
+        config.max_per_source = self.max_per_source;
         config
     }
 

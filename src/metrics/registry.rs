@@ -19,13 +19,14 @@ use prometheus_client::registry::Registry;
 use crate::Endpoint;
 
 /// The `reason`s of `upecho_connections_closed_total`.
-const CLOSE_REASONS: [&str; 6] = [
+const CLOSE_REASONS: [&str; 7] = [
     "peer",
     "error",
     "idle",
     "shutdown",
     "proxy_header",
     "denied",
+    "per_source",
 ];
 
 /// The `reason`s of `upecho_datagrams_dropped_total`, in the order the UDP

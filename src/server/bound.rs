@@ -19,6 +19,7 @@ use super::socket_file::SocketFile;
 use super::state::{Settings, Shared};
 use crate::Error;
 use crate::access::Live;
+use crate::access::per_source::PerSource;
 use crate::endpoint::{self, Endpoint, HostPort, Listen, Listener};
 
 /// A server whose listeners are bound and listening but not yet accepting.
@@ -164,6 +165,8 @@ impl Server {
             files: Vec::new(),
             settings: Arc::new(Settings {
                 access: Live::new(config.access.clone(), rules),
+                per_source: (config.max_per_source > 0)
+                    .then(|| PerSource::new(config.max_per_source)),
                 transform: config.transform,
                 idle_timeout: config.idle_timeout,
                 proxy: config.proxy_protocol.then(|| ProxyPolicy {

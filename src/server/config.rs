@@ -44,6 +44,10 @@ pub struct ServerConfig {
     /// Who may be served (`--allow`, `--deny`, `--allow-file`,
     /// `--deny-file`); by default everyone.
     pub access: AccessConfig,
+    /// At most this many stream connections at once from one source (an
+    /// IPv4 address or an IPv6 /64) over all listeners (`--max-per-source`);
+    /// 0 = no limit.
+    pub max_per_source: u32,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +71,7 @@ impl Default for ServerConfig {
             proxy_timeout: Duration::from_secs(5),
             metrics: None,
             access: AccessConfig::default(),
+            max_per_source: 0,
         }
     }
 }

@@ -93,8 +93,9 @@ pub(crate) enum End {
     Io(io::Error),
     /// No valid PROXY protocol header came first, or not in time.
     ProxyHeader(super::proxy::HeaderError),
-    /// The access rules deny the client a PROXY header named.
-    Denied,
+    /// The client a PROXY header named was refused (access rules, or its
+    /// source over `--max-per-source`).
+    Refused(super::admission::Refused),
 }
 
 impl End {
@@ -104,7 +105,7 @@ impl End {
             End::Finished => "peer",
             End::Io(_) => "error",
             End::ProxyHeader(_) => "proxy_header",
-            End::Denied => "denied",
+            End::Refused(refused) => refused.reason(),
         }
     }
 }
@@ -115,7 +116,7 @@ impl std::fmt::Display for End {
             End::Finished => f.write_str("peer finished"),
             End::Io(err) => f.write_str(&crate::error::plain(err)),
             End::ProxyHeader(err) => write!(f, "proxy_header: {err}"),
-            End::Denied => f.write_str("denied"),
+            End::Refused(refused) => f.write_str(refused.reason()),
         }
     }
 }

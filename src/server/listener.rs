@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -24,10 +23,11 @@ use tokio::task::{AbortHandle, Id, JoinError, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
+use super::admission;
 use super::connection::{Connection, End, ReadyStream, Traffic};
-use super::state::Shared;
+use super::state::{Settings, Shared};
 use crate::Endpoint;
-use crate::access::Live;
+use crate::access::per_source::SourceSlot;
 use crate::metrics::StreamMetrics;
 
 /// Why the listener aborted a connection: idle.
@@ -87,8 +87,8 @@ pub(crate) async fn serve<L: StreamListener>(
                     if backoff.succeed() {
                         health.recovered(&endpoint);
                     }
-                    if admitted(&peer, &shared, &endpoint, &counters) {
-                        let open = start(stream, peer, permit, &endpoint, &shared, &mut tasks);
+                    if let Some(held) = admit(&peer, permit, &shared, &endpoint, &counters) {
+                        let open = start(stream, peer, held, &endpoint, &shared, &mut tasks);
                         conns.insert(open.abort.id(), open);
                     }
                 }
@@ -153,28 +153,36 @@ fn failed(
     Some(delay)
 }
 
-/// Counts a connection accepted from `peer` (as the listener names it), then
-/// judges it: false if the access rules deny it now, at accept; the caller
-/// then drops it unread, and this counts and logs it as closed `denied`. A connection that must send a PROXY header is judged later, on
-/// the client its header names; a Unix peer has no address to judge.
-fn admitted(peer: &str, shared: &Shared, endpoint: &Endpoint, counters: &StreamMetrics) -> bool {
+/// What an open connection holds until it closes: its slot under
+/// `--max-connections` and, under `--max-per-source`, its source's.
+struct Held {
+    _slot: OwnedSemaphorePermit,
+    source: Option<SourceSlot>,
+}
+
+/// Counts a connection accepted from `peer`, then judges it
+/// ([`admission::at_accept`]): `None` if it must be closed at once, which
+/// this counts and logs; the caller drops it unread.
+fn admit(
+    peer: &str,
+    slot: OwnedSemaphorePermit,
+    shared: &Shared,
+    endpoint: &Endpoint,
+    counters: &StreamMetrics,
+) -> Option<Held> {
     counters.opened();
-    let rules = shared.settings.access.current();
-    if rules.is_open() {
-        return true;
+    match admission::at_accept(peer, &shared.settings) {
+        Ok(source) => Some(Held {
+            _slot: slot,
+            source,
+        }),
+        Err(refused) => {
+            let reason = refused.reason();
+            counters.closed(reason, 0, 0);
+            tracing::debug!(listener = %endpoint, %peer, reason = %reason, "connection refused");
+            None
+        }
     }
-    let proxied = shared.settings.proxy.as_ref();
-    if proxied.is_some_and(|policy| policy.expects_header(peer)) {
-        return true;
-    }
-    let admitted = peer
-        .parse::<SocketAddr>()
-        .map_or(true, |addr| rules.permits(addr.ip()));
-    if !admitted {
-        counters.closed("denied", 0, 0);
-        tracing::debug!(listener = %endpoint, %peer, "connection denied");
-    }
-    admitted
 }
 
 /// Spawns the task serving one accepted connection and returns what the
@@ -182,7 +190,7 @@ fn admitted(peer: &str, shared: &Shared, endpoint: &Endpoint, counters: &StreamM
 fn start<S: ReadyStream + Send + 'static>(
     stream: S,
     peer: String,
-    permit: OwnedSemaphorePermit,
+    mut held: Held,
     endpoint: &Endpoint,
     shared: &Shared,
     tasks: &mut JoinSet<End>,
@@ -201,8 +209,9 @@ fn start<S: ReadyStream + Send + 'static>(
             let settings = Arc::clone(&shared.settings);
             tasks.spawn(async move {
                 let end =
-                    serve_proxied(connection, timeout, &endpoint, &proxy, &settings.access).await;
-                drop(permit);
+                    serve_proxied(connection, timeout, &endpoint, &proxy, &settings, &mut held)
+                        .await;
+                drop(held);
                 end
             })
         }
@@ -210,7 +219,7 @@ fn start<S: ReadyStream + Send + 'static>(
             tracing::debug!(listener = %endpoint, %peer, "connection opened");
             tasks.spawn(async move {
                 let end = connection.run().await;
-                drop(permit);
+                drop(held);
                 end
             })
         }
@@ -237,23 +246,21 @@ async fn serve_proxied<S: ReadyStream>(
     timeout: Duration,
     endpoint: &Endpoint,
     proxy: &str,
-    access: &Live,
+    settings: &Settings,
+    held: &mut Held,
 ) -> End {
     let received = match super::proxy::read_header(connection.stream_mut(), timeout).await {
         Ok(received) => received,
         Err(err) => return End::ProxyHeader(err),
     };
-    // The client the header names is judged; a header that names none
-    // (v2 LOCAL: the balancer's own check) leaves the socket's peer.
-    let judged = received
-        .source
-        .map(|client| client.ip())
-        .or_else(|| proxy.parse::<SocketAddr>().ok().map(|addr| addr.ip()));
-    if judged.is_some_and(|ip| !access.current().permits(ip)) {
-        if let Some(client) = received.source {
-            connection.traffic().set_client(client);
+    match admission::after_header(received.source, proxy, settings) {
+        Ok(source) => held.source = source,
+        Err(refused) => {
+            if let Some(client) = received.source {
+                connection.traffic().set_client(client);
+            }
+            return End::Refused(refused);
         }
-        return End::Denied;
     }
     match received.source {
         Some(client) => {

@@ -5,6 +5,7 @@
 //! socket a [`udp`] loop; [`os_signals`] -> a [`ShutdownSignal`] -> [`drain`].
 
 mod accepting;
+mod admission;
 mod bound;
 mod config;
 mod connection;

@@ -16,6 +16,7 @@ use super::shutdown::ShutdownSignal;
 use super::socket_file::SocketFile;
 use crate::Transform;
 use crate::access::Live;
+use crate::access::per_source::PerSource;
 use crate::metrics::Metrics;
 
 /// Settings every connection task reads; shared, never changed after start
@@ -24,6 +25,9 @@ use crate::metrics::Metrics;
 pub(crate) struct Settings {
     /// Who may be served (`--allow`, `--deny` and their files).
     pub(crate) access: Live,
+    /// Connections open per source, under `--max-per-source`; `None`
+    /// without a limit.
+    pub(crate) per_source: Option<Arc<PerSource>>,
     /// The transform each connection instantiates.
     pub(crate) transform: Transform,
     /// See [`ServerConfig::idle_timeout`](super::ServerConfig::idle_timeout).

@@ -68,8 +68,11 @@ fn only_allowed_sources_are_served_over_tcp_and_a_denied_one_is_closed_unread() 
     let addr = server.addrs[0];
     assert_eq!(tcp_from("127.0.0.2", addr, b"allowed"), b"ALLOWED");
     assert_eq!(tcp_from("127.0.0.3", addr, b"not me"), b"");
-    let line = server.log_line("connection denied");
-    assert!(line.contains("peer=127.0.0.3:"), "{line}");
+    let line = server.log_line("connection refused");
+    assert!(
+        line.contains("peer=127.0.0.3:") && line.contains("reason=denied"),
+        "{line}"
+    );
     let label = format!("listener=\"tcp {addr}\"");
     let denied = format!("upecho_connections_closed_total{{{label},reason=\"denied\"}}");
     assert_eq!(metric(&server, &denied), 1.0);
@@ -224,4 +227,83 @@ fn a_bad_network_is_a_usage_error_and_a_bad_file_an_error_naming_it() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(assert_one_error_line(&out).ends_with("none: no such file or directory\n"));
+}
+
+#[test]
+fn max_per_source_closes_one_connection_too_many_from_one_source_only() {
+    let server = ServerProcess::start(
+        &[
+            "--tcp",
+            "127.0.0.1:0",
+            "--max-per-source",
+            "2",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+        2,
+    );
+    let addr = server.addrs[0];
+    let round_trip = |stream: &mut TcpStream, word: &[u8]| {
+        stream.write_all(word).unwrap();
+        let mut reply = vec![0; word.len()];
+        stream.read_exact(&mut reply).map(|()| reply)
+    };
+    // Two open from 127.0.0.2 (each answered, so each is surely accepted).
+    let mut one = connect_from("127.0.0.2", addr);
+    let mut two = connect_from("127.0.0.2", addr);
+    assert_eq!(round_trip(&mut one, b"one").unwrap(), b"ONE");
+    assert_eq!(round_trip(&mut two, b"two").unwrap(), b"TWO");
+    assert_eq!(
+        tcp_from("127.0.0.2", addr, b"three"),
+        b"",
+        "a third is closed"
+    );
+    assert_eq!(
+        tcp_from("127.0.0.3", addr, b"other"),
+        b"OTHER",
+        "another source"
+    );
+    let series =
+        format!("upecho_connections_closed_total{{listener=\"tcp {addr}\",reason=\"per_source\"}}");
+    assert_eq!(metric(&server, &series), 1.0);
+    // One closes: its source has a slot again.
+    drop(one);
+    wait_until("the closed one is counted", PATIENCE, || {
+        let peer =
+            format!("upecho_connections_closed_total{{listener=\"tcp {addr}\",reason=\"peer\"}}");
+        metric(&server, &peer) >= 2.0
+    });
+    assert_eq!(tcp_from("127.0.0.2", addr, b"again"), b"AGAIN");
+    assert_eq!(round_trip(&mut two, b"still").unwrap(), b"STILL");
+}
+
+#[test]
+fn behind_proxy_the_per_source_limit_counts_the_named_clients() {
+    // Every connection comes from the balancer (127.0.0.1); the limit is
+    // per client its headers name.
+    let server = ServerProcess::start(
+        &[
+            "--tcp",
+            "127.0.0.1:0",
+            "--proxy-protocol",
+            "--max-per-source",
+            "1",
+        ],
+        1,
+    );
+    let open = |client: &str| {
+        let mut stream = TcpStream::connect(server.addr()).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let header = format!("PROXY TCP4 {client} 192.0.2.1 4711 80\r\nhi");
+        stream.write_all(header.as_bytes()).unwrap();
+        let mut reply = [0u8; 2];
+        let answered = stream.read_exact(&mut reply).is_ok() && &reply == b"HI";
+        (stream, answered)
+    };
+    let (_first, answered) = open("198.51.100.1");
+    assert!(answered);
+    let (_other, answered) = open("198.51.100.2");
+    assert!(answered, "another client behind the same balancer");
+    let (_second, answered) = open("198.51.100.1");
+    assert!(!answered, "a second from the same client is closed");
 }
