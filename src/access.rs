@@ -16,6 +16,7 @@
 //! datagram answered in all (user space; the system calls cost far more).
 
 pub(crate) mod per_source;
+pub(crate) mod udp_rate;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

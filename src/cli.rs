@@ -135,6 +135,10 @@ pub struct ServeArgs {
     /// once. 0 = no limit.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub max_per_source: u32,
+    /// At most N replies a second to one UDP source (an IPv4 address or an
+    /// IPv6 /64; a burst of N); past it datagrams are dropped. 0 = no limit.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub udp_rate: u32,
 }
 
 impl ServeArgs {
@@ -174,6 +178,7 @@ impl ServeArgs {
             deny_files: self.deny_file.clone(),
         };
         config.max_per_source = self.max_per_source;
+        config.udp_rate = self.udp_rate;
         config
     }
 

@@ -40,6 +40,7 @@ mod tests {
                 ("loop", 1),
                 ("send_failed", 0),
                 ("denied", 0),
+                ("rate_limited", 0),
             ],
         );
         let text = metrics.render();

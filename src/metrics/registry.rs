@@ -31,7 +31,8 @@ const CLOSE_REASONS: [&str; 7] = [
 
 /// The `reason`s of `upecho_datagrams_dropped_total`, in the order the UDP
 /// counts keep them.
-pub(crate) const DROP_REASONS: [&str; 4] = ["too_large", "loop", "send_failed", "denied"];
+pub(crate) const DROP_REASONS: [&str; 5] =
+    ["too_large", "loop", "send_failed", "denied", "rate_limited"];
 
 /// `{listener}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

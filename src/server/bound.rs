@@ -20,6 +20,7 @@ use super::state::{Settings, Shared};
 use crate::Error;
 use crate::access::Live;
 use crate::access::per_source::PerSource;
+use crate::access::udp_rate::UdpRate;
 use crate::endpoint::{self, Endpoint, HostPort, Listen, Listener};
 
 /// A server whose listeners are bound and listening but not yet accepting.
@@ -159,6 +160,9 @@ impl Server {
             .map(ready_for_serving)
             .collect::<Result<Vec<_>, _>>()?;
         let rules = config.access.load()?;
+        if config.udp_rate == 0 {
+            warn_open_reflectors(&endpoints);
+        }
         Ok(Server {
             listeners,
             endpoints,
@@ -167,6 +171,7 @@ impl Server {
                 access: Live::new(config.access.clone(), rules),
                 per_source: (config.max_per_source > 0)
                     .then(|| PerSource::new(config.max_per_source)),
+                udp_rate: (config.udp_rate > 0).then(|| Mutex::new(UdpRate::new(config.udp_rate))),
                 transform: config.transform,
                 idle_timeout: config.idle_timeout,
                 proxy: config.proxy_protocol.then(|| ProxyPolicy {
@@ -232,6 +237,20 @@ impl Server {
             .map(|(socket, endpoint)| Listening::new(socket, endpoint))
             .collect();
         (listening, shared, self.metrics.map(|(socket, _)| socket))
+    }
+}
+
+/// Warns, once per listener, of a UDP listener any host can reach that has
+/// no `--udp-rate`: with spoofed sources, an echo service answers whoever
+/// the spoofer names, as much as it is sent (a reflector).
+fn warn_open_reflectors(endpoints: &[Endpoint]) {
+    for endpoint in endpoints {
+        if let Endpoint::Udp(addr) = endpoint
+            && !addr.ip().to_canonical().is_loopback()
+        {
+            tracing::warn!(listener = %endpoint,
+                "UDP on a non-loopback address without --udp-rate: an open UDP echo can be abused as a reflector");
+        }
     }
 }
 

@@ -48,6 +48,10 @@ pub struct ServerConfig {
     /// IPv4 address or an IPv6 /64) over all listeners (`--max-per-source`);
     /// 0 = no limit.
     pub max_per_source: u32,
+    /// At most this many replies a second to one UDP source (an IPv4
+    /// address or an IPv6 /64), with a burst of as many (`--udp-rate`);
+    /// 0 = no limit.
+    pub udp_rate: u32,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +76,7 @@ impl Default for ServerConfig {
             metrics: None,
             access: AccessConfig::default(),
             max_per_source: 0,
+            udp_rate: 0,
         }
     }
 }

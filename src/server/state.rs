@@ -17,6 +17,7 @@ use super::socket_file::SocketFile;
 use crate::Transform;
 use crate::access::Live;
 use crate::access::per_source::PerSource;
+use crate::access::udp_rate::UdpRate;
 use crate::metrics::Metrics;
 
 /// Settings every connection task reads; shared, never changed after start
@@ -28,6 +29,9 @@ pub(crate) struct Settings {
     /// Connections open per source, under `--max-per-source`; `None`
     /// without a limit.
     pub(crate) per_source: Option<Arc<PerSource>>,
+    /// The buckets of `--udp-rate`, locked once per batch; `None` without a
+    /// limit.
+    pub(crate) udp_rate: Option<Mutex<UdpRate>>,
     /// The transform each connection instantiates.
     pub(crate) transform: Transform,
     /// See [`ServerConfig::idle_timeout`](super::ServerConfig::idle_timeout).

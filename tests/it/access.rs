@@ -44,6 +44,14 @@ fn udp_from(source: &str) -> UdpSocket {
     socket
 }
 
+/// A server with one UDP listener on 127.0.0.1 and the metrics listener,
+/// with `flags`.
+fn udp_server_with_metrics(flags: &[&str]) -> ServerProcess {
+    let mut args = vec!["--udp", "127.0.0.1:0", "--metrics", "127.0.0.1:0"];
+    args.extend_from_slice(flags);
+    ServerProcess::start(&args, 2)
+}
+
 /// The value of `series` on the server's metrics listener (the last
 /// readiness line).
 fn metric(server: &ServerProcess, series: &str) -> f64 {
@@ -103,17 +111,7 @@ fn deny_wins_over_allow() {
 
 #[test]
 fn a_denied_datagram_is_dropped_and_counted_and_others_answered() {
-    let server = ServerProcess::start(
-        &[
-            "--udp",
-            "127.0.0.1:0",
-            "--deny",
-            "127.0.0.3",
-            "--metrics",
-            "127.0.0.1:0",
-        ],
-        2,
-    );
+    let server = udp_server_with_metrics(&["--deny", "127.0.0.3"]);
     let addr = server.addrs[0];
     let denied = udp_from("127.0.0.3");
     denied.send_to(b"from three", addr).unwrap();
@@ -306,4 +304,70 @@ fn behind_proxy_the_per_source_limit_counts_the_named_clients() {
     assert!(answered, "another client behind the same balancer");
     let (_second, answered) = open("198.51.100.1");
     assert!(!answered, "a second from the same client is closed");
+}
+
+#[test]
+fn udp_rate_answers_a_burst_then_drops_and_counts_while_other_sources_are_answered() {
+    let server = udp_server_with_metrics(&["--udp-rate", "1"]);
+    let addr = server.addrs[0];
+    let flood = udp_from("127.0.0.2");
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        flood.send_to(b"again", addr).unwrap();
+    }
+    let label = format!("listener=\"udp {addr}\"");
+    let received = format!("upecho_datagrams_received_total{{{label}}}");
+    wait_until("all 20 received", PATIENCE, || {
+        metric(&server, &received) == 20.0
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let limited = metric(
+        &server,
+        &format!("upecho_datagrams_dropped_total{{{label},reason=\"rate_limited\"}}"),
+    );
+    let sent = metric(&server, &format!("upecho_datagrams_sent_total{{{label}}}"));
+    assert_eq!(sent + limited, 20.0);
+    // A burst of 1, then 1 a second.
+    assert!(
+        sent >= 1.0 && sent <= 1.0 + elapsed.ceil(),
+        "{sent} answered in {elapsed:.2} s"
+    );
+    let other = udp_from("127.0.0.3");
+    other.send_to(b"other", addr).unwrap();
+    let mut buf = [0u8; 16];
+    let n = other
+        .recv(&mut buf)
+        .expect("another source has its own bucket");
+    assert_eq!(&buf[..n], b"OTHER");
+}
+
+#[test]
+fn an_open_udp_listener_without_a_rate_is_warned_of_at_start() {
+    // Every line is in once the server has stopped.
+    let all_lines = |args: &[&str], listeners| {
+        let mut server = ServerProcess::start(args, listeners);
+        server.signal(Signal::SIGTERM);
+        assert!(server.wait_exit(PATIENCE).success());
+        server.wait_for_log("server stopped");
+        server.stderr_so_far()
+    };
+    let open = all_lines(&["--udp", "0.0.0.0:0", "--udp", "127.0.0.1:0"], 2);
+    let warned: Vec<_> = open
+        .iter()
+        .filter(|l| l.contains("abused as a reflector"))
+        .collect();
+    assert_eq!(
+        warned.len(),
+        1,
+        "the loopback listener is not warned of: {open:?}"
+    );
+    assert!(
+        warned[0].contains("WARN") && warned[0].contains("udp 0.0.0.0:"),
+        "{warned:?}"
+    );
+    let limited = all_lines(&["--udp", "0.0.0.0:0", "--udp-rate", "100"], 1);
+    assert!(
+        !limited.iter().any(|l| l.contains("reflector")),
+        "{limited:?}"
+    );
 }

@@ -7,12 +7,16 @@ use std::net::{IpAddr, SocketAddr};
 
 use tokio::net::UdpSocket;
 
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
 use super::batch::{BATCH, Batch, Datagram, slot_of};
 use super::common::Common;
 use super::counts::{Counts, Dropped};
 use super::echoes::Fingerprint;
 use super::rules::is_loop_risk;
 use crate::access::Live;
+use crate::access::udp_rate::UdpRate;
 use crate::endpoint::MAX_DATAGRAM;
 use crate::{Endpoint, Transform};
 
@@ -58,13 +62,24 @@ pub(super) fn answer(
     }
     if !replies.is_empty() {
         let mut echoes = common.echoes();
+        let mut rate = context
+            .udp_rate
+            .map(|rate| rate.lock().unwrap_or_else(PoisonError::into_inner));
+        let now = Instant::now();
         replies.retain(|&index| {
             let (source, (payload, reply)) = (datagrams[index].source, prints[index]);
-            let looped = echoes.is_loop(source, payload, reply);
-            if looped {
-                counts.dropped(Dropped::Loop, context.endpoint, source);
-            }
-            !looped
+            let why = if echoes.is_loop(source, payload, reply) {
+                Dropped::Loop
+            } else if rate
+                .as_mut()
+                .is_some_and(|rate| !rate.take(source.ip(), now))
+            {
+                Dropped::RateLimited
+            } else {
+                return true;
+            };
+            counts.dropped(why, context.endpoint, source);
+            false
         });
     }
     send_replies(socket, batch, &replies, context.endpoint, counts);
@@ -83,6 +98,9 @@ pub(super) struct Context<'a> {
     pub(super) endpoint: &'a Endpoint,
     /// Who may be answered.
     pub(super) access: &'a Live,
+    /// The buckets of `--udp-rate`, shared by every UDP socket; `None`
+    /// without a limit.
+    pub(super) udp_rate: Option<&'a Mutex<UdpRate>>,
 }
 
 /// Transforms the datagram in its slot and sets its length to the reply's;

@@ -52,7 +52,7 @@ impl Common {
 mod tests {
     use super::*;
 
-    fn counts(received: u64, sent: u64, dropped: [u64; 4]) -> Counts {
+    fn counts(received: u64, sent: u64, dropped: [u64; 5]) -> Counts {
         Counts {
             received,
             sent,
@@ -65,17 +65,17 @@ mod tests {
         let common = Arc::new(Common::default());
         let (one, two) = (common.clone(), common.clone());
         assert!(
-            common.add_stopped(&counts(5, 4, [1, 0, 0, 2])).is_none(),
+            common.add_stopped(&counts(5, 4, [1, 0, 0, 2, 0])).is_none(),
             "two copies left"
         );
         assert!(
-            one.add_stopped(&counts(7, 7, [0, 0, 0, 1])).is_none(),
+            one.add_stopped(&counts(7, 7, [0, 0, 0, 1, 1])).is_none(),
             "one copy left"
         );
         let totals = two
-            .add_stopped(&counts(1, 0, [0, 1, 0, 0]))
+            .add_stopped(&counts(1, 0, [0, 1, 0, 0, 0]))
             .expect("the last one");
         assert_eq!((totals.received, totals.sent), (13, 11));
-        assert_eq!(totals.dropped, [1, 1, 0, 3]);
+        assert_eq!(totals.dropped, [1, 1, 0, 3, 1]);
     }
 }

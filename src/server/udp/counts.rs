@@ -18,15 +18,18 @@ pub(super) enum Dropped {
     SendFailed,
     /// The access rules deny its source.
     Denied,
+    /// Its source had no `--udp-rate` token left.
+    RateLimited,
 }
 
 impl Dropped {
     /// Every reason, in the order of [`Counts::dropped`].
-    const ALL: [Dropped; 4] = [
+    const ALL: [Dropped; 5] = [
         Dropped::TooLarge,
         Dropped::Loop,
         Dropped::SendFailed,
         Dropped::Denied,
+        Dropped::RateLimited,
     ];
 
     /// The name used in logs and metrics.
@@ -36,6 +39,7 @@ impl Dropped {
             Dropped::Loop => "loop",
             Dropped::SendFailed => "send_failed",
             Dropped::Denied => "denied",
+            Dropped::RateLimited => "rate_limited",
         }
     }
 }
@@ -48,8 +52,8 @@ pub(super) struct Counts {
     pub(super) received: u64,
     /// Replies sent.
     pub(super) sent: u64,
-    /// Dropped, by reason: too large, loop, send failed, denied.
-    pub(super) dropped: [u64; 4],
+    /// Dropped, by reason: too large, loop, send failed, denied, rate limited.
+    pub(super) dropped: [u64; 5],
 }
 
 impl Counts {
@@ -91,9 +95,9 @@ pub(super) fn fold(counters: &DatagramMetrics, counts: &Counts, folded: &mut Cou
 /// Logs what one socket did, on every thread, once, when it stops (if it
 /// dropped anything).
 pub(super) fn report(endpoint: &Endpoint, counts: &Counts) {
-    let [too_large, looped, send_failed, denied] = counts.dropped;
-    if too_large + looped + send_failed + denied > 0 {
+    let [too_large, looped, send_failed, denied, rate_limited] = counts.dropped;
+    if counts.dropped.iter().sum::<u64>() > 0 {
         tracing::info!(listener = %endpoint, received = counts.received, sent = counts.sent,
-            too_large, r#loop = looped, send_failed, denied, "datagrams dropped");
+            too_large, r#loop = looped, send_failed, denied, rate_limited, "datagrams dropped");
     }
 }

@@ -38,6 +38,7 @@ pub(crate) async fn serve(
         local: &kind.local,
         endpoint: &endpoint,
         access: &shared.settings.access,
+        udp_rate: shared.settings.udp_rate.as_ref(),
     };
     let mut counts = Counts::default();
     // What of `counts` the metrics already have.
