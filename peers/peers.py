@@ -60,6 +60,11 @@ PEERS = {
     # against upecho in one run; not compared by default).
     "upecho-metrics": ({t: (lambda b: lambda a: b(a) + ["--metrics", "127.0.0.1:0"])(build)
                         for t, build in upecho_peer(UPECHO).items()}, {}),
+    # upecho with an allow list of 1,000 networks (peers/allow-1000.txt), for
+    # the cost of access control (paired against upecho; not by default).
+    "upecho-allow1000": ({t: (lambda b: lambda a: b(a) + ["--allow-file",
+                                                         os.path.join(ROOT, "peers", "allow-1000.txt")])(build)
+                          for t, build in upecho_peer(UPECHO).items()}, {}),
     # An earlier build of upecho, for before/after comparisons in one run:
     # peers/bench-peers.sh --before REV builds it.
     "upecho-before": (upecho_peer(os.path.join(REL, "upecho-before")), {}),
@@ -94,7 +99,8 @@ PEERS = {
 
 # Compared when --peers is not given: every peer but the earlier build and
 # socat's UDP-LISTEN mode.
-DEFAULT_PEERS = [p for p in PEERS if p not in ("upecho-before", "upecho-metrics", "socat-udp-listen")]
+DEFAULT_PEERS = [p for p in PEERS if p not in ("upecho-before", "upecho-metrics", "upecho-allow1000",
+                                                "socat-udp-listen")]
 
 # name -> (transport, bench flags). The endpoint comes first: ADDR for tcp and
 # udp, --unix PATH for unix.
