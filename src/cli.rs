@@ -231,6 +231,13 @@ pub struct ConnectArgs {
     /// (0 = no limit).
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
     pub timeout: Duration,
+    /// Bind the local end to ADDR (an IP address and port, e.g. 127.0.0.2:0)
+    /// before connecting.
+    #[arg(long, value_name = "ADDR", conflicts_with = "unix")]
+    pub source: Option<std::net::SocketAddr>,
+    /// On stderr: the local and peer addresses and how long the connect took.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 impl ConnectArgs {
@@ -239,6 +246,8 @@ impl ConnectArgs {
         upecho::client::ConnectConfig {
             target: self.target.target(),
             timeout: Some(self.timeout).filter(|limit| !limit.is_zero()),
+            source: self.source,
+            verbose: self.verbose,
         }
     }
 }

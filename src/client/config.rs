@@ -1,6 +1,7 @@
 //! The validated configuration of one `upecho connect`: what the flags of
 //! `cli.rs` become before [`run`](super::run) connects.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::endpoint::Target;
@@ -14,4 +15,10 @@ pub struct ConnectConfig {
     /// Bound on the connect and, with `--udp`, on each reply wait; `None`
     /// (`--timeout 0`) means no limit.
     pub timeout: Option<Duration>,
+    /// The local address to connect from (`--source`); `None`: the
+    /// system's choice.
+    pub source: Option<SocketAddr>,
+    /// Say on stderr where the connection runs from and to, and how long the
+    /// connect took (`-v`).
+    pub verbose: bool,
 }

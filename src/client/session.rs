@@ -4,9 +4,10 @@
 //! the datagram loop of [`udp`](super::udp)), and say how it finished.
 
 use std::io::IsTerminal;
+use std::io::Write;
 use std::net::UdpSocket;
 use std::os::fd::AsFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::repl::{Input, Terminal, next_line};
 use super::udp::{Next, datagrams, piped_lines};
@@ -31,6 +32,8 @@ use crate::endpoint::{self, Target};
 /// let config = ConnectConfig {
 ///     target: Target::Tcp("127.0.0.1:8080".parse()?),
 ///     timeout: Some(std::time::Duration::from_secs(5)),
+///     source: None,
+///     verbose: false,
 /// };
 /// let code = match client::run(config)? {
 ///     Finish::Done => 0,
@@ -51,23 +54,70 @@ pub fn run(config: ConnectConfig) -> Result<Finish, Error> {
     // full). It runs on a helper thread so that Ctrl-C ends the wait at once:
     // the standard library has no poll(2) for a non-blocking connect, and one
     // thread is cheaper than a new dependency.
+    let started = Instant::now();
+    let (timeout, source, verbose) = (config.timeout, config.source, config.verbose);
     match config.target {
         Target::Tcp(addr) => {
-            let timeout = config.timeout;
-            match interrupt.run(move || endpoint::connect_tcp(&addr, timeout)) {
-                Some(stream) => session(stream?, &peer, interrupt),
+            match interrupt.run(move || endpoint::connect_tcp(&addr, timeout, source)) {
+                Some(stream) => {
+                    let stream = stream?;
+                    if verbose {
+                        say_connected(stream.local_addr(), stream.peer_addr(), started);
+                    }
+                    session(stream, &peer, interrupt)
+                }
                 None => Ok(Finish::Interrupted),
             }
         }
         Target::Unix(path) => match interrupt.run(move || endpoint::connect_unix(&path)) {
-            Some(stream) => session(stream?, &peer, interrupt),
+            Some(stream) => {
+                let stream = stream?;
+                if verbose {
+                    let shown = |addr: std::os::unix::net::SocketAddr| {
+                        addr.as_pathname().map_or_else(
+                            || "(unnamed)".to_string(),
+                            |path| crate::escape::control(&path.to_string_lossy()).into_owned(),
+                        )
+                    };
+                    say_connected(
+                        stream.local_addr().map(shown),
+                        stream.peer_addr().map(shown),
+                        started,
+                    );
+                }
+                session(stream, &peer, interrupt)
+            }
             None => Ok(Finish::Interrupted),
         },
         Target::Udp(addr) => {
-            let socket = endpoint::connect_udp(&addr)?;
-            udp_session(&socket, &peer, config.timeout, &interrupt)
+            let socket = endpoint::connect_udp(&addr, source)?;
+            if verbose {
+                say_connected(socket.local_addr(), socket.peer_addr(), started);
+            }
+            udp_session(&socket, &peer, timeout, &interrupt)
         }
     }
+}
+
+/// `-v`: where the connection runs from and to (the tutorial's
+/// `getsockname` and `getpeername`) and how long the connect took, on
+/// stderr, where it cannot mix with the replies.
+fn say_connected<A: std::fmt::Display>(
+    local: std::io::Result<A>,
+    peer: std::io::Result<A>,
+    started: Instant,
+) {
+    let show = |addr: std::io::Result<A>| match addr {
+        Ok(addr) => format!("{addr}"),
+        Err(err) => format!("unknown ({})", crate::error::plain(&err)),
+    };
+    let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let _ = writeln!(
+        std::io::stderr(),
+        "connected: local {} peer {} in {took_ms:.2} ms",
+        show(local),
+        show(peer)
+    );
 }
 
 /// Datagrams from the prompt (stdin is a terminal: lines stripped, empty

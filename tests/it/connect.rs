@@ -391,3 +391,83 @@ fn connect_udp_fails_at_once_on_a_line_longer_than_a_datagram_with_bounded_memor
     assert!(fed < 16, "the client read {fed} MiB before it gave up");
     assert!(peak < 64 * 1024, "peak resident memory {peak} KiB");
 }
+
+#[test]
+fn source_binds_the_local_end_and_v_names_both_ends_and_the_connect_time() {
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "-v"], 1);
+    let out = run_with_input(
+        upecho(&[
+            "connect",
+            &server.addr_arg(),
+            "--source",
+            "127.0.0.2:0",
+            "-v",
+        ]),
+        b"from two\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"FROM TWO\n");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let line = stderr.lines().next().unwrap_or_default();
+    let words: Vec<&str> = line.split(' ').collect();
+    assert_eq!(words[..2], ["connected:", "local"], "{line}");
+    let local: SocketAddr = words[2].parse().expect("the local address");
+    assert_eq!(local.ip().to_string(), "127.0.0.2");
+    assert_eq!(
+        (words[3], words[4]),
+        ("peer", server.addr_arg().as_str()),
+        "{line}"
+    );
+    assert!(line.ends_with(" ms"), "{line}");
+    // The server saw the connection come from there.
+    server.wait_for_log(&format!("peer={local}"));
+}
+
+#[test]
+fn source_over_udp_sends_from_that_address() {
+    let server = ServerProcess::start(&["--udp", "127.0.0.1:0"], 1);
+    let out = run_with_input(
+        upecho(&[
+            "connect",
+            "--udp",
+            &server.addr_arg(),
+            "--source",
+            "127.0.0.3:0",
+            "-v",
+        ]),
+        b"datagram\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"DATAGRAM\n");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("connected: local 127.0.0.3:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_source_that_cannot_be_bound_or_with_a_unix_target_is_one_error_line() {
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"], 1);
+    // TEST-NET-1 is not a local address: the bind fails, nothing is sent.
+    let out = run(&["connect", &server.addr_arg(), "--source", "192.0.2.1:0"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        assert_one_error_line(&out),
+        format!(
+            "error: cannot connect to tcp {}: cannot bind 192.0.2.1:0: cannot assign requested address\n",
+            server.addr_arg()
+        )
+    );
+    let out = run(&[
+        "connect",
+        "--unix",
+        "/nonexistent.sock",
+        "--source",
+        "127.0.0.2:0",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = run(&["connect", "[::1]:9", "--source", "127.0.0.2:0"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(assert_one_error_line(&out).contains("no address of the family of 127.0.0.2:0"));
+}
