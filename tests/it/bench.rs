@@ -83,6 +83,7 @@ fn pingpong_against_upecho_reports_every_contract_field_and_no_error() {
     assert_eq!(report["lost"], 0, "TCP loses nothing");
     assert_eq!(report["starved"], 0);
     assert_eq!(report["stalled"], 0);
+    assert_eq!(report["interrupted"], false, "the window ran to its end");
     assert!(report["requests_per_s"].as_f64().unwrap() > 0.0);
     let (p50, p99, max) = (
         report["p50_us"].as_u64().unwrap(),
