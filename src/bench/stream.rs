@@ -12,6 +12,15 @@
 //! so far (the server holds a character the socket cut), which
 //! [`Payload::text_owed`] looks up; the one branch per write and per read on
 //! [`Payload::grows`] is all the length-preserving path pays for it.
+//!
+//! The in-flight cap: a connection may be owed at most
+//! [`RunState::in_flight`] reply bytes, max([`conn::IN_FLIGHT`](super::conn::IN_FLIGHT) /
+//! connections, [`conn::IN_FLIGHT_MIN`](super::conn::IN_FLIGHT_MIN)) (256 MiB for one connection, 64 KiB
+//! each past 4,096 connections). It counts bytes owed (with `unicode`, reply
+//! bytes, not request bytes), not requests: each write is cut to the room
+//! left, and with no room the connection only reads until replies free some.
+//! So at most cap / `--size` whole writes, plus the ones at either end cut
+//! by the cap or the socket, are unanswered per connection.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
