@@ -737,6 +737,70 @@ fn ctrl_c_while_measuring_prints_the_json_report_so_far_and_exits_130() {
     assert_eq!(report["errors"], 0, "{report}");
 }
 
+/// The send queue (`tx`) or the receive queue (`rx`, bytes not yet read)
+/// of the loopback TCP socket from port `local` to port `remote`, from
+/// /proc/net/tcp.
+fn tcp_queue(local: u16, remote: u16, rx: bool) -> Option<u64> {
+    let port = |field: &str| u16::from_str_radix(field.rsplit(':').next()?, 16).ok();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if port(fields[1])? != local || port(fields[2])? != remote {
+            return None;
+        }
+        let (tx_queue, rx_queue) = fields[4].split_once(':')?;
+        u64::from_str_radix(if rx { rx_queue } else { tx_queue }, 16).ok()
+    })
+}
+
+#[test]
+fn ctrl_c_in_stream_mode_counts_the_verified_bytes_and_the_partly_echoed_write() {
+    // The server echoes the first 100,000 bytes and then only reads: with
+    // 40,000-byte writes that is two whole writes and part of a third, which
+    // the README counts as one request too, at Ctrl-C as at the window's end.
+    const ECHOED: usize = 100_000;
+    let (ports, echoed) = std::sync::mpsc::channel();
+    let ports = std::sync::Mutex::new(ports);
+    let addr = fake_server(move |mut conn| {
+        let mut buf = vec![0u8; ECHOED];
+        if conn.read_exact(&mut buf).is_err() || conn.write_all(&buf.to_ascii_uppercase()).is_err()
+        {
+            return;
+        }
+        let (server, bench) = (conn.local_addr().unwrap(), conn.peer_addr().unwrap());
+        let _ = ports.lock().unwrap().send((server.port(), bench.port()));
+        while let Ok(1..) = conn.read(&mut buf) {}
+    });
+    let extra = [
+        "--mode",
+        "stream",
+        "--size",
+        "40000",
+        "--duration",
+        "30",
+        "--warmup",
+        "0",
+        "--json",
+    ];
+    let (child, stdout) = spawn_bench(&addr.to_string(), &extra);
+    let (server, bench) = echoed
+        .recv_timeout(PATIENCE)
+        .expect("bench sent too little");
+    // The readiness signal: every echoed byte acknowledged by bench's kernel
+    // and read by bench (each read is checked and counted as it lands).
+    crate::support::wait_until("bench to read the echo", PATIENCE, || {
+        tcp_queue(server, bench, false) == Some(0) && tcp_queue(bench, server, true) == Some(0)
+    });
+    let report = interrupt_for_json(child, stdout);
+    assert_eq!(report["interrupted"], true, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["bytes"], ECHOED, "{report}");
+    assert_eq!(
+        report["requests"], 3,
+        "two whole writes, one partly echoed: {report}"
+    );
+}
+
 #[test]
 fn pingpong_and_stream_over_unix_sockets_verify_without_error() {
     let dir = TempDir::new();
