@@ -5,6 +5,11 @@
 //! connection is owed, and the final drain. `load` builds the state and
 //! spawns the tasks; the tasks use this module, never `load`.
 //!
+//! Stream mode's in-flight cap lives here: each connection may be owed at
+//! most [`RunState::in_flight`] = max([`IN_FLIGHT`] / connections,
+//! [`IN_FLIGHT_MIN`]) reply bytes (not requests); `stream` cuts its writes to
+//! that room. Pingpong and datagram have one message in flight by design.
+//!
 //! Everything runs on one thread (a `LocalSet`), so connections share one
 //! payload, one read buffer and one [`Tally`] through `Rc`/`RefCell` instead of
 //! each owning copies.

@@ -41,7 +41,8 @@ pub enum Outcome {
     /// The window ran to its end: the measurements, whatever they show.
     Measured(Box<Report>),
     /// Ctrl-C stopped the run (exit status 130). Once the connections were
-    /// open, the report of the time measured until then (a window cut short,
+    /// open, the report of the time measured until then, with
+    /// [`Report::interrupted`] set (a window cut short,
     /// or none of it if Ctrl-C came in the warm-up; all of it if in the drain
     /// after); `None` if Ctrl-C came while they were being opened.
     Interrupted(Option<Box<Report>>),
@@ -102,10 +103,14 @@ pub fn run(config: &BenchConfig, progress: impl FnMut(f64) + 'static) -> Result<
         Ok(ended) => ended?,
         Err(lost) => std::panic::resume_unwind(lost.into_panic()),
     };
-    let report = |measured| Box::new(Report::new(config, &measured));
+    let report = |measured, interrupted| {
+        let mut report = Report::new(config, &measured);
+        report.interrupted = interrupted;
+        Box::new(report)
+    };
     Ok(match ended {
-        load::Ended::Measured(measured) => Outcome::Measured(report(measured)),
-        load::Ended::Interrupted(measured) => Outcome::Interrupted(Some(report(measured))),
+        load::Ended::Measured(measured) => Outcome::Measured(report(measured, false)),
+        load::Ended::Interrupted(measured) => Outcome::Interrupted(Some(report(measured, true))),
         load::Ended::InterruptedInSetUp => Outcome::Interrupted(None),
     })
 }

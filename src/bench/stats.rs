@@ -36,8 +36,8 @@ pub fn record(hist: &mut Histogram<u64>, latency: Duration) {
 #[derive(Debug)]
 pub struct Tally {
     /// Verified replies (pingpong) or writes echoed (stream: `--size`
-    /// writes whose reply came back whole in the window, plus the one partly
-    /// echoed when it ended) in the window.
+    /// writes whose reply came back whole in the window; the one partly
+    /// echoed when it ended is in `echoing`) in the window.
     pub requests: u64,
     /// Verified reply bytes received in the window.
     pub bytes: u64,
@@ -49,6 +49,11 @@ pub struct Tally {
     pub lost: u64,
     /// Connections with at least one verified reply in the window.
     pub replied: usize,
+    /// Stream: connections whose reply stream, at their latest verified read
+    /// in the window, stood inside a write (part of its reply back, not all):
+    /// each is one request more in the report, however the window ends, at
+    /// its end or at Ctrl-C.
+    pub echoing: u64,
     /// Latency of the replies counted in `requests`.
     pub latency: Histogram<u64>,
     /// For each connection with a request unanswered at the window's end, how
@@ -68,6 +73,7 @@ impl Default for Tally {
             first_error: None,
             lost: 0,
             replied: 0,
+            echoing: 0,
             latency: latency_histogram(),
             unanswered: latency_histogram(),
             silences: latency_histogram(),
@@ -157,7 +163,7 @@ impl Measurements {
         Measurements {
             connections,
             setup,
-            requests: tally.requests,
+            requests: tally.requests + tally.echoing,
             bytes: tally.bytes,
             errors: tally.errors,
             first_error: tally.first_error,

@@ -5,13 +5,24 @@
 //! the socket took only part of is finished by the next, and counts once);
 //! and the one whose reply was coming back when the window ended counts as
 //! one too, so a `--size` larger than what a window echoes reports each
-//! connection's partly echoed write, not 0 (defect 3.10).
+//! connection's partly echoed write, not 0 (defect 3.10). That one is
+//! tracked read by read ([`stats::Tally::echoing`]), so a window Ctrl-C cuts
+//! short counts it the same way.
 //!
 //! With `ascii` and `none` a byte written is a byte owed. With `unicode` the
 //! bytes owed after a write are the transform of the whole characters written
 //! so far (the server holds a character the socket cut), which
 //! [`Payload::text_owed`] looks up; the one branch per write and per read on
 //! [`Payload::grows`] is all the length-preserving path pays for it.
+//!
+//! The in-flight cap: a connection may be owed at most
+//! [`RunState::in_flight`] reply bytes, max([`conn::IN_FLIGHT`](super::conn::IN_FLIGHT) /
+//! connections, [`conn::IN_FLIGHT_MIN`](super::conn::IN_FLIGHT_MIN)) (256 MiB for one connection, 64 KiB
+//! each past 4,096 connections). It counts bytes owed (with `unicode`, reply
+//! bytes, not request bytes), not requests: each write is cut to the room
+//! left, and with no room the connection only reads until replies free some.
+//! So at most cap / `--size` whole writes, plus the ones at either end cut
+//! by the cap or the socket, are unanswered per connection.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -48,6 +59,9 @@ struct Flow<'a> {
     progress: Instant,
     /// What the connection has seen of its server.
     seen: Seen,
+    /// Counted in [`stats::Tally::echoing`]: at the latest verified read in
+    /// the window the reply stream stood inside a write.
+    echoing: bool,
 }
 
 /// Drives one stream connection (TCP or Unix) until the window ends, then
@@ -64,6 +78,7 @@ pub async fn run<S: ByteStream>(mut stream: S, index: usize, state: Rc<RunState>
         markers: VecDeque::with_capacity(MARKERS),
         progress: Instant::now(),
         seen: Seen::default(),
+        echoing: false,
     };
     let deadline = sleep_until(state.window.to);
     tokio::pin!(deadline);
@@ -98,6 +113,8 @@ pub async fn run<S: ByteStream>(mut stream: S, index: usize, state: Rc<RunState>
                     Err(err) => format!("cannot send: {}", crate::error::plain(&err)),
                 },
             };
+            // A broken connection has no write coming back at the end.
+            flow.set_echoing(&mut state.tally.borrow_mut(), false);
             return state.error(|| failure);
         }
     }
@@ -144,6 +161,24 @@ impl Flow<'_> {
             tally.requests += units;
             tally.bytes += n as u64;
             self.seen.replied_in_window(&mut tally);
+            // Kept up to date read by read, not decided when the window
+            // ends: Ctrl-C takes the tally without the tasks running again.
+            let inside = payload.echo_inside_unit(self.owed.got, &self.units);
+            self.set_echoing(&mut tally, inside);
+        }
+    }
+
+    /// Notes whether the reply stream stands inside a write, in
+    /// [`stats::Tally::echoing`].
+    #[inline]
+    fn set_echoing(&mut self, tally: &mut stats::Tally, inside: bool) {
+        if inside != self.echoing {
+            self.echoing = inside;
+            if inside {
+                tally.echoing += 1;
+            } else {
+                tally.echoing -= 1;
+            }
         }
     }
 
@@ -174,18 +209,14 @@ impl Flow<'_> {
     }
 
     /// Records the oldest timed write still unanswered and, if the server had
-    /// answered before, how long the owed bytes have not moved. Counts the
-    /// write whose reply was coming back as one request: its last verified
-    /// bytes came in the window (this connection got bytes in the window, and
-    /// the reply stream stands inside that write's reply).
+    /// answered before, how long the owed bytes have not moved. (The write
+    /// whose reply was coming back is already counted, in
+    /// [`stats::Tally::echoing`].)
     fn window_ended(&self, state: &RunState) {
         let waiting = self.markers.front().map(|&(_, sent)| sent);
         let owed = self.owed.left > 0;
         let silent = (owed && self.seen.answered).then_some(self.progress);
         state.window_ended(waiting, silent);
-        if self.seen.replied && state.payload.echo_inside_unit(self.owed.got, &self.units) {
-            state.tally.borrow_mut().requests += 1;
-        }
     }
 
     /// Why the stream ended early: the server closed, or the connection broke.

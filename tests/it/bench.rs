@@ -83,6 +83,7 @@ fn pingpong_against_upecho_reports_every_contract_field_and_no_error() {
     assert_eq!(report["lost"], 0, "TCP loses nothing");
     assert_eq!(report["starved"], 0);
     assert_eq!(report["stalled"], 0);
+    assert_eq!(report["interrupted"], false, "the window ran to its end");
     assert!(report["requests_per_s"].as_f64().unwrap() > 0.0);
     let (p50, p99, max) = (
         report["p50_us"].as_u64().unwrap(),
@@ -658,21 +659,35 @@ fn ctrl_c_clears_the_progress_bar_then_prints_the_report_and_exits_130() {
         "bar left on screen: {rest:?}"
     );
     assert!(rest[report_at..].contains("round trips"), "{rest:?}");
+    assert!(
+        rest[report_at..].contains("interrupted by Ctrl-C after "),
+        "{rest:?}"
+    );
     assert!(!rest.contains("error:"), "{rest:?}");
 }
 
-#[test]
-fn ctrl_c_while_measuring_prints_the_json_report_so_far_and_exits_130() {
-    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "-v"], 1);
-    let args = [
-        "bench",
-        &server.addr_arg(),
-        "--duration",
-        "30",
-        "--warmup",
-        "0",
-        "--json",
-    ];
+/// An upper-casing echo server that sends on `seen` how many bytes a
+/// connection has received, after each read.
+fn counting_server(seen: std::sync::mpsc::Sender<u64>) -> SocketAddr {
+    let seen = std::sync::Mutex::new(seen);
+    fake_server(move |mut conn| {
+        let seen = seen.lock().unwrap().clone();
+        let mut buf = [0u8; 65536];
+        let mut total = 0u64;
+        while let Ok(n @ 1..) = conn.read(&mut buf) {
+            total += n as u64;
+            let _ = seen.send(total);
+            if conn.write_all(&buf[..n].to_ascii_uppercase()).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// `upecho bench ADDR ARGS...` with stdout read in the background.
+fn spawn_bench(addr: &str, extra: &[&str]) -> (std::process::Child, thread::JoinHandle<Vec<u8>>) {
+    let mut args = vec!["bench", addr];
+    args.extend_from_slice(extra);
     let mut child = upecho(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -680,22 +695,110 @@ fn ctrl_c_while_measuring_prints_the_json_report_so_far_and_exits_130() {
         .spawn()
         .unwrap();
     let stdout = crate::support::read_in_background(child.stdout.take().unwrap());
-    // With no warm-up the window opens once the connection is open; no
-    // signal says a reply was counted, so give it a moment (a debug server
-    // answers thousands a second).
-    server.wait_for_log("connection opened");
-    thread::sleep(Duration::from_millis(500));
+    (child, stdout)
+}
+
+/// Sends SIGINT to `child`, then returns its JSON report, checking the exit
+/// status is 130 with nothing on stderr.
+fn interrupt_for_json(
+    mut child: std::process::Child,
+    stdout: thread::JoinHandle<Vec<u8>>,
+) -> serde_json::Value {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let (status, stderr) = exit_and_stderr(&mut child, PATIENCE, "bench ignored Ctrl-C");
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert_eq!(stderr, "");
     let stdout = String::from_utf8(stdout.join().unwrap()).unwrap();
-    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    serde_json::from_str(&stdout).expect("one JSON object")
+}
+
+#[test]
+fn ctrl_c_while_measuring_prints_the_json_report_so_far_and_exits_130() {
+    let (seen, received) = std::sync::mpsc::channel();
+    let addr = counting_server(seen);
+    let extra = ["--duration", "30", "--warmup", "0", "--json"];
+    let (child, stdout) = spawn_bench(&addr.to_string(), &extra);
+    // The readiness signal: pingpong sends its second message only once the
+    // first reply was verified and counted (no warm-up: the window is open),
+    // so the server receiving byte 65 means the report has a request.
+    loop {
+        let total = received.recv_timeout(PATIENCE).expect("bench sent nothing");
+        if total > 64 {
+            break;
+        }
+    }
+    let report = interrupt_for_json(child, stdout);
+    assert_eq!(report["interrupted"], true, "{report}");
+    assert!(report["requests"].as_u64().unwrap() > 0, "{report}");
     assert!(report["requests_per_s"].as_f64().unwrap() > 0.0, "{report}");
     let measured = report["duration_s"].as_f64().unwrap();
     assert!(measured > 0.0 && measured < 30.0, "{report}");
     assert_eq!(report["errors"], 0, "{report}");
+}
+
+/// The send queue (`tx`) or the receive queue (`rx`, bytes not yet read)
+/// of the loopback TCP socket from port `local` to port `remote`, from
+/// /proc/net/tcp.
+fn tcp_queue(local: u16, remote: u16, rx: bool) -> Option<u64> {
+    let port = |field: &str| u16::from_str_radix(field.rsplit(':').next()?, 16).ok();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if port(fields[1])? != local || port(fields[2])? != remote {
+            return None;
+        }
+        let (tx_queue, rx_queue) = fields[4].split_once(':')?;
+        u64::from_str_radix(if rx { rx_queue } else { tx_queue }, 16).ok()
+    })
+}
+
+#[test]
+fn ctrl_c_in_stream_mode_counts_the_verified_bytes_and_the_partly_echoed_write() {
+    // The server echoes the first 100,000 bytes and then only reads: with
+    // 40,000-byte writes that is two whole writes and part of a third, which
+    // the README counts as one request too, at Ctrl-C as at the window's end.
+    const ECHOED: usize = 100_000;
+    let (ports, echoed) = std::sync::mpsc::channel();
+    let ports = std::sync::Mutex::new(ports);
+    let addr = fake_server(move |mut conn| {
+        let mut buf = vec![0u8; ECHOED];
+        if conn.read_exact(&mut buf).is_err() || conn.write_all(&buf.to_ascii_uppercase()).is_err()
+        {
+            return;
+        }
+        let (server, bench) = (conn.local_addr().unwrap(), conn.peer_addr().unwrap());
+        let _ = ports.lock().unwrap().send((server.port(), bench.port()));
+        while let Ok(1..) = conn.read(&mut buf) {}
+    });
+    let extra = [
+        "--mode",
+        "stream",
+        "--size",
+        "40000",
+        "--duration",
+        "30",
+        "--warmup",
+        "0",
+        "--json",
+    ];
+    let (child, stdout) = spawn_bench(&addr.to_string(), &extra);
+    let (server, bench) = echoed
+        .recv_timeout(PATIENCE)
+        .expect("bench sent too little");
+    // The readiness signal: every echoed byte acknowledged by bench's kernel
+    // and read by bench (each read is checked and counted as it lands).
+    crate::support::wait_until("bench to read the echo", PATIENCE, || {
+        tcp_queue(server, bench, false) == Some(0) && tcp_queue(bench, server, true) == Some(0)
+    });
+    let report = interrupt_for_json(child, stdout);
+    assert_eq!(report["interrupted"], true, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["bytes"], ECHOED, "{report}");
+    assert_eq!(
+        report["requests"], 3,
+        "two whole writes, one partly echoed: {report}"
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The report as a human reads it: a header naming the run, then one
-//! labelled line per figure.
+//! labelled line per figure (first, on a run Ctrl-C cut short, a line
+//! saying so).
 
 use std::fmt;
 
@@ -26,8 +27,16 @@ impl fmt::Display for Report {
 }
 
 impl Report {
-    /// The lines under the header: one per figure.
+    /// The lines under the header: one per figure, after a line saying the
+    /// run was cut short if Ctrl-C did that.
     fn figures(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.interrupted {
+            writeln!(
+                f,
+                "  interrupted by Ctrl-C after {:.3} s measured",
+                self.duration_s
+            )?;
+        }
         writeln!(
             f,
             "  set-up      {} connection{} opened in {:.3} s",

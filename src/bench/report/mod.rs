@@ -70,13 +70,18 @@ pub struct Report {
     pub transport: &'static str,
     /// The server address (or Unix socket path) as given.
     pub addr: String,
+    /// Ctrl-C cut the run short (exit status 130): the figures are those of
+    /// the `duration_s` measured until then (0 if it came in the warm-up).
+    /// False for a run whose window ran to its end.
+    pub interrupted: bool,
     /// The first error, described.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
 }
 
 impl Report {
-    /// Turns raw measurements into rates and percentiles.
+    /// Turns raw measurements into rates and percentiles, for a window that
+    /// ran to its end (the caller sets [`Report::interrupted`] otherwise).
     pub fn new(config: &BenchConfig, outcome: &Measurements) -> Report {
         let secs = outcome.window.as_secs_f64();
         let hist = &outcome.latency;
@@ -123,6 +128,7 @@ impl Report {
                 Target::Tcp(addr) | Target::Udp(addr) => addr.to_string(),
                 Target::Unix(path) => path.to_string(),
             },
+            interrupted: false,
             first_error: outcome.first_error.clone(),
         }
     }
@@ -231,6 +237,7 @@ mod tests {
             warmup_s: 1.0,
             transport: "tcp",
             addr: "127.0.0.1:8080".into(),
+            interrupted: false,
             first_error: Some("wrong reply".into()),
         }
     }
@@ -261,6 +268,26 @@ mod tests {
             report
                 .to_string()
                 .contains("starved     3 of 4 connections")
+        );
+    }
+
+    #[test]
+    fn an_interrupted_run_says_so_in_json_and_in_the_summary() {
+        let whole = report(0, 0, 0);
+        let json: serde_json::Value = serde_json::from_str(&whole.to_json()).unwrap();
+        assert_eq!(json["interrupted"], false);
+        assert!(!whole.to_string().contains("interrupted"));
+        let cut = Report {
+            interrupted: true,
+            duration_s: 0.512,
+            ..whole
+        };
+        let json: serde_json::Value = serde_json::from_str(&cut.to_json()).unwrap();
+        assert_eq!(json["interrupted"], true);
+        assert!(
+            cut.to_string()
+                .contains("\n  interrupted by Ctrl-C after 0.512 s measured\n  set-up "),
+            "{cut}"
         );
     }
 }
