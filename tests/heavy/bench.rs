@@ -71,8 +71,11 @@ fn hundreds_of_connections_streaming_16_mib_writes_are_all_answered() {
         "16777216",
         "--connections",
         "500",
+        // Measured: every connection answered within a 2 s window, but right
+        // after the heavy tests before it (kernel socket memory still high)
+        // 156 of 500 had no reply in 2 s; 6 s leaves room for that.
         "--duration",
-        "2",
+        "6",
         "--json",
     ]);
     let report = assert_passes(&out);
