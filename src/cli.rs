@@ -238,6 +238,10 @@ pub struct ConnectArgs {
     /// On stderr: the local and peer addresses and how long the connect took.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Write the replies as a hex dump in `hexdump -C`'s layout (offsets
+    /// counting the whole reply stream).
+    #[arg(long)]
+    pub hex: bool,
 }
 
 impl ConnectArgs {
@@ -248,6 +252,7 @@ impl ConnectArgs {
             timeout: Some(self.timeout).filter(|limit| !limit.is_zero()),
             source: self.source,
             verbose: self.verbose,
+            hex: self.hex,
         }
     }
 }

@@ -21,4 +21,6 @@ pub struct ConnectConfig {
     /// Say on stderr where the connection runs from and to, and how long the
     /// connect took (`-v`).
     pub verbose: bool,
+    /// Write the replies as a hex dump in `hexdump -C`'s layout (`--hex`).
+    pub hex: bool,
 }

@@ -10,6 +10,7 @@
 
 mod config;
 mod hangup;
+mod hex;
 mod interrupt;
 pub mod pipe;
 mod plain;

@@ -9,8 +9,9 @@ use std::net::UdpSocket;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use super::hex::HexDump;
 use super::repl::{Input, Terminal, next_line};
-use super::udp::{Next, datagrams, piped_lines};
+use super::udp::{Next, exchange_each, piped_lines};
 use super::{ConnectConfig, Duplex, Finish, Interrupt, pipe, repl};
 use crate::Error;
 use crate::endpoint::{self, Target};
@@ -34,6 +35,7 @@ use crate::endpoint::{self, Target};
 ///     timeout: Some(std::time::Duration::from_secs(5)),
 ///     source: None,
 ///     verbose: false,
+///     hex: false,
 /// };
 /// let code = match client::run(config)? {
 ///     Finish::Done => 0,
@@ -55,7 +57,8 @@ pub fn run(config: ConnectConfig) -> Result<Finish, Error> {
     // the standard library has no poll(2) for a non-blocking connect, and one
     // thread is cheaper than a new dependency.
     let started = Instant::now();
-    let (timeout, source, verbose) = (config.timeout, config.source, config.verbose);
+    let (timeout, source, verbose, hex) =
+        (config.timeout, config.source, config.verbose, config.hex);
     match config.target {
         Target::Tcp(addr) => {
             match interrupt.run(move || endpoint::connect_tcp(&addr, timeout, source)) {
@@ -64,7 +67,7 @@ pub fn run(config: ConnectConfig) -> Result<Finish, Error> {
                     if verbose {
                         say_connected(stream.local_addr(), stream.peer_addr(), started);
                     }
-                    session(stream, &peer, interrupt)
+                    session(stream, &peer, interrupt, hex)
                 }
                 None => Ok(Finish::Interrupted),
             }
@@ -85,7 +88,7 @@ pub fn run(config: ConnectConfig) -> Result<Finish, Error> {
                         started,
                     );
                 }
-                session(stream, &peer, interrupt)
+                session(stream, &peer, interrupt, hex)
             }
             None => Ok(Finish::Interrupted),
         },
@@ -94,7 +97,7 @@ pub fn run(config: ConnectConfig) -> Result<Finish, Error> {
             if verbose {
                 say_connected(socket.local_addr(), socket.peer_addr(), started);
             }
-            udp_session(&socket, &peer, timeout, &interrupt)
+            udp_session(&socket, &peer, timeout, &interrupt, hex)
         }
     }
 }
@@ -128,32 +131,67 @@ fn udp_session(
     peer: &str,
     timeout: Option<Duration>,
     interrupt: &Interrupt,
+    hex: bool,
 ) -> Result<Finish, Error> {
-    let mut stdout = std::io::stdout();
-    if std::io::stdin().is_terminal() {
+    let on_terminal = std::io::stdin().is_terminal();
+    let separator: &[u8] = if hex { b"" } else { b"\n" };
+    let mut next: Box<dyn FnMut() -> std::io::Result<Next>> = if on_terminal {
         let mut terminal = Terminal::new(interrupt.clone())?;
         // The prompt's lines as over a stream: stripped, empty ones skipped.
-        let mut next = || {
+        Box::new(move || {
             Ok(match next_line(&mut terminal)? {
                 Input::Line(line) => Next::Datagram(line.into_bytes()),
                 // No connection, so no close to watch.
                 Input::Eof | Input::Closed => Next::End,
                 Input::Interrupted => Next::Interrupted,
             })
-        };
-        datagrams(&mut next, socket, &mut stdout, peer, timeout, interrupt)
+        })
     } else {
         let stdin = std::io::BufReader::new(std::io::stdin());
-        let mut next = piped_lines(stdin, interrupt.clone()).map_err(|cause| Error::Io {
-            context: "cannot start reading stdin".into(),
-            cause,
-        })?;
-        datagrams(&mut next, socket, &mut stdout, peer, timeout, interrupt)
+        Box::new(
+            piped_lines(stdin, interrupt.clone()).map_err(|cause| Error::Io {
+                context: "cannot start reading stdin".into(),
+                cause,
+            })?,
+        )
+    };
+    to_stdout(hex, on_terminal, |mut stdout| {
+        exchange_each(
+            &mut next,
+            socket,
+            &mut stdout,
+            separator,
+            peer,
+            timeout,
+            interrupt,
+        )
+    })
+}
+
+/// Runs `run` with stdout, or with a hex dump into stdout (`--hex`; `eager`
+/// at a prompt), which is finished whatever `run` returns.
+fn to_stdout<T>(
+    hex: bool,
+    eager: bool,
+    run: impl FnOnce(&mut dyn Write) -> Result<T, Error>,
+) -> Result<T, Error> {
+    if !hex {
+        return run(&mut std::io::stdout());
     }
+    let mut dump = HexDump::new(std::io::stdout(), eager);
+    let result = run(&mut dump);
+    let finished = match dump.finish() {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Io {
+            context: "cannot write to stdout".into(),
+            cause: err,
+        }),
+        _ => Ok(()),
+    };
+    result.and_then(|value| finished.map(|()| value))
 }
 
 /// Runs the prompt (stdin is a terminal) or pipe mode over a connected stream.
-fn session<S>(stream: S, peer: &str, interrupt: Interrupt) -> Result<Finish, Error>
+fn session<S>(stream: S, peer: &str, interrupt: Interrupt, hex: bool) -> Result<Finish, Error>
 where
     S: Duplex + AsFd,
     for<'a> &'a S: std::io::Read + std::io::Write,
@@ -170,9 +208,12 @@ where
         let mut terminal = Terminal::new(interrupt)?;
         let watched = stream.as_fd().try_clone_to_owned().map_err(cannot_use)?;
         terminal.watch_close(watched).map_err(cannot_use)?;
-        repl::repl(&mut terminal, &stream, &mut std::io::stdout(), peer)
+        to_stdout(hex, true, |mut stdout| {
+            repl::repl(&mut terminal, &stream, &mut stdout, peer)
+        })
     } else {
-        let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
-        pipe::pipe(stdin, stdout, stream, peer, &interrupt)
+        to_stdout(hex, false, |stdout| {
+            pipe::pipe(std::io::stdin(), stdout, stream, peer, &interrupt)
+        })
     }
 }

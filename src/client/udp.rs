@@ -71,6 +71,20 @@ pub fn datagrams(
     timeout: Option<Duration>,
     interrupt: &Interrupt,
 ) -> Result<Finish, Error> {
+    exchange_each(next, socket, output, b"\n", peer, timeout, interrupt)
+}
+
+/// [`datagrams`], each reply followed by `separator` (nothing for a hex
+/// dump, where a `\n` would read as a byte of the reply).
+pub(crate) fn exchange_each(
+    next: &mut impl FnMut() -> io::Result<Next>,
+    socket: &UdpSocket,
+    output: &mut impl Write,
+    separator: &[u8],
+    peer: &str,
+    timeout: Option<Duration>,
+    interrupt: &Interrupt,
+) -> Result<Finish, Error> {
     let mut reply = vec![0u8; MAX_REPLY];
     loop {
         let datagram = match next().map_err(|cause| Error::Io {
@@ -92,7 +106,7 @@ pub fn datagrams(
         };
         let shown = output
             .write_all(&reply[..n])
-            .and_then(|()| output.write_all(b"\n"))
+            .and_then(|()| output.write_all(separator))
             .and_then(|()| output.flush());
         match shown {
             Ok(()) => {}

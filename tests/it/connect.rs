@@ -471,3 +471,51 @@ fn a_source_that_cannot_be_bound_or_with_a_unix_target_is_one_error_line() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(assert_one_error_line(&out).contains("no address of the family of 127.0.0.2:0"));
 }
+
+/// `hexdump -C` of `bytes`, the reference for `--hex`; `None` (the test
+/// skips, saying so) where Debian's `bsdextrautils` is not installed.
+fn hexdump_c(test: &str, bytes: &[u8]) -> Option<Vec<u8>> {
+    let spawned = std::process::Command::new("hexdump")
+        .arg("-C")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = spawned else {
+        crate::support::skip(test, "no hexdump (Debian bsdextrautils)");
+        return None;
+    };
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    Some(child.wait_with_output().unwrap().stdout)
+}
+
+#[test]
+fn hex_in_pipe_mode_prints_what_hexdump_c_prints_for_the_replies() {
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"], 1);
+    // Text with a run of identical lines (hexdump's `*`) and bytes of every value.
+    let mut input = b"hello, hex\n".repeat(3);
+    input.extend(vec![b'z'; 64]);
+    input.extend((0..=255u8).collect::<Vec<_>>());
+    input.extend(random_bytes(9, 5000));
+    let Some(expected) = hexdump_c("hex_in_pipe_mode", &upper(&input)) else {
+        return;
+    };
+    let out = run_with_input(upecho(&["connect", &server.addr_arg(), "--hex"]), &input);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(expected).unwrap()
+    );
+}
+
+#[test]
+fn hex_over_udp_dumps_the_replies_without_separators() {
+    let server = ServerProcess::start(&["--udp", "127.0.0.1:0"], 1);
+    let out = run_with_input(
+        upecho(&["connect", "--udp", &server.addr_arg(), "--hex"]),
+        b"first datagram\nsecond\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    if let Some(expected) = hexdump_c("hex_over_udp", b"FIRST DATAGRAMSECOND") {
+        assert_eq!(out.stdout, expected);
+    }
+}

@@ -357,3 +357,23 @@ fn repl_with_stdout_in_a_file_says_so_and_exits_1_when_the_server_closes_while_t
     p.exp_eof().unwrap();
     assert_eq!(exit_code(&p), 1);
 }
+
+#[test]
+fn repl_with_hex_shows_each_reply_as_a_dump_at_once_with_offsets_going_on() {
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"], 1);
+    let mut cmd = Command::new(bin());
+    cmd.args(["connect", &server.addr_arg(), "--hex"])
+        .env("TERM", "xterm");
+    let mut p = spawn_command(cmd, Some(PATIENCE.as_millis() as u64)).expect("spawn in a pty");
+    p.exp_string(">>: ").unwrap();
+    type_keys(&mut p, "hi\r");
+    p.exp_string("00000000  48 49 0a").unwrap();
+    p.exp_string("|HI.|").unwrap();
+    p.exp_string(">>: ").unwrap();
+    type_keys(&mut p, "there\r");
+    p.exp_string("00000003  54 48 45 52 45 0a").unwrap();
+    p.send_control('d').unwrap();
+    p.exp_string("00000009").unwrap();
+    p.exp_eof().unwrap();
+    assert_eq!(exit_code(&p), 0);
+}
