@@ -46,6 +46,7 @@ pub mod client;
 pub mod endpoint;
 pub mod error;
 pub mod escape;
+mod generations;
 pub(crate) mod http;
 pub(crate) mod metrics;
 pub mod server;

@@ -11,11 +11,11 @@
 //! recently seen. A forgotten source starts again with a full bucket: that
 //! is the burst it could have had anyway after a second of quiet.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
 use super::per_source::Source;
+use crate::generations::Generations;
 
 /// Sources per generation of the table.
 const GENERATION: usize = 32_768;
@@ -34,10 +34,8 @@ struct Bucket {
 pub(crate) struct UdpRate {
     /// Replies a second, and the burst.
     rate: f64,
-    /// The generation new sources go into.
-    current: HashMap<Source, Bucket>,
-    /// The one before: looked up, never added to.
-    previous: HashMap<Source, Bucket>,
+    /// The buckets of the sources lately seen.
+    sources: Generations<Source, Bucket>,
 }
 
 impl UdpRate {
@@ -45,8 +43,7 @@ impl UdpRate {
     pub(crate) fn new(rate: u32) -> UdpRate {
         UdpRate {
             rate: f64::from(rate),
-            current: HashMap::new(),
-            previous: HashMap::new(),
+            sources: Generations::new(GENERATION),
         }
     }
 
@@ -58,29 +55,27 @@ impl UdpRate {
             tokens: self.rate,
             at: now,
         };
-        let previous = &mut self.previous;
-        let bucket = self
-            .current
-            .entry(source)
-            .or_insert_with(|| previous.remove(&source).unwrap_or(full));
-        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.rate);
-        bucket.at = now;
-        let allowed = bucket.tokens >= 1.0;
-        if allowed {
-            bucket.tokens -= 1.0;
-        }
-        if self.current.len() >= GENERATION {
-            std::mem::swap(&mut self.current, &mut self.previous);
-            self.current.clear();
-        }
-        allowed
+        let rate = self.rate;
+        self.sources.update(
+            source,
+            || full,
+            |bucket| {
+                let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+                bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
+                bucket.at = now;
+                let allowed = bucket.tokens >= 1.0;
+                if allowed {
+                    bucket.tokens -= 1.0;
+                }
+                allowed
+            },
+        )
     }
 
     /// Sources remembered (for tests).
     #[cfg(test)]
     fn remembered(&self) -> usize {
-        self.current.len() + self.previous.len()
+        self.sources.len()
     }
 }
 

@@ -20,8 +20,9 @@
 //! nothing (its count restarts at 0); keeping a loop alive would take 2048
 //! datagrams from fresh sources in every round trip of it.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
+
+use crate::generations::Generations;
 
 /// Echoes in a row from one source that are still answered; the next one
 /// is dropped.
@@ -66,12 +67,18 @@ struct Last {
 /// The per-source table of one UDP socket, shared by every thread's copy
 /// of it, so "in a row" means in the order the socket's datagrams are
 /// answered.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Echoes {
-    /// The generation new sources go into.
-    current: HashMap<SocketAddr, Last>,
-    /// The one before: looked up, never added to.
-    previous: HashMap<SocketAddr, Last>,
+    /// What is known of each source lately seen.
+    sources: Generations<SocketAddr, Last>,
+}
+
+impl Default for Echoes {
+    fn default() -> Echoes {
+        Echoes {
+            sources: Generations::new(GENERATION),
+        }
+    }
 }
 
 impl Echoes {
@@ -85,30 +92,18 @@ impl Echoes {
         payload: Option<Fingerprint>,
         reply: Fingerprint,
     ) -> bool {
-        if self.current.capacity() < GENERATION {
-            // Once per generation table, not per datagram.
-            self.current.reserve(GENERATION);
-        }
-        let previous = &self.previous;
-        let last = self
-            .current
-            .entry(source)
-            .or_insert_with(|| previous.get(&source).copied().unwrap_or_default());
-        last.echoes = if payload.is_some() && last.reply == payload {
-            last.echoes.saturating_add(1)
-        } else {
-            0
-        };
-        let drop = last.echoes > ECHOES_ANSWERED;
-        if !drop {
-            last.reply = Some(reply);
-        }
-        if self.current.len() >= GENERATION {
-            // The oldest generation is forgotten; the tables keep their memory.
-            std::mem::swap(&mut self.current, &mut self.previous);
-            self.current.clear();
-        }
-        drop
+        self.sources.update(source, Last::default, |last| {
+            last.echoes = if payload.is_some() && last.reply == payload {
+                last.echoes.saturating_add(1)
+            } else {
+                0
+            };
+            let drop = last.echoes > ECHOES_ANSWERED;
+            if !drop {
+                last.reply = Some(reply);
+            }
+            drop
+        })
     }
 }
 
@@ -210,8 +205,8 @@ mod tests {
         for port in 10_000..(10_000 + 3 * GENERATION as u16) {
             judge(&mut echoes, source(port), b"x");
         }
-        assert!(echoes.current.len() + echoes.previous.len() <= 2 * GENERATION);
-        assert!(echoes.current.capacity() < 4 * GENERATION);
+        assert!(echoes.sources.len() <= 2 * GENERATION);
+        assert!(echoes.sources.capacity() < 8 * GENERATION);
         // Forgotten: it starts again at 0.
         assert!(!judge(&mut echoes, peer, b"PING"));
     }
