@@ -57,6 +57,27 @@ pub struct ServeArgs {
     /// is given: 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
     pub tcp: Vec<HostPort>,
+    /// Listen on this TCP address with TLS 1.2 or 1.3 (repeatable); served
+    /// like --tcp after the handshake. Without --tls-cert/--tls-key, with a
+    /// temporary self-signed certificate whose SHA-256 is logged.
+    #[arg(long, value_name = "ADDR")]
+    pub tls: Vec<HostPort>,
+    /// The TLS certificate chain, PEM, leaf first (with --tls-key; read
+    /// again on SIGHUP).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key, PEM: PKCS#8, PKCS#1 or SEC1 (with
+    /// --tls-cert).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// TLS clients must present a certificate that chains to one in FILE
+    /// (PEM; read again on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Close a connection whose TLS handshake has not finished after SECS
+    /// (0 = no limit).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub tls_handshake_timeout: Duration,
     /// Answer datagrams on this UDP address (repeatable): each datagram gets
     /// one transformed datagram back; replies over 65507 bytes are dropped.
     #[arg(long, value_name = "ADDR")]
@@ -155,6 +176,8 @@ impl ServeArgs {
         listen.extend(positions(matches, "udp").zip(udp));
         let unix = self.unix.iter().cloned().map(|p| Listen::Unix(p.into()));
         listen.extend(positions(matches, "unix").zip(unix));
+        let tls = self.tls.iter().cloned().map(Listen::Tls);
+        listen.extend(positions(matches, "tls").zip(tls));
         listen.sort_by_key(|(at, _)| *at);
         // Empty without listener flags: `serve` adds the default
         // 127.0.0.1:8080 only when no socket was inherited (systemd).
@@ -179,6 +202,11 @@ impl ServeArgs {
         };
         config.max_per_source = self.max_per_source;
         config.udp_rate = self.udp_rate;
+        config.tls = upecho::tls::server::TlsConfig {
+            files: self.tls_cert.clone().zip(self.tls_key.clone()),
+            client_ca: self.tls_client_ca.clone(),
+            handshake_timeout: Some(self.tls_handshake_timeout).filter(|d| !d.is_zero()),
+        };
         config
     }
 
@@ -242,6 +270,62 @@ pub struct ConnectArgs {
     /// counting the whole reply stream).
     #[arg(long)]
     pub hex: bool,
+    /// TLS.
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
+}
+
+/// The TLS flags of `connect` and `bench`.
+#[derive(Debug, Args)]
+pub struct ClientTlsArgs {
+    /// TLS over TCP; the server is verified against the system's trusted
+    /// roots unless --tls-ca, --tls-fingerprint or --insecure says otherwise.
+    #[arg(long, conflicts_with_all = ["udp", "unix"])]
+    pub tls: bool,
+    /// Trust the CAs in FILE (PEM) instead of the system's.
+    #[arg(long, value_name = "FILE", requires = "tls", conflicts_with_all = ["tls_fingerprint", "insecure"])]
+    pub tls_ca: Option<PathBuf>,
+    /// Trust only the certificate with this SHA-256, in the form the server
+    /// logs (case and colons do not matter).
+    #[arg(long, value_name = "SHA256", requires = "tls", value_parser = parse_fingerprint, conflicts_with = "insecure")]
+    pub tls_fingerprint: Option<[u8; 32]>,
+    /// Do not verify the server's certificate (a warning says so).
+    #[arg(long, requires = "tls")]
+    pub insecure: bool,
+    /// The name to ask for and verify (default: the host of ADDR).
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub tls_server_name: Option<String>,
+    /// Present this client certificate (PEM chain, with --tls-key).
+    #[arg(long = "tls-cert", value_name = "FILE", requires_all = ["tls", "client_key"])]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long = "tls-key", value_name = "FILE", requires_all = ["tls", "client_cert"])]
+    pub client_key: Option<PathBuf>,
+}
+
+impl ClientTlsArgs {
+    /// The TLS configuration, if `--tls`; sessions resume (`connect`), or
+    /// not (`bench`, which measures full handshakes).
+    pub fn to_config(&self, resume: bool) -> Option<upecho::tls::client::ClientTls> {
+        use upecho::tls::client::{ClientTls, Trust};
+        self.tls.then(|| ClientTls {
+            trust: match (&self.tls_ca, self.tls_fingerprint, self.insecure) {
+                (Some(ca), _, _) => Trust::Ca(ca.clone()),
+                (None, Some(pin), _) => Trust::Pinned(pin),
+                (None, None, true) => Trust::Insecure,
+                (None, None, false) => Trust::System,
+            },
+            server_name: self.tls_server_name.clone(),
+            identity: self.client_cert.clone().zip(self.client_key.clone()),
+            resume,
+        })
+    }
+}
+
+/// Parses `--tls-fingerprint`.
+fn parse_fingerprint(text: &str) -> Result<[u8; 32], String> {
+    upecho::tls::certs::parse_fingerprint(text)
+        .ok_or_else(|| "expected a SHA-256: 32 hex pairs, colons optional".to_string())
 }
 
 impl ConnectArgs {
@@ -253,6 +337,7 @@ impl ConnectArgs {
             source: self.source,
             verbose: self.verbose,
             hex: self.hex,
+            tls: self.tls.to_config(true),
         }
     }
 }

@@ -50,6 +50,7 @@ mod generations;
 pub(crate) mod http;
 pub(crate) mod metrics;
 pub mod server;
+pub mod tls;
 pub mod transform;
 
 pub use endpoint::{Endpoint, HostPort};

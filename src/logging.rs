@@ -16,6 +16,10 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
 /// Lines waiting for the writer before new ones are dropped.
 const QUEUE: usize = 4096;
 
@@ -50,15 +54,23 @@ pub fn init(level: tracing::Level, format: LogFormat) {
         tx: tx.clone(),
         bytes: Vec::new(),
     };
+    // The temporary certificate's line is shown whatever -q says:
+    // its fingerprint is what a client pins.
+    let filter = Targets::new().with_default(level).with_target(
+        upecho::tls::CERTIFICATE_TARGET,
+        tracing::Level::INFO.max(level),
+    );
     let builder = tracing_subscriber::fmt()
         .with_writer(writer)
-        .with_max_level(level)
+        .with_max_level(tracing::Level::TRACE)
         .with_target(false)
         .log_internal_errors(false);
     let _ = match format {
         LogFormat::Text => builder
             .with_ansi(io::stderr().is_terminal())
             .fmt_fields(fields::EscapedFields)
+            .finish()
+            .with(filter)
             .try_init(),
         // Fields at the top level, not under "fields", so that a collector
         // finds `peer` or `bytes_in` where the contract says; no spans (the
@@ -70,6 +82,8 @@ pub fn init(level: tracing::Level, format: LogFormat) {
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(false)
+            .finish()
+            .with(filter)
             .try_init(),
     };
 }

@@ -23,4 +23,6 @@ pub struct ConnectConfig {
     pub verbose: bool,
     /// Write the replies as a hex dump in `hexdump -C`'s layout (`--hex`).
     pub hex: bool,
+    /// TLS over TCP (`--tls`), and whom to trust; `None` for plain TCP.
+    pub tls: Option<crate::tls::client::ClientTls>,
 }

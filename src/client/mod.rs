@@ -3,7 +3,8 @@
 //! from a terminal ([`repl`], with `hangup` noticing a server that closes
 //! while the prompt waits, and `plain` reading lines where the line editor
 //! could not be woken from its wait), from stdin/stdout ([`pipe`]), or datagram by
-//! datagram ([`udp`], lines bounded by the largest datagram). The loops are
+//! datagram ([`udp`], lines bounded by the largest datagram); over TLS
+//! through the relay of `tls`. The loops are
 //! generic over their reader and writer, so tests can drive them in memory. Ctrl-C reaches them as an [`Interrupt`] and
 //! comes back as [`Finish::Interrupted`]: nothing in the library ends the
 //! process.
@@ -16,6 +17,7 @@ pub mod pipe;
 mod plain;
 pub mod repl;
 mod session;
+mod tls;
 pub mod udp;
 
 pub use config::ConnectConfig;

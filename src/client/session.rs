@@ -36,6 +36,7 @@ use crate::endpoint::{self, Target};
 ///     source: None,
 ///     verbose: false,
 ///     hex: false,
+///     tls: None,
 /// };
 /// let code = match client::run(config)? {
 ///     Finish::Done => 0,
@@ -50,7 +51,10 @@ pub fn run(config: ConnectConfig) -> Result<Finish, Error> {
         tracing::warn!(error = %crate::error::plain(&err), "cannot handle Ctrl-C");
         Interrupt::manual()
     });
-    let peer = config.target.to_string();
+    let peer = match (&config.target, &config.tls) {
+        (Target::Tcp(addr), Some(_)) => format!("tls {addr}"),
+        (target, _) => target.to_string(),
+    };
     // The connect blocks for up to --timeout, or for as long as the kernel
     // retries with --timeout 0 (a Unix connect, while the server's backlog is
     // full). It runs on a helper thread so that Ctrl-C ends the wait at once:
@@ -60,6 +64,21 @@ pub fn run(config: ConnectConfig) -> Result<Finish, Error> {
     let (timeout, source, verbose, hex) =
         (config.timeout, config.source, config.verbose, config.hex);
     match config.target {
+        Target::Tcp(addr) if config.tls.is_some() => {
+            let tls = config.tls.unwrap_or_else(|| unreachable!());
+            let endpoint = peer.clone();
+            match interrupt.run(move || connect_tls(&addr, &tls, timeout, source, &endpoint)) {
+                Some(connected) => {
+                    let (stream, established, (local, remote)) = connected?;
+                    if verbose {
+                        say_connected(local, remote, started);
+                        let _ = writeln!(std::io::stderr(), "{established}");
+                    }
+                    session(stream, &peer, interrupt, hex)
+                }
+                None => Ok(Finish::Interrupted),
+            }
+        }
         Target::Tcp(addr) => {
             match interrupt.run(move || endpoint::connect_tcp(&addr, timeout, source)) {
                 Some(stream) => {
@@ -76,17 +95,8 @@ pub fn run(config: ConnectConfig) -> Result<Finish, Error> {
             Some(stream) => {
                 let stream = stream?;
                 if verbose {
-                    let shown = |addr: std::os::unix::net::SocketAddr| {
-                        addr.as_pathname().map_or_else(
-                            || "(unnamed)".to_string(),
-                            |path| crate::escape::control(&path.to_string_lossy()).into_owned(),
-                        )
-                    };
-                    say_connected(
-                        stream.local_addr().map(shown),
-                        stream.peer_addr().map(shown),
-                        started,
-                    );
+                    let (local, peer) = (stream.local_addr(), stream.peer_addr());
+                    say_connected(local.map(unix_name), peer.map(unix_name), started);
                 }
                 session(stream, &peer, interrupt, hex)
             }
@@ -100,6 +110,40 @@ pub fn run(config: ConnectConfig) -> Result<Finish, Error> {
             udp_session(&socket, &peer, timeout, &interrupt, hex)
         }
     }
+}
+
+/// The local and peer addresses of a TLS connection and its relay (see
+/// [`super::tls`]), once connected to `addr` and through the handshake.
+type TlsConnected = (
+    std::os::unix::net::UnixStream,
+    super::tls::Established,
+    (
+        std::io::Result<std::net::SocketAddr>,
+        std::io::Result<std::net::SocketAddr>,
+    ),
+);
+
+/// Connects to `addr` and does the TLS handshake; `endpoint` names it in
+/// errors (`tls 127.0.0.1:8443`).
+fn connect_tls(
+    addr: &crate::HostPort,
+    tls: &crate::tls::client::ClientTls,
+    timeout: Option<Duration>,
+    source: Option<std::net::SocketAddr>,
+    endpoint: &str,
+) -> Result<TlsConnected, Error> {
+    let stream = endpoint::connect_tcp(addr, timeout, source)?;
+    let addrs = (stream.local_addr(), stream.peer_addr());
+    let (pair, established) = super::tls::connect(stream, addr.host(), tls, timeout, endpoint)?;
+    Ok((pair, established, addrs))
+}
+
+/// A Unix socket address for `-v`: its path, or `(unnamed)`.
+fn unix_name(addr: std::os::unix::net::SocketAddr) -> String {
+    addr.as_pathname().map_or_else(
+        || "(unnamed)".to_string(),
+        |path| crate::escape::control(&path.to_string_lossy()).into_owned(),
+    )
 }
 
 /// `-v`: where the connection runs from and to (the tutorial's

@@ -17,7 +17,8 @@ use super::addr::{HostPort, UnixPath};
 use super::{Endpoint, Listen, Listener};
 use crate::Error;
 
-/// Binds what `listen` asks for: [`bind_tcp`] or [`bind_unix`].
+/// Binds what `listen` asks for: [`bind_tcp`] (TCP and TLS), [`bind_udp`]
+/// or [`bind_unix`].
 ///
 /// # Errors
 ///
@@ -25,6 +26,7 @@ use crate::Error;
 pub fn bind(listen: &Listen, backlog: u32, unix_mode: Option<u32>) -> Result<Listener, Error> {
     match listen {
         Listen::Tcp(addr) => bind_tcp(addr, backlog).map(Listener::Tcp),
+        Listen::Tls(addr) => bind_tcp(addr, backlog).map(Listener::Tls),
         Listen::Udp(addr) => bind_udp(addr).map(Listener::Udp),
         Listen::Unix(path) => bind_unix(path, backlog, unix_mode).map(Listener::Unix),
     }

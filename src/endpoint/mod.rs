@@ -44,6 +44,8 @@ pub enum Listen {
     Udp(HostPort),
     /// `--unix PATH`.
     Unix(UnixPath),
+    /// TLS over TCP (`--tls`).
+    Tls(HostPort),
 }
 
 /// A bound listening socket, ready to be served: made by [`bind()`], or
@@ -58,6 +60,8 @@ pub enum Listener {
     Udp(UdpSocket),
     /// A listening Unix stream socket.
     Unix(UnixListener),
+    /// A TCP socket served with TLS.
+    Tls(TcpListener),
 }
 
 impl Listener {
@@ -69,6 +73,7 @@ impl Listener {
     pub fn endpoint(&self) -> io::Result<Endpoint> {
         match self {
             Listener::Tcp(socket) => socket.local_addr().map(Endpoint::Tcp),
+            Listener::Tls(socket) => socket.local_addr().map(Endpoint::Tls),
             Listener::Udp(socket) => socket.local_addr().map(Endpoint::Udp),
             Listener::Unix(socket) => {
                 let addr = socket.local_addr()?;
@@ -94,6 +99,7 @@ impl Listener {
     pub fn try_clone(&self) -> io::Result<Listener> {
         Ok(match self {
             Listener::Tcp(socket) => Listener::Tcp(socket.try_clone()?),
+            Listener::Tls(socket) => Listener::Tls(socket.try_clone()?),
             Listener::Udp(socket) => Listener::Udp(socket.try_clone()?),
             Listener::Unix(socket) => Listener::Unix(socket.try_clone()?),
         })
@@ -106,7 +112,7 @@ impl Listener {
     /// When the socket refuses.
     pub fn set_nonblocking(&self) -> io::Result<()> {
         match self {
-            Listener::Tcp(socket) => socket.set_nonblocking(true),
+            Listener::Tcp(socket) | Listener::Tls(socket) => socket.set_nonblocking(true),
             Listener::Udp(socket) => socket.set_nonblocking(true),
             Listener::Unix(socket) => socket.set_nonblocking(true),
         }
@@ -130,6 +136,8 @@ pub enum Endpoint {
     Udp(SocketAddr),
     /// A Unix stream socket.
     Unix(UnixPath),
+    /// TLS over TCP (`--tls`), with its real port.
+    Tls(SocketAddr),
 }
 
 impl fmt::Display for Endpoint {
@@ -138,6 +146,7 @@ impl fmt::Display for Endpoint {
             Endpoint::Tcp(addr) => write!(f, "tcp {addr}"),
             Endpoint::Udp(addr) => write!(f, "udp {addr}"),
             Endpoint::Unix(path) => write!(f, "unix {path}"),
+            Endpoint::Tls(addr) => write!(f, "tls {addr}"),
         }
     }
 }

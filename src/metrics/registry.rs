@@ -19,7 +19,7 @@ use prometheus_client::registry::Registry;
 use crate::Endpoint;
 
 /// The `reason`s of `upecho_connections_closed_total`.
-const CLOSE_REASONS: [&str; 7] = [
+const CLOSE_REASONS: [&str; 8] = [
     "peer",
     "error",
     "idle",
@@ -27,7 +27,11 @@ const CLOSE_REASONS: [&str; 7] = [
     "proxy_header",
     "denied",
     "per_source",
+    "tls",
 ];
+
+/// The `result`s of `upecho_tls_handshakes_total`.
+const HANDSHAKE_RESULTS: [&str; 2] = ["ok", "failed"];
 
 /// The `reason`s of `upecho_datagrams_dropped_total`, in the order the UDP
 /// counts keep them.
@@ -57,6 +61,15 @@ struct KindLabels {
     listener: String,
     /// The error: the errno's name in lower case (`emfile`).
     kind: String,
+}
+
+/// `{listener, result}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    /// As in the listener's readiness line.
+    listener: String,
+    /// `ok` or `failed`.
+    result: String,
 }
 
 /// `{version}`.
@@ -89,6 +102,12 @@ pub(crate) struct Metrics {
     datagrams_dropped: Family<ReasonLabels, Counter>,
     /// `upecho_accept_errors_total{listener,kind}`.
     accept_errors: Family<KindLabels, Counter>,
+    /// `upecho_tls_handshakes_total{listener,result}`.
+    tls_handshakes: Family<ResultLabels, Counter>,
+    /// `upecho_tls_certificate_expiry_timestamp_seconds`: Unix seconds, 0
+    /// (not shown) without TLS. Not in the registry: it has no labels, and
+    /// shows only when set.
+    tls_expiry: std::sync::atomic::AtomicI64,
 }
 
 impl Default for Metrics {
@@ -104,6 +123,8 @@ impl Default for Metrics {
             datagrams_sent: Family::default(),
             datagrams_dropped: Family::default(),
             accept_errors: Family::default(),
+            tls_handshakes: Family::default(),
+            tls_expiry: std::sync::atomic::AtomicI64::new(0),
         };
         let mut registry = Registry::default();
         metrics.register(&mut registry);
@@ -161,6 +182,11 @@ impl Metrics {
         for (name, help, family) in by_reason {
             registry.register(name, help, family.clone());
         }
+        self.register_others(registry);
+    }
+
+    /// Registers the families of one of a kind.
+    fn register_others(&self, registry: &mut Registry) {
         registry.register(
             "upecho_connections_active",
             "Stream connections open now",
@@ -170,6 +196,11 @@ impl Metrics {
             "upecho_accept_errors",
             "Failed accepts, by error",
             self.accept_errors.clone(),
+        );
+        registry.register(
+            "upecho_tls_handshakes",
+            "TLS handshakes, by result",
+            self.tls_handshakes.clone(),
         );
         registry.register("upecho_build_info", "The upecho version", build_info());
     }
@@ -203,8 +234,19 @@ impl Metrics {
                 })
                 .clone()
         });
+        let handshakes = matches!(endpoint, Endpoint::Tls(_)).then(|| {
+            HANDSHAKE_RESULTS.map(|result| {
+                self.tls_handshakes
+                    .get_or_create(&ResultLabels {
+                        listener: label.listener.clone(),
+                        result: result.to_string(),
+                    })
+                    .clone()
+            })
+        });
         StreamMetrics {
             closed,
+            handshakes,
             accepted: self.accepted.get_or_create(&label).clone(),
             active: self.active.get_or_create(&label).clone(),
             bytes_received: self.bytes_received.get_or_create(&label).clone(),
@@ -236,6 +278,12 @@ impl Metrics {
         }
     }
 
+    /// Records when the TLS certificate in use expires (Unix seconds).
+    pub(crate) fn set_tls_expiry(&self, at: i64) {
+        self.tls_expiry
+            .store(at, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The registry in the Prometheus text format 0.0.4, without the
     /// `process_*` metrics.
     pub(super) fn encode(&self) -> String {
@@ -245,7 +293,13 @@ impl Metrics {
         {
             tracing::warn!(error = %err, "cannot encode the metrics");
         }
-        counters_named_as_sampled(&text)
+        let mut text = counters_named_as_sampled(&text);
+        let expiry = self.tls_expiry.load(std::sync::atomic::Ordering::Relaxed);
+        if expiry != 0 {
+            let name = "upecho_tls_certificate_expiry_timestamp_seconds";
+            text.push_str(&format!("# HELP {name} When the TLS certificate in use expires.\n# TYPE {name} gauge\n{name} {expiry}\n"));
+        }
+        text
     }
 }
 
@@ -289,6 +343,9 @@ pub(crate) struct StreamMetrics {
     bytes_sent: Counter,
     /// `upecho_connections_closed_total`, one per [`CLOSE_REASONS`].
     closed: [Counter; CLOSE_REASONS.len()],
+    /// `upecho_tls_handshakes_total`, one per [`HANDSHAKE_RESULTS`]; `None`
+    /// on a plain listener.
+    handshakes: Option<[Counter; HANDSHAKE_RESULTS.len()]>,
     /// For the rarer counters with a second label.
     metrics: Arc<Metrics>,
     /// The `listener` label.
@@ -300,6 +357,13 @@ impl StreamMetrics {
     pub(crate) fn opened(&self) {
         self.accepted.inc();
         self.active.inc();
+    }
+
+    /// A TLS handshake ended, well or not.
+    pub(crate) fn handshake(&self, ok: bool) {
+        if let Some(handshakes) = &self.handshakes {
+            handshakes[usize::from(!ok)].inc();
+        }
     }
 
     /// A stream connection closed for `reason` after moving these bytes.

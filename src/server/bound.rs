@@ -22,6 +22,8 @@ use crate::access::Live;
 use crate::access::per_source::PerSource;
 use crate::access::udp_rate::UdpRate;
 use crate::endpoint::{self, Endpoint, HostPort, Listen, Listener};
+use crate::metrics::Metrics;
+use crate::tls::server::ServerTls;
 
 /// A server whose listeners are bound and listening but not yet accepting.
 ///
@@ -66,6 +68,9 @@ pub struct Server {
     shutdown_grace: Duration,
     /// The bound `--metrics` socket and its address, if any.
     metrics: Option<(std::net::TcpListener, SocketAddr)>,
+    /// What the metrics show; made with the server so that SIGHUP can
+    /// update the certificate's expiry.
+    registry: Arc<Metrics>,
 }
 
 /// What a server becomes when it starts: its sockets, the state their loops
@@ -160,8 +165,17 @@ impl Server {
             .map(ready_for_serving)
             .collect::<Result<Vec<_>, _>>()?;
         let rules = config.access.load()?;
+        let tls = endpoints
+            .iter()
+            .any(|endpoint| matches!(endpoint, Endpoint::Tls(_)))
+            .then(|| ServerTls::load(&config.tls, certificate_hosts(config, &endpoints)))
+            .transpose()?;
         if config.udp_rate == 0 {
             warn_open_reflectors(&endpoints);
+        }
+        let registry = Arc::new(Metrics::default());
+        if let Some(tls) = &tls {
+            registry.set_tls_expiry(tls.expiry());
         }
         Ok(Server {
             listeners,
@@ -178,10 +192,12 @@ impl Server {
                     from: config.proxy_from.clone(),
                     timeout: config.proxy_timeout,
                 }),
+                tls,
             }),
             max_connections: config.max_connections.max(1),
             shutdown_grace: config.shutdown_grace,
             metrics: None,
+            registry,
         })
     }
 
@@ -193,7 +209,10 @@ impl Server {
     /// What SIGHUP calls to re-read the access files while this server
     /// runs (see [`watch_os_signals`](super::watch_os_signals)).
     pub fn reloader(&self) -> Reloader {
-        Reloader(Arc::clone(&self.settings))
+        Reloader {
+            settings: Arc::clone(&self.settings),
+            metrics: Arc::clone(&self.registry),
+        }
     }
 
     /// The address of the metrics endpoint (`--metrics`), with its real port.
@@ -217,7 +236,7 @@ impl Server {
             })
             .collect();
         let shared = Shared {
-            metrics: Arc::default(),
+            metrics: self.registry,
             settings: self.settings,
             slots: Arc::new(Semaphore::new(self.max_connections)),
             open_listeners: TaskTracker::new(),
@@ -252,6 +271,34 @@ fn warn_open_reflectors(endpoints: &[Endpoint]) {
                 "UDP on a non-loopback address without --udp-rate: an open UDP echo can be abused as a reflector");
         }
     }
+}
+
+/// The names a temporary certificate is valid for: `localhost`, the
+/// loopback addresses, and each TLS listener's host as given and as bound
+/// (but a wildcard address, which names no host).
+fn certificate_hosts(config: &ServerConfig, endpoints: &[Endpoint]) -> Vec<String> {
+    let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+    let given = config.listen.iter().filter_map(|listen| match listen {
+        Listen::Tls(addr) => Some(addr.host().to_string()),
+        _ => None,
+    });
+    let bound = endpoints.iter().filter_map(|endpoint| match endpoint {
+        Endpoint::Tls(addr) if !addr.ip().is_unspecified() => Some(addr.ip().to_string()),
+        _ => None,
+    });
+    for host in given.chain(bound) {
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let wildcard = host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified());
+        if !wildcard && !host.is_empty() && !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    hosts
 }
 
 /// The address of a bound socket, once it is non-blocking as the serving

@@ -52,6 +52,9 @@ pub struct ServerConfig {
     /// address or an IPv6 /64), with a burst of as many (`--udp-rate`);
     /// 0 = no limit.
     pub udp_rate: u32,
+    /// The certificate, client CAs and handshake limit of the `--tls`
+    /// listeners.
+    pub tls: crate::tls::server::TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +80,7 @@ impl Default for ServerConfig {
             access: AccessConfig::default(),
             max_per_source: 0,
             udp_rate: 0,
+            tls: crate::tls::server::TlsConfig::new(),
         }
     }
 }

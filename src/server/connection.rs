@@ -42,6 +42,37 @@ thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; BUFFER_SIZE].into_boxed_slice());
 }
 
+/// Runs `f` with this thread's scratch buffer. Never across an `.await`:
+/// only within one poll.
+pub(super) fn with_scratch<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
+    SCRATCH.with_borrow_mut(|scratch| f(scratch))
+}
+
+/// Reads what is there from `stream` into the thread's scratch buffer,
+/// counts it, transforms it in place and hands the output to `answer`, all
+/// within one poll: `None` at EOF. The one read path of plain and TLS
+/// connections.
+#[inline]
+pub(super) fn poll_read_transformed<R: AsyncRead + Unpin, T>(
+    stream: &mut R,
+    cx: &mut Context<'_>,
+    transform: &mut StreamTransform,
+    traffic: &Traffic,
+    answer: impl FnOnce(&mut R, &[u8]) -> io::Result<T>,
+) -> Poll<io::Result<Option<T>>> {
+    with_scratch(|scratch| {
+        let mut buf = ReadBuf::new(scratch);
+        ready!(Pin::new(&mut *stream).poll_read(cx, &mut buf))?;
+        let n = buf.filled().len();
+        if n == 0 {
+            return Poll::Ready(Ok(None));
+        }
+        traffic.add_in(n);
+        let out = transform.process(&mut scratch[..n]);
+        Poll::Ready(answer(stream, &out).map(Some))
+    })
+}
+
 /// A stream socket the connection loop can drive: TCP or Unix.
 ///
 /// Reads go through `AsyncRead::poll_read`, one poll at a time, so the
@@ -51,7 +82,7 @@ thread_local! {
 /// `EAGAIN` on 60% of round trips, seen with `strace -f -c`; `poll_read` knows
 /// a short read drained the socket.) Writes are tried without registering
 /// interest, and waited for only when bytes are owed.
-pub(crate) trait ReadyStream: AsyncRead + Unpin {
+pub(crate) trait ReadyStream: AsyncRead + tokio::io::AsyncWrite + Unpin {
     /// Waits until a write may make progress.
     fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
     /// Writes without blocking; `WouldBlock` when the socket buffer is full.
@@ -96,6 +127,8 @@ pub(crate) enum End {
     /// The client a PROXY header named was refused (access rules, or its
     /// source over `--max-per-source`).
     Refused(super::admission::Refused),
+    /// The TLS handshake failed or ran out of time.
+    Tls(String),
 }
 
 impl End {
@@ -106,6 +139,7 @@ impl End {
             End::Io(_) => "error",
             End::ProxyHeader(_) => "proxy_header",
             End::Refused(refused) => refused.reason(),
+            End::Tls(_) => "tls",
         }
     }
 }
@@ -117,6 +151,7 @@ impl std::fmt::Display for End {
             End::Io(err) => f.write_str(&crate::error::plain(err)),
             End::ProxyHeader(err) => write!(f, "proxy_header: {err}"),
             End::Refused(refused) => f.write_str(refused.reason()),
+            End::Tls(why) => write!(f, "tls: {why}"),
         }
     }
 }
@@ -151,6 +186,16 @@ impl Traffic {
     /// Records the client a PROXY protocol header named.
     pub(crate) fn set_client(&self, client: std::net::SocketAddr) {
         let _ = self.client.set(client);
+    }
+
+    /// Counts `n` bytes received.
+    pub(super) fn add_in(&self, n: usize) {
+        Traffic::add(&self.bytes_in, n);
+    }
+
+    /// Counts `n` bytes sent.
+    pub(super) fn add_out(&self, n: usize) {
+        Traffic::add(&self.bytes_out, n);
     }
 
     /// Adds `n` to a counter that only the connection's own task writes: a
@@ -239,6 +284,12 @@ impl<S: ReadyStream> Connection<S> {
         &mut self.stream
     }
 
+    /// The socket, the transform and the counters, for a connection served
+    /// another way (TLS).
+    pub(crate) fn into_parts(self) -> (S, StreamTransform, std::sync::Arc<Traffic>) {
+        (self.stream, self.transform, self.traffic)
+    }
+
     /// The counters shared with the listener.
     pub(crate) fn traffic(&self) -> &Traffic {
         &self.traffic
@@ -286,29 +337,35 @@ impl<S: ReadyStream> Connection<S> {
     /// place and writes it straight back; keeps what the socket did not take.
     /// All within one poll: that is what makes one buffer per thread enough.
     fn poll_read_and_answer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Step>> {
-        SCRATCH.with_borrow_mut(|scratch| {
-            let mut buf = ReadBuf::new(scratch);
-            ready!(Pin::new(&mut self.stream).poll_read(cx, &mut buf))?;
-            let n = buf.filled().len();
-            if n == 0 {
-                return Poll::Ready(Ok(Step::Eof));
+        let owed = &mut self.owed;
+        let answered = poll_read_transformed(
+            &mut self.stream,
+            cx,
+            &mut self.transform,
+            &self.traffic,
+            |stream, out| {
+                if out.is_empty() {
+                    // The transform holds an incomplete character.
+                    return Ok(0);
+                }
+                let written = match stream.try_write(out) {
+                    Ok(written) => written,
+                    Err(err) if would_block(&err) => 0,
+                    Err(err) => return Err(err),
+                };
+                if written < out.len() {
+                    owed.keep(&out[written..]);
+                }
+                Ok(written)
+            },
+        );
+        Poll::Ready(match ready!(answered) {
+            Ok(Some(written)) => {
+                Traffic::add(&self.traffic.bytes_out, written);
+                Ok(Step::Served)
             }
-            Traffic::add(&self.traffic.bytes_in, n);
-            let out = self.transform.process(&mut scratch[..n]);
-            if out.is_empty() {
-                // The transform holds an incomplete character.
-                return Poll::Ready(Ok(Step::Served));
-            }
-            let written = match self.stream.try_write(&out) {
-                Ok(written) => written,
-                Err(err) if would_block(&err) => 0,
-                Err(err) => return Poll::Ready(Err(err)),
-            };
-            Traffic::add(&self.traffic.bytes_out, written);
-            if written < out.len() {
-                self.owed.keep(&out[written..]);
-            }
-            Poll::Ready(Ok(Step::Served))
+            Ok(None) => Ok(Step::Eof),
+            Err(err) => Err(err),
         })
     }
 

@@ -88,7 +88,7 @@ pub(crate) async fn serve<L: StreamListener>(
                         health.recovered(&endpoint);
                     }
                     if let Some(held) = admit(&peer, permit, &shared, &endpoint, &counters) {
-                        let open = start(stream, peer, held, &endpoint, &shared, &mut tasks);
+                        let open = start(stream, peer, held, &endpoint, &shared, &counters, &mut tasks);
                         conns.insert(open.abort.id(), open);
                     }
                 }
@@ -193,6 +193,7 @@ fn start<S: ReadyStream + Send + 'static>(
     mut held: Held,
     endpoint: &Endpoint,
     shared: &Shared,
+    counters: &StreamMetrics,
     tasks: &mut JoinSet<End>,
 ) -> Open {
     let traffic = Arc::new(Traffic::default());
@@ -201,28 +202,34 @@ fn start<S: ReadyStream + Send + 'static>(
         shared.settings.transform.stream(),
         Arc::clone(&traffic),
     );
-    // The one branch `--proxy-protocol` costs a connection that skips it.
-    let policy = shared.settings.proxy.as_ref();
-    let abort = match policy.filter(|policy| policy.expects_header(&peer)) {
-        Some(policy) => {
-            let (timeout, endpoint, proxy) = (policy.timeout, endpoint.clone(), peer.clone());
-            let settings = Arc::clone(&shared.settings);
-            tasks.spawn(async move {
-                let end =
-                    serve_proxied(connection, timeout, &endpoint, &proxy, &settings, &mut held)
-                        .await;
-                drop(held);
-                end
-            })
-        }
-        None => {
-            tracing::debug!(listener = %endpoint, %peer, "connection opened");
-            tasks.spawn(async move {
-                let end = connection.run().await;
-                drop(held);
-                end
-            })
-        }
+    // The one branch `--proxy-protocol` costs a connection that skips it,
+    // and one more TLS does.
+    let proxy = shared.settings.proxy.as_ref();
+    let proxy = proxy
+        .filter(|policy| policy.expects_header(&peer))
+        .map(|policy| policy.timeout);
+    let tls = matches!(endpoint, Endpoint::Tls(_));
+    let abort = if proxy.is_none() && !tls {
+        tracing::debug!(listener = %endpoint, %peer, "connection opened");
+        tasks.spawn(async move {
+            let end = connection.run().await;
+            drop(held);
+            end
+        })
+    } else {
+        let (endpoint, socket_peer) = (endpoint.clone(), peer.clone());
+        let (settings, counters) = (Arc::clone(&shared.settings), counters.clone());
+        tasks.spawn(async move {
+            let phases = Phases {
+                endpoint: &endpoint,
+                peer: &socket_peer,
+                settings: &settings,
+                counters: &counters,
+            };
+            let end = phases.serve(connection, proxy, tls, &mut held).await;
+            drop(held);
+            end
+        })
     };
     Open {
         abort,
@@ -234,43 +241,89 @@ fn start<S: ReadyStream + Send + 'static>(
     }
 }
 
-/// Serves a connection that must start with a PROXY protocol header: reads
-/// it (within `timeout`), logs the connection as opened by the client it
-/// names, answers the payload that came with it, then runs the usual loop.
-/// `proxy` is the socket's own peer, which stands when the header names no
-/// client. Without a valid header in time the connection is never logged as
-/// opened: only its close, with the socket's peer and an `end` starting with
-/// `proxy_header`.
-async fn serve_proxied<S: ReadyStream>(
-    mut connection: Connection<S>,
-    timeout: Duration,
-    endpoint: &Endpoint,
-    proxy: &str,
-    settings: &Settings,
-    held: &mut Held,
-) -> End {
-    let received = match super::proxy::read_header(connection.stream_mut(), timeout).await {
-        Ok(received) => received,
-        Err(err) => return End::ProxyHeader(err),
-    };
-    match admission::after_header(received.source, proxy, settings) {
-        Ok(source) => held.source = source,
-        Err(refused) => {
-            if let Some(client) = received.source {
-                connection.traffic().set_client(client);
+/// What a connection with phases before its loop (a PROXY header, a TLS
+/// handshake) needs to know.
+struct Phases<'a> {
+    /// Its listener.
+    endpoint: &'a Endpoint,
+    /// The socket's peer.
+    peer: &'a str,
+    /// The server's settings (access rules, TLS).
+    settings: &'a Settings,
+    /// The listener's counters (TLS handshakes).
+    counters: &'a StreamMetrics,
+}
+
+impl Phases<'_> {
+    /// Reads the PROXY header if `proxy` (its time limit) asks for one, does the TLS
+    /// handshake if `tls`, then runs the loop.
+    async fn serve<S: ReadyStream>(
+        &self,
+        mut connection: Connection<S>,
+        proxy: Option<Duration>,
+        tls: bool,
+        held: &mut Held,
+    ) -> End {
+        let early = match proxy {
+            Some(timeout) => match self.header(&mut connection, timeout, held).await {
+                Ok(early) => early,
+                Err(end) => return end,
+            },
+            None => {
+                tracing::debug!(listener = %self.endpoint, peer = %self.peer, "connection opened");
+                Vec::new()
             }
-            return End::Refused(refused);
+        };
+        match self.settings.tls.as_ref().filter(|_| tls) {
+            Some(config) => {
+                let (stream, transform, traffic) = connection.into_parts();
+                let peer = traffic
+                    .client()
+                    .map_or_else(|| self.peer.to_string(), |c| c.to_string());
+                let log = (self.endpoint, peer.as_str(), self.counters);
+                super::tls::serve(stream, early, config, transform, traffic, log).await
+            }
+            None => {
+                connection.answer_first(early);
+                connection.run().await
+            }
         }
     }
-    match received.source {
-        Some(client) => {
-            connection.traffic().set_client(client);
-            tracing::debug!(listener = %endpoint, peer = %client, %proxy, "connection opened");
+
+    /// Reads a PROXY protocol header (within `timeout`), judges the client
+    /// it names, and logs the connection as opened by that client; returns
+    /// the bytes that came with the header. The socket's peer stands when
+    /// the header names no client. Without a valid header in time the
+    /// connection is never logged as opened: only its close, with the
+    /// socket's peer and an `end` starting with `proxy_header`.
+    async fn header<S: ReadyStream>(
+        &self,
+        connection: &mut Connection<S>,
+        timeout: Duration,
+        held: &mut Held,
+    ) -> Result<Vec<u8>, End> {
+        let received = super::proxy::read_header(connection.stream_mut(), timeout)
+            .await
+            .map_err(End::ProxyHeader)?;
+        match admission::after_header(received.source, self.peer, self.settings) {
+            Ok(source) => held.source = source,
+            Err(refused) => {
+                if let Some(client) = received.source {
+                    connection.traffic().set_client(client);
+                }
+                return Err(End::Refused(refused));
+            }
         }
-        None => tracing::debug!(listener = %endpoint, peer = %proxy, "connection opened"),
+        let (endpoint, proxy) = (self.endpoint, self.peer);
+        match received.source {
+            Some(client) => {
+                connection.traffic().set_client(client);
+                tracing::debug!(listener = %endpoint, peer = %client, %proxy, "connection opened");
+            }
+            None => tracing::debug!(listener = %endpoint, peer = %proxy, "connection opened"),
+        }
+        Ok(received.payload)
     }
-    connection.answer_first(received.payload);
-    connection.run().await
 }
 
 /// Waits until a client is waiting, then for a free connection slot, then

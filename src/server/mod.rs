@@ -1,7 +1,8 @@
 //! The server. Data flow: [`ServerConfig`] -> [`Server::bind`] (bound
 //! sockets) -> [`workers`] (a runtime per core) -> [`accepting`] -> per
 //! stream socket a [`listener`] accept loop whose [`connection`] tasks read,
-//! transform and write (after a [`proxy`] header when configured), per UDP
+//! transform and write (after a [`proxy`] header when configured; over
+//! [`tls`] on TLS listeners), per UDP
 //! socket a [`udp`] loop; [`os_signals`] -> a [`ShutdownSignal`] -> [`drain`].
 
 mod accepting;
@@ -19,6 +20,7 @@ mod reload;
 mod shutdown;
 mod socket_file;
 mod state;
+mod tls;
 mod udp;
 mod workers;
 

@@ -21,7 +21,8 @@ use crate::access::udp_rate::UdpRate;
 use crate::metrics::Metrics;
 
 /// Settings every connection task reads; shared, never changed after start
-/// but for the access rules, which SIGHUP swaps whole.
+/// but for the access rules and the TLS configuration, which SIGHUP swaps
+/// whole.
 #[derive(Debug)]
 pub(crate) struct Settings {
     /// Who may be served (`--allow`, `--deny` and their files).
@@ -39,6 +40,9 @@ pub(crate) struct Settings {
     /// Who must send a PROXY protocol header; `None` without
     /// [`ServerConfig::proxy_protocol`](super::ServerConfig::proxy_protocol).
     pub(crate) proxy: Option<ProxyPolicy>,
+    /// The TLS configuration of `--tls` listeners, which SIGHUP rebuilds;
+    /// `None` without one.
+    pub(crate) tls: Option<crate::tls::server::ServerTls>,
 }
 
 /// Process-lifetime state shared by every accept loop and connection, on

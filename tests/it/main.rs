@@ -18,6 +18,7 @@ mod proxy;
 mod repl;
 mod serve;
 mod shutdown;
+mod tls;
 mod tutorial;
 mod udp;
 mod unicode;
