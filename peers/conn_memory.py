@@ -12,15 +12,21 @@ Reports KiB of server RSS per open connection for each round, and RSS after
 every round's connections have closed, against the start. Traffic stays on
 127.0.0.1; every step is bounded in count and time.
 
+With --tls, over TLS: each connection does a full handshake (Python's ssl,
+no verification: memory is measured, not trust) before its exchange, against
+the peers that serve TLS.
+
 Usage: peers/conn_memory.py [--connections 10000] [--rounds 2] [--size 64]
-       [--peers upecho,c-epoll,...] [--json FILE]
+       [--peers upecho,c-epoll,...] [--tls] [--json FILE]
 (run by peers/conn-memory.sh, which builds the servers first)
 """
 import argparse
 import json
 import os
 import resource
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -62,14 +68,24 @@ def wait_until(predicate, what):
         time.sleep(0.01)
 
 
-def one_round(port, pid, n, size, fds_at_start):
+def client_context():
+    """TLS without verification: what is measured is the server's memory."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def one_round(port, pid, n, size, fds_at_start, tls):
     """Opens n connections, one exchange each; returns (RSS open, RSS after close)."""
     message = bytes((i * 7 + 97) % 256 for i in range(size))
     expected = message.upper()
     conns = []
+    ctx = client_context() if tls else None
     try:
         for _ in range(n):
-            conns.append(socket.create_connection(("127.0.0.1", port), timeout=PATIENCE))
+            conn = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
+            conns.append(ctx.wrap_socket(conn, server_hostname="localhost") if tls else conn)
         for c in conns:
             c.sendall(message)
         for c in conns:
@@ -95,19 +111,21 @@ def one_round(port, pid, n, size, fds_at_start):
     return open_rss, rss_kib(pid)
 
 
-def measure(name, n, rounds, size):
-    argv, env = peers.PEERS[name]
+def measure(name, n, rounds, size, tls):
+    builders, env = peers.PEERS[name]
+    argv = builders["tls" if tls else "tcp"]
     port = peers.free_port()
     proc = subprocess.Popen(argv(f"127.0.0.1:{port}"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, **env}, start_new_session=True)
     try:
-        peers.wait_listening(port, proc)
+        peers.wait_listening("tcp", f"127.0.0.1:{port}", proc)
         # wait_listening's probe connection must be gone before counting.
         time.sleep(0.2)
         fds, start = fd_count(proc.pid), rss_kib(proc.pid)
-        result = {"server": name, "connections": n, "size": size, "rss_start_kib": start, "rounds": []}
+        result = {"server": name, "connections": n, "size": size, "tls": tls, "rss_start_kib": start,
+                  "rounds": []}
         for _ in range(rounds):
-            open_rss, closed_rss = one_round(port, proc.pid, n, size, fds)
+            open_rss, closed_rss = one_round(port, proc.pid, n, size, fds, tls)
             result["rounds"].append({
                 "rss_open_kib": open_rss,
                 "kib_per_connection": round((open_rss - start) / n, 2),
@@ -126,6 +144,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--peers", default=",".join(DEFAULT_PEERS))
+    parser.add_argument("--tls", action="store_true", help="over TLS, against the peers that serve it")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -135,17 +154,23 @@ def main():
 
     names = [p for p in args.peers.split(",") if p]
     results = []
+    transport = "tls" if args.tls else "tcp"
     for name in names:
-        argv, _ = peers.PEERS[name]
-        if not os.path.exists(argv("127.0.0.1:1")[0]):
+        builders, _ = peers.PEERS[name]
+        if transport not in builders:
+            print(f"skipping {name}: it does not serve {transport}", file=sys.stderr)
+            continue
+        program = builders[transport]("127.0.0.1:1")[0]
+        if not (os.path.exists(program) or shutil.which(program)):
             print(f"skipping {name}: not built", file=sys.stderr)
             continue
-        results.append(measure(name, args.connections, args.rounds, args.size))
+        results.append(measure(name, args.connections, args.rounds, args.size, args.tls))
         print(f"measured {name}", file=sys.stderr)
 
     cmd = " ".join(["peers/conn_memory.py"] + sys.argv[1:])
     print(f"`{cmd}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-          f"{args.connections} connections, one {args.size}-byte exchange each, then all held open\n")
+          f"{args.connections} {'TLS ' if args.tls else ''}connections, one {args.size}-byte exchange each, "
+          "then all held open\n")
     head = "| server | RSS at start | " + " | ".join(
         f"round {i + 1}: KiB per connection | after close" for i in range(args.rounds)) + " |"
     print(head)

@@ -45,11 +45,31 @@ def port(addr):
     return addr.rsplit(":", 1)[1]
 
 
+_TLS_FILES = []
+
+
+def tls_files():
+    """(certificate chain, key): an ECDSA P-256 certificate for localhost and
+    127.0.0.1, made once per run by openssl in a temporary directory; every
+    TLS peer serves the same one."""
+    if not _TLS_FILES:
+        tmp = tempfile.mkdtemp(prefix="upecho-peers-tls-")
+        cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", key, "-out", cert, "-days", "7", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _TLS_FILES.extend([cert, key])
+    return tuple(_TLS_FILES)
+
+
 def upecho_peer(binary):
     """upecho serves every transport: one listener flag per run."""
     return {"tcp": lambda a: [binary, "serve", "--tcp", a, "-q"],
             "udp": lambda a: [binary, "serve", "--udp", a, "-q"],
-            "unix": lambda p: [binary, "serve", "--unix", p, "-q"]}
+            "unix": lambda p: [binary, "serve", "--unix", p, "-q"],
+            "tls": lambda a: [binary, "serve", "--tls", a, "-q",
+                              "--tls-cert", tls_files()[0], "--tls-key", tls_files()[1]]}
 
 
 # name -> ({transport: argv builder}, extra environment). A builder takes the

@@ -12,7 +12,8 @@ use crate::Error;
 /// Takes the sockets a service manager handed over (systemd socket
 /// activation), in the order inherited: when `LISTEN_PID` is this process's
 /// id, the `LISTEN_FDS` descriptors from 3 on, each a listening TCP socket, a
-/// UDP socket or a listening Unix stream socket. Without the variables, or
+/// UDP socket or a listening Unix stream socket; a TCP socket that
+/// `LISTEN_FDNAMES` names `tls` is served with TLS. Without the variables, or
 /// with another process's `LISTEN_PID` (or none), nothing is inherited, as
 /// `sd_listen_fds(3)` has it.
 ///
@@ -49,9 +50,35 @@ pub fn inherited() -> Result<Vec<Listener>, Error> {
     if !ours {
         return Ok(Vec::new());
     }
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    let mut names = names.split(':');
     (0..fds.len())
-        .map(|index| take_inherited(&mut fds, index))
+        .map(|index| {
+            let socket = take_inherited(&mut fds, index)?;
+            named(socket, names.next().unwrap_or(""), index)
+        })
         .collect()
+}
+
+/// What an inherited socket is served as, by its name in `LISTEN_FDNAMES`
+/// (systemd's `FileDescriptorName=`): a TCP socket named `tls` with TLS;
+/// `ws` and `wss` (WebSocket) are refused until upecho serves WebSocket,
+/// rather than served as something else; any other name, as the socket is.
+fn named(socket: Listener, name: &str, index: usize) -> Result<Listener, Error> {
+    let fd = 3 + i32::try_from(index).unwrap_or(0);
+    let refuse = |why: &str| {
+        let shown = crate::escape::control(name);
+        Err(inherited_error(
+            fd,
+            io::Error::other(format!("named {shown}: {why}")),
+        ))
+    };
+    match (name, socket) {
+        ("tls", Listener::Tcp(socket)) => Ok(Listener::Tls(socket)),
+        ("tls", _) => refuse("not a tcp socket"),
+        ("ws" | "wss", _) => refuse("WebSocket is not served yet"),
+        (_, socket) => Ok(socket),
+    }
 }
 
 /// Checks a `LISTEN_FDS` meant for us: absent (nothing inherited) or a

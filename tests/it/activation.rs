@@ -386,3 +386,47 @@ fn a_bad_listen_fds_for_another_process_is_ignored() {
     let server = ServerProcess::spawn(cmd, 1);
     assert_eq!(exchange(server.addr(), b"not for us"), b"NOT FOR US");
 }
+
+#[test]
+fn a_tcp_socket_named_tls_in_listen_fdnames_is_served_with_tls() {
+    let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tls = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cmd = activated(&[plain.as_raw_fd(), tls.as_raw_fd()], ListenPid::Own, &[]);
+    cmd.env("LISTEN_FDNAMES", "echo:tls");
+    let server = ServerProcess::spawn(cmd, 2);
+    let (plain, tls) = (plain.local_addr().unwrap(), tls.local_addr().unwrap());
+    assert_eq!(
+        server.ready_lines,
+        [
+            format!("listening tcp {plain}"),
+            format!("listening tls {tls}")
+        ]
+    );
+    assert_eq!(exchange(plain, b"named echo"), b"NAMED ECHO");
+    let addr = tls.to_string();
+    let cmd = crate::support::upecho(&["connect", &addr, "--tls", "--insecure"]);
+    let out = run_with_input(cmd, b"named tls\n");
+    assert_eq!(out.stdout, b"NAMED TLS\n", "{out:?}");
+}
+
+#[test]
+fn a_name_that_cannot_be_served_as_named_is_an_error_naming_the_socket() {
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    for (fd, name, cause) in [
+        (udp.as_raw_fd(), "tls", "named tls: not a tcp socket"),
+        (
+            tcp.as_raw_fd(),
+            "wss",
+            "named wss: WebSocket is not served yet",
+        ),
+    ] {
+        let mut cmd = activated(&[fd], ListenPid::Own, &[]);
+        cmd.env("LISTEN_FDNAMES", name);
+        let out = run_with_input(cmd, b"");
+        assert_error_line(
+            &out,
+            &format!("error: cannot serve inherited socket 3: {cause}"),
+        );
+    }
+}
