@@ -359,6 +359,9 @@ pub struct BenchArgs {
     /// The server to load.
     #[command(flatten)]
     pub target: TargetArgs,
+    /// TLS (full handshakes in the set-up, never resumed).
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
     /// Traffic pattern.
     #[arg(long, value_enum, default_value_t)]
     pub mode: ModeArg,
@@ -411,6 +414,8 @@ impl BenchArgs {
             duration: self.duration,
             warmup: self.warmup,
             seed: self.seed,
+            // Full handshakes: a benchmark never resumes a session.
+            tls: self.tls.to_config(false),
         };
         config.validate()?;
         Ok(config)

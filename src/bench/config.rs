@@ -53,6 +53,8 @@ pub struct BenchConfig {
     pub warmup: Duration,
     /// Seed of the pseudo-random payloads.
     pub seed: u64,
+    /// TLS over TCP (`--tls`), and whom to trust; `None` for plain.
+    pub tls: Option<crate::tls::client::ClientTls>,
 }
 
 impl Default for BenchConfig {
@@ -68,6 +70,7 @@ impl Default for BenchConfig {
             duration: Duration::from_secs(10),
             warmup: Duration::from_secs(1),
             seed: 1,
+            tls: None,
         }
     }
 }
@@ -98,6 +101,8 @@ impl BenchConfig {
                 "--warmup plus --duration must be at most {} seconds",
                 MAX_RUN.as_secs()
             )
+        } else if self.tls.is_some() && !matches!(self.target, Target::Tcp(_)) {
+            "--tls runs over TCP only (not with --udp or --unix)".to_string()
         } else if udp && self.mode == Mode::Stream {
             "--mode stream cannot be used with --udp: datagrams are pingpong only".to_string()
         } else if udp && self.size > MAX_DATAGRAM {

@@ -112,16 +112,35 @@ pub enum Peer {
     Unix(PathBuf),
     /// A UDP server.
     Udp(SocketAddr),
+    /// A TLS server, and how to talk to it.
+    Tls {
+        /// Its address.
+        addr: SocketAddr,
+        /// The client configuration (no resumption).
+        config: std::sync::Arc<rustls::ClientConfig>,
+        /// The name asked for and verified.
+        name: rustls_pki_types::ServerName<'static>,
+    },
 }
 
 impl Peer {
     /// Resolves `target` (the first address a host name resolves to, as the
-    /// server binds).
+    /// server binds); over TLS with `tls`.
     ///
     /// # Errors
     ///
     /// [`Error::Resolve`] when the host name does not resolve.
-    pub fn resolve(target: &Target) -> Result<Peer, Error> {
+    pub fn resolve(
+        target: &Target,
+        tls: Option<&crate::tls::client::ClientTls>,
+    ) -> Result<Peer, Error> {
+        if let (Target::Tcp(host), Some(tls)) = (target, tls) {
+            return Ok(Peer::Tls {
+                addr: host.resolve("tcp")?[0],
+                config: tls.build()?,
+                name: tls.server_name(host.host())?,
+            });
+        }
         Ok(match target {
             Target::Tcp(addr) => Peer::Tcp(addr.resolve("tcp")?[0]),
             Target::Udp(addr) => Peer::Udp(addr.resolve("udp")?[0]),
@@ -146,6 +165,8 @@ pub enum Opened {
     Unix(Vec<UnixStream>),
     /// Connected UDP sockets.
     Udp(Vec<DatagramSocket>),
+    /// TLS connections, through the handshake.
+    Tls(Vec<super::tls::TlsConnection>),
 }
 
 /// Why the set-up phase stopped: the first connection that could not be
@@ -159,10 +180,10 @@ pub struct SetupFailure {
 }
 
 impl SetupFailure {
-    /// The contract's error, naming the endpoint (`tcp ADDR`, `unix PATH`,
-    /// `udp ADDR`) and, when the cause is the descriptor limit, saying so and
+    /// The contract's error, naming the endpoint `target` (`tcp ADDR`, `tls ADDR`,
+    /// `unix PATH`, `udp ADDR`) and, when the cause is the descriptor limit, saying so and
     /// how to raise it.
-    pub fn into_error(self, target: &Target, wanted: usize) -> Error {
+    pub fn into_error(self, target: &str, wanted: usize) -> Error {
         let mut cause = crate::error::plain(&self.cause);
         if self.cause.raw_os_error() == Some(EMFILE) {
             let limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft);
@@ -209,6 +230,16 @@ pub async fn open(peer: &Peer, count: usize) -> Result<Opened, SetupFailure> {
             let addr = *addr;
             Opened::Udp(open_all(count, move || async move { udp(addr) }).await?)
         }
+        Peer::Tls { addr, config, name } => Opened::Tls(
+            open_all(count, || {
+                let (addr, config, name) = (*addr, std::sync::Arc::clone(config), name.clone());
+                async move {
+                    let stream = tcp(addr).await?;
+                    super::tls::TlsConnection::handshake(stream, config, name).await
+                }
+            })
+            .await?,
+        ),
     })
 }
 

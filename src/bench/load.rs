@@ -62,7 +62,9 @@ pub async fn drive(
     let start = Instant::now();
     let opened = tokio::select! {
         opened = connect::open(&peer, config.connections) => {
-            opened.map_err(|failure| failure.into_error(&config.target, config.connections))?
+            opened.map_err(|failure| {
+                failure.into_error(&config.target.named(config.tls.is_some()), config.connections)
+            })?
         }
         _ = interrupt.recv() => return Ok(Ended::InterruptedInSetUp),
     };
@@ -80,6 +82,7 @@ pub async fn drive(
         Opened::Tcp(streams) => spawn_streams(&mut tasks, streams, config.mode, &state),
         Opened::Unix(streams) => spawn_streams(&mut tasks, streams, config.mode, &state),
         Opened::Udp(sockets) => spawn_datagrams(&mut tasks, sockets, &state),
+        Opened::Tls(streams) => spawn_streams(&mut tasks, streams, config.mode, &state),
     }
     let timed = keep_time(window, began, progress, &mut interrupt).await;
     let interrupted = timed.interrupted

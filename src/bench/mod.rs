@@ -26,6 +26,7 @@ mod pingpong;
 pub mod report;
 pub mod stats;
 mod stream;
+pub mod tls;
 pub mod verify;
 
 use tokio::task::LocalSet;
@@ -80,7 +81,7 @@ pub fn run(config: &BenchConfig, progress: impl FnMut(f64) + 'static) -> Result<
     if let Err(err) = crate::endpoint::raise_fd_limit() {
         tracing::debug!(error = %crate::error::plain(&err), "cannot raise the descriptor limit");
     }
-    let peer = connect::Peer::resolve(&config.target)?;
+    let peer = connect::Peer::resolve(&config.target, config.tls.as_ref())?;
     let payload = payload::Payload::new(config);
     config.validate_reply_len(payload.max_reply_len())?;
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -51,10 +51,7 @@ pub fn run(config: ConnectConfig) -> Result<Finish, Error> {
         tracing::warn!(error = %crate::error::plain(&err), "cannot handle Ctrl-C");
         Interrupt::manual()
     });
-    let peer = match (&config.target, &config.tls) {
-        (Target::Tcp(addr), Some(_)) => format!("tls {addr}"),
-        (target, _) => target.to_string(),
-    };
+    let peer = config.target.named(config.tls.is_some());
     // The connect blocks for up to --timeout, or for as long as the kernel
     // retries with --timeout 0 (a Unix connect, while the server's backlog is
     // full). It runs on a helper thread so that Ctrl-C ends the wait at once:

@@ -141,6 +141,17 @@ pub enum Target {
     Unix(UnixPath),
 }
 
+impl Target {
+    /// How the target is named when reached over TLS (`tls 127.0.0.1:8443`);
+    /// as [`Display`](fmt::Display) without it.
+    pub fn named(&self, tls: bool) -> String {
+        match self {
+            Target::Tcp(addr) if tls => format!("tls {addr}"),
+            target => target.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -672,3 +672,48 @@ fn tls_handshakes_and_the_certificate_expiry_are_in_the_metrics() {
         "{text}"
     );
 }
+
+#[test]
+fn bench_tls_verifies_every_reply_byte_in_pingpong_and_stream_mode() {
+    let server = ServerProcess::start(&["--tls", "127.0.0.1:0"], 1);
+    let print = logged_fingerprint(&server);
+    let addr = server.addr_arg();
+    for (mode, size) in [
+        ("pingpong", "64"),
+        ("pingpong", "200000"),
+        ("stream", "65536"),
+    ] {
+        let out = run(&[
+            "bench",
+            &addr,
+            "--tls",
+            "--tls-fingerprint",
+            &print,
+            "--mode",
+            mode,
+            "--size",
+            size,
+            "--connections",
+            "3",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.1",
+            "--json",
+        ]);
+        let report = crate::support::assert_passes(&out);
+        assert!(
+            report["requests"].as_u64().unwrap() > 0,
+            "{mode} {size}: {report}"
+        );
+        assert_eq!(report["errors"], 0, "{mode} {size}: {report}");
+        assert_eq!(report["starved"], 0, "{mode} {size}: {report}");
+    }
+    let out = run(&["bench", &addr, "--tls", "--duration", "0.5"]);
+    assert_error_line(
+        &out,
+        &format!("error: cannot connect to tls {addr}: certificate not trusted: unknown issuer"),
+    );
+    let out = run(&["bench", &addr, "--tls", "--udp", "--duration", "0.5"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
