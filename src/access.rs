@@ -55,7 +55,15 @@ impl AccessConfig {
         for file in &self.deny_files {
             deny.extend(read_networks(file, "--deny-file")?);
         }
+        // An allow list that was asked for but holds nothing (an empty or
+        // all-comment file, or one caught half-written by a reload) serves
+        // nobody: failing open would serve everyone.
+        let listed = !self.allow.is_empty() || !self.allow_files.is_empty();
+        if listed && allow.is_empty() {
+            tracing::warn!("the allow list is empty: no source is served");
+        }
         Ok(Rules {
+            listed,
             allow: Networks::of(&allow),
             deny: Networks::of(&deny),
         })
@@ -114,7 +122,10 @@ fn read_networks(path: &Path, flag: &str) -> Result<Vec<IpNet>, Error> {
 /// The rules in force: which sources are served.
 #[derive(Debug, Default)]
 pub struct Rules {
-    /// Empty: every source not denied is allowed.
+    /// Whether an allow list was given (`--allow` or `--allow-file`): then
+    /// only sources in `allow` are served, even if it is empty.
+    listed: bool,
+    /// Without `listed`: every source not denied is allowed.
     allow: Networks,
     /// Always wins.
     deny: Networks,
@@ -125,13 +136,13 @@ impl Rules {
     /// `::ffff:a.b.c.d` (on a dual-stack socket) is judged as IPv4.
     pub fn permits(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
-        !self.deny.contains(ip) && (self.allow.is_empty() || self.allow.contains(ip))
+        !self.deny.contains(ip) && (!self.listed || self.allow.contains(ip))
     }
 
     /// True when there is no rule at all: every source is served, and a
     /// caller can skip the lookup.
     pub fn is_open(&self) -> bool {
-        self.allow.is_empty() && self.deny.is_empty()
+        !self.listed && self.deny.is_empty()
     }
 }
 
@@ -383,6 +394,23 @@ mod tests {
         };
         let err = missing.load().unwrap_err().to_string();
         assert!(err.ends_with("none: no such file or directory"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_allow_file_with_no_network_in_it_serves_nobody_rather_than_everyone() {
+        let dir = std::env::temp_dir().join(format!("upecho-access-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("allow.txt");
+        std::fs::write(&empty, "# nobody yet\n\n").unwrap();
+        let r = AccessConfig {
+            allow_files: vec![empty],
+            ..AccessConfig::default()
+        }
+        .load()
+        .unwrap();
+        assert!(!r.is_open());
+        assert!(!r.permits(ip("127.0.0.1")) && !r.permits(ip("::1")));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

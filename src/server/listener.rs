@@ -274,7 +274,13 @@ impl Phases<'_> {
                 Vec::new()
             }
         };
-        match self.settings.tls.as_ref().filter(|_| tls) {
+        if !tls {
+            connection.answer_first(early);
+            return connection.run().await;
+        }
+        // A TLS listener without a TLS configuration (which binding never
+        // makes) closes rather than serve in the clear.
+        match self.settings.tls.as_ref() {
             Some(config) => {
                 let (stream, transform, traffic) = connection.into_parts();
                 let peer = traffic
@@ -283,10 +289,7 @@ impl Phases<'_> {
                 let log = (self.endpoint, peer.as_str(), self.counters);
                 super::tls::serve(stream, early, config, transform, traffic, log).await
             }
-            None => {
-                connection.answer_first(early);
-                connection.run().await
-            }
+            None => End::Tls("no TLS configuration".into()),
         }
     }
 

@@ -46,7 +46,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (endpoint, peer, counters) = log;
-    let stream = match handshake(stream, &early, tls).await {
+    let stream = match handshake(stream, early, tls).await {
         Ok(stream) => {
             counters.handshake(true);
             stream
@@ -80,7 +80,7 @@ where
 
 /// The handshake, within the configured time: the stream, or why not (the
 /// `end` a failed handshake logs, after `tls: `).
-async fn handshake<S>(stream: S, early: &[u8], tls: &ServerTls) -> Result<TlsStream<S>, String>
+async fn handshake<S>(stream: S, early: Vec<u8>, tls: &ServerTls) -> Result<TlsStream<S>, String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -90,8 +90,11 @@ where
         // Unlimited: we send what one read produced before reading again,
         // so it is bounded by that, and a limit would cut a write short.
         session.set_buffer_limit(None);
-        preloaded = preload(session, early);
+        preloaded = preload(session, &early);
     });
+    // Bytes that came with a PROXY header were copied into rustls.
+    drop(early);
+    preloaded?;
     let accepted = match tls.handshake_timeout() {
         Some(limit) => match tokio::time::timeout(limit, accept).await {
             Ok(accepted) => accepted,
@@ -99,18 +102,28 @@ where
         },
         None => accept.await,
     };
-    preloaded.map_err(|err| crate::error::plain(&err))?;
     accepted.map_err(|err| handshake_error(&err))
 }
 
-/// Hands rustls the bytes that came before the handshake.
-fn preload(session: &mut rustls::ServerConnection, mut early: &[u8]) -> io::Result<()> {
+/// Hands rustls the bytes that came before the handshake, and has it act on
+/// them now: tokio-rustls only processes what it reads itself, and a client
+/// whose whole ClientHello came with the header waits for our answer, with
+/// nothing more to read.
+fn preload(session: &mut rustls::ServerConnection, mut early: &[u8]) -> Result<(), String> {
+    if early.is_empty() {
+        return Ok(());
+    }
     while !early.is_empty() {
-        if session.read_tls(&mut early)? == 0 {
-            break;
+        match session.read_tls(&mut early) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(err) => return Err(crate::error::plain(&err)),
         }
     }
-    Ok(())
+    session
+        .process_new_packets()
+        .map(|_| ())
+        .map_err(|err| err.to_string())
 }
 
 /// A failed handshake in words: rustls' error (`peer sent no certificates`,

@@ -717,3 +717,75 @@ fn bench_tls_verifies_every_reply_byte_in_pingpong_and_stream_mode() {
     let out = run(&["bench", &addr, "--tls", "--udp", "--duration", "0.5"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// Python's `ssl`: a PROXY v2 header (1,100 bytes, a TLV pads it) and the
+/// whole ClientHello in one write, so that the server reads the end of the
+/// header and the ClientHello at once; then the handshake and one exchange.
+const PYTHON_HEADER_AND_HELLO: &str = r#"
+import socket, ssl, struct, sys
+host, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+try:
+    tls.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+hello = outgoing.read()
+addrs = socket.inet_aton("192.0.2.9") + socket.inet_aton("127.0.0.1") + struct.pack("!HH", 40001, 443)
+tlv = bytes([0x04]) + struct.pack("!H", 1069) + bytes(1069)
+body = addrs + tlv
+header = b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(body)) + body
+sock = socket.create_connection((host, port), timeout=30)
+sock.sendall(header + hello)
+def fill():
+    data = sock.recv(65536)
+    if not data:
+        raise SystemExit("closed by the server")
+    incoming.write(data)
+while True:
+    try:
+        tls.do_handshake()
+        break
+    except ssl.SSLWantReadError:
+        data = outgoing.read()
+        if data:
+            sock.sendall(data)
+        fill()
+tls.write(b"in one read")
+sock.sendall(outgoing.read())
+got = b""
+while len(got) < 11:
+    try:
+        got += tls.read(100)
+    except ssl.SSLWantReadError:
+        fill()
+print(got.decode())
+"#;
+
+#[test]
+fn a_client_hello_read_with_the_end_of_the_proxy_header_is_answered() {
+    let pki = Pki::new();
+    let server = pki.serve(
+        "chain.pem",
+        "server.key",
+        &["--proxy-protocol", "--tls-handshake-timeout", "3", "-v"],
+    );
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            PYTHON_HEADER_AND_HELLO,
+            "127.0.0.1",
+            &server.addr().port().to_string(),
+            &pki.path("ca.pem"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "IN ONE READ",
+        "{out:?}"
+    );
+    let line = server.log_line("tls established");
+    assert!(line.contains("peer=192.0.2.9:40001"), "{line}");
+}
