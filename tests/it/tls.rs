@@ -312,14 +312,25 @@ fn gnutls_cli_gets_its_reply_with_a_client_certificate_and_none_without() {
     server.wait_for_log("end=tls: peer sent no certificates");
 }
 
+/// Runs a Python `ssl` client `script` with argv: host, port, the CA file,
+/// then `more`.
+fn python_tls_client(script: &str, server: &ServerProcess, pki: &Pki, more: &[&str]) -> Output {
+    let (port, ca) = (server.addr().port().to_string(), pki.path("ca.pem"));
+    Command::new("python3")
+        .args(["-c", script, "127.0.0.1", &port, &ca])
+        .args(more)
+        .output()
+        .expect("python3")
+}
+
 /// Python's `ssl` over a `MemoryBIO`: sends `data`, then `close_notify`,
 /// and reads what comes after it: everything owed, then the server's
 /// `close_notify` (printed as `close_notify`), then EOF.
 const PYTHON_HALF_CLOSE: &str = r#"
 import socket, ssl, sys
-host, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+host, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[4])
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-ctx.load_verify_locations(sys.argv[4])
+ctx.load_verify_locations(sys.argv[3])
 incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
 tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
 sock = socket.create_connection((host, port), timeout=30)
@@ -370,17 +381,7 @@ fn close_notify_is_a_half_close_and_every_reply_still_owed_comes_after_it() {
     let pki = Pki::new();
     let server = pki.serve("chain.pem", "server.key", &["-v"]);
     let size = (3 << 20).to_string();
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            PYTHON_HALF_CLOSE,
-            "127.0.0.1",
-            &server.addr().port().to_string(),
-            &size,
-            &pki.path("ca.pem"),
-        ])
-        .output()
-        .unwrap();
+    let out = python_tls_client(PYTHON_HALF_CLOSE, &server, &pki, &[&size]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert_eq!(said.trim(), format!("{size} match close_notify"), "{out:?}");
     let closed = server.log_line("connection closed");
@@ -624,16 +625,7 @@ tls = ctx.wrap_socket(sock, server_hostname="localhost")
 tls.sendall(b"behind a balancer")
 print(tls.recv(100).decode())
 "#;
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            script,
-            "127.0.0.1",
-            &server.addr().port().to_string(),
-            &pki.path("ca.pem"),
-        ])
-        .output()
-        .unwrap();
+    let out = python_tls_client(script, &server, &pki, &[]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "BEHIND A BALANCER",
@@ -771,16 +763,7 @@ fn a_client_hello_read_with_the_end_of_the_proxy_header_is_answered() {
         "server.key",
         &["--proxy-protocol", "--tls-handshake-timeout", "3", "-v"],
     );
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            PYTHON_HEADER_AND_HELLO,
-            "127.0.0.1",
-            &server.addr().port().to_string(),
-            &pki.path("ca.pem"),
-        ])
-        .output()
-        .unwrap();
+    let out = python_tls_client(PYTHON_HEADER_AND_HELLO, &server, &pki, &[]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "IN ONE READ",
