@@ -17,12 +17,12 @@ printf '%s\n' "$ca_ext" > ca.ext
 printf '%s\n' "$server_ext" > server.ext
 printf '%s\n' "$client_ext" > client.ext
 ec ca.key
-openssl req -x509 -new -key ca.key -out ca.pem -days 30 -subj "/CN=upecho test CA" \
+openssl req -x509 -new -key ca.key -out ca.pem -days 365 -subj "/CN=upecho test CA" \
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
 sign() { # csr-key subject out issuer-cert issuer-key ext
     openssl req -new -key "$1" -subj "$2" -out "$3.csr"
     openssl x509 -req -in "$3.csr" -CA "$4" -CAkey "$5" -set_serial "0x$(openssl rand -hex 8)" \
-        -days 30 -extfile "$6" -out "$3" 2>/dev/null
+        -days 365 -extfile "$6" -out "$3" 2>/dev/null
 }
 ec intermediate.key
 sign intermediate.key "/CN=upecho test intermediate" intermediate.pem ca.pem ca.key ca.ext
@@ -37,7 +37,7 @@ ec client.key
 sign client.key "/CN=upecho test client" client.pem ca.pem ca.key client.ext
 # Another server identity, from another CA: what a reload swaps in.
 ec other-ca.key
-openssl req -x509 -new -key other-ca.key -out other-ca.pem -days 30 -subj "/CN=upecho other CA" \
+openssl req -x509 -new -key other-ca.key -out other-ca.pem -days 365 -subj "/CN=upecho other CA" \
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
 ec other.key
 sign other.key "/CN=localhost other" other.pem other-ca.pem other-ca.key server.ext

@@ -1,0 +1,91 @@
+//! An outside audit of `serve --tls`: testssl.sh (Debian package
+//! `testssl.sh`, offline: no DNS, no revocation lookups) against a server
+//! with a certificate from a test CA (made by openssl, `tests/it/tls/pki.sh`).
+//! About a minute of handshakes, so it runs here, one heavy test at a time.
+
+use std::process::{Command, Stdio};
+
+use crate::exclusive;
+use crate::support::{ServerProcess, TempDir};
+
+/// Findings of severity MEDIUM or above that the test certificate causes,
+/// not the server: it names no CRL or OCSP responder.
+const CAUSED_BY_THE_TEST_CERTIFICATE: [&str; 1] = ["cert_revocation"];
+
+#[test]
+fn testssl_finds_nothing_medium_or_above_but_what_the_test_certificate_causes() {
+    let _serial = exclusive();
+    let dir = TempDir::new();
+    let made = Command::new("sh")
+        .args(["-c", include_str!("../it/tls/pki.sh")])
+        .current_dir(&dir.0)
+        .status()
+        .expect("openssl (package openssl)");
+    assert!(made.success());
+    let (chain, key) = (dir.path("chain.pem"), dir.path("server.key"));
+    let server = ServerProcess::start(
+        &[
+            "--tls",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &chain,
+            "--tls-key",
+            &key,
+        ],
+        1,
+    );
+    let (findings, text) = testssl(&dir, server.addr().port());
+    let finding = |id: &str| {
+        findings
+            .iter()
+            .find(|f| f["id"] == id)
+            .map(|f| f["finding"].as_str().unwrap_or("").to_string())
+            .unwrap_or_else(|| panic!("no {id} in {text}"))
+    };
+    let serious: Vec<String> = findings
+        .iter()
+        .filter(|f| matches!(f["severity"].as_str(), Some("MEDIUM" | "HIGH" | "CRITICAL")))
+        .filter(|f| !CAUSED_BY_THE_TEST_CERTIFICATE.contains(&f["id"].as_str().unwrap_or("")))
+        .map(|f| format!("{} {}: {}", f["severity"], f["id"], f["finding"]))
+        .collect();
+    assert!(serious.is_empty(), "{serious:#?}");
+    for old in ["SSLv2", "SSLv3", "TLS1", "TLS1_1"] {
+        assert_eq!(finding(old), "not offered", "{old}");
+    }
+    assert!(finding("TLS1_3").starts_with("offered"));
+    assert_eq!(finding("PFS"), "offered");
+    assert_eq!(finding("cipher_order"), "server");
+    assert_eq!(finding("cert_chain_of_trust"), "passed.");
+}
+
+/// Runs testssl.sh against `localhost:PORT`, trusting the test CA in `dir`;
+/// returns its findings and the JSON they came from.
+fn testssl(dir: &TempDir, port: u16) -> (Vec<serde_json::Value>, String) {
+    let report = dir.path("testssl.json");
+    let target = format!("localhost:{port}");
+    let status = Command::new("testssl")
+        .args([
+            "--quiet",
+            "--color",
+            "0",
+            "--warnings",
+            "off",
+            "--nodns",
+            "none",
+        ])
+        .args([
+            "--add-ca",
+            &dir.path("ca.pem"),
+            "--jsonfile",
+            &report,
+            &target,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("testssl (package testssl.sh)");
+    // Its exit status counts findings; the JSON says which.
+    assert!(status.code().is_some(), "{status}");
+    let text = std::fs::read_to_string(&report).expect("testssl wrote its JSON");
+    (serde_json::from_str(&text).unwrap(), text)
+}
