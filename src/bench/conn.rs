@@ -267,11 +267,16 @@ impl<'a> Owed<'a> {
 /// empty otherwise), then EOF. A server still busy after [`DRAIN`] is given up
 /// on, not blamed.
 pub async fn drain<S: ByteStream>(mut stream: S, state: &RunState, owed: Owed<'_>, cut: &[u8]) {
-    let _ = stream.shutdown().await;
     let mut owed = owed;
     let mut wrong = None;
     let mut cut = (!cut.is_empty()).then_some(cut);
     let drained = tokio::time::timeout(DRAIN, async {
+        // The half-close goes beside the reads, not before them: over TLS it
+        // is a write (close_notify, after any records still queued), which a
+        // server blocked on writing us replies would never let finish while
+        // nobody reads.
+        let (mut rx, mut tx) = stream.split();
+        let mut shut = false;
         loop {
             if owed.left == 0
                 && let Some(cut) = cut.take()
@@ -283,10 +288,15 @@ pub async fn drain<S: ByteStream>(mut stream: S, state: &RunState, owed: Owed<'_
             // one spare byte, to see EOF or an extra byte.
             let spare = usize::from(cut.is_none());
             let room = owed.left.min(READ_BUF as u64 - 1) as usize + spare;
-            match state
-                .read_checked(&mut stream, room, |chunk| owed.take(chunk))
-                .await
-            {
+            let took = tokio::select! {
+                biased;
+                _ = tx.shutdown(), if !shut => {
+                    shut = true;
+                    continue;
+                }
+                took = state.read_checked(&mut rx, room, |chunk| owed.take(chunk)) => took,
+            };
+            match took {
                 Ok(Took::Bytes(..)) => {}
                 Ok(Took::Closed) if owed.left == 0 => return Ok(()),
                 Ok(Took::Closed) => return Err(format!("{} bytes missing at the end", owed.left)),
