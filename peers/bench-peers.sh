@@ -7,7 +7,7 @@
 # about 32 minutes (25 of them TCP).
 #
 #   peers/bench-peers.sh [--before REV] [--repeats 5] [--duration 3] [--warmup 1] [--peers a,b] [--loads a,b]
-#                          [--transports tcp,udp,unix] [--dry-run]
+#                          [--transports tcp,udp,unix,tls] [--dry-run]
 #
 # --before REV (first) also builds upecho as of git revision REV into
 # target/release/upecho-before, the peer `upecho-before`: name it in --peers
@@ -15,7 +15,8 @@
 # --transports udp,unix runs only the UDP and Unix-socket loads (write them
 # elsewhere with --markdown NAME.md); --dry-run prints the runs, in order.
 #
-# Needs: socat, ncat, stdbuf/tr (coreutils), taskset (util-linux), python3, cc.
+# Needs: socat, ncat, stdbuf/tr (coreutils), taskset (util-linux), python3, cc,
+# and for TLS openssl, stunnel4, haproxy.
 # Installs the missing ones with apt-get when run as root. Traffic stays on
 # 127.0.0.1 and Unix sockets in a temporary directory; every run is bounded by
 # --duration.
@@ -23,12 +24,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 missing=()
-for tool in socat ncat stdbuf taskset python3 cc; do
+for tool in socat ncat stdbuf taskset python3 cc openssl stunnel4 haproxy; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    declare -A pkg=([socat]=socat [ncat]=ncat [stdbuf]=coreutils [taskset]=util-linux [python3]=python3 [cc]=gcc)
+    declare -A pkg=([socat]=socat [ncat]=ncat [stdbuf]=coreutils [taskset]=util-linux [python3]=python3 [cc]=gcc
+                  [openssl]=openssl [stunnel4]=stunnel4 [haproxy]=haproxy)
     apt-get update -qq
     for tool in "${missing[@]}"; do
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkg[$tool]}" >/dev/null

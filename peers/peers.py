@@ -37,7 +37,7 @@ REL = os.path.join(ROOT, "target", "release")
 PEER_BIN = os.path.join(ROOT, "target", "peers", "release")
 UPECHO = os.path.join(REL, "upecho")
 SERVER_CPU, CLIENT_CPU = "0", "1"
-TRANSPORTS = ("tcp", "udp", "unix")
+TRANSPORTS = ("tcp", "udp", "unix", "tls")
 TR = "stdbuf -o0 tr a-z A-Z"
 
 
@@ -72,8 +72,43 @@ def upecho_peer(binary):
                               "--tls-cert", tls_files()[0], "--tls-key", tls_files()[1]]}
 
 
+def tls_wrapped(write_config, front):
+    """A TLS terminator in front of plain upecho (the operator's deployment):
+    upecho on a free port, the terminator on the endpoint, started by one
+    `sh` so that both are in the server's process tree (pinned, counted,
+    stopped together). `write_config(path, endpoint, backend)` writes the
+    terminator's configuration; `front(path)` is its argv."""
+    def build(endpoint):
+        backend = f"127.0.0.1:{free_port()}"
+        path = os.path.join(tempfile.mkdtemp(prefix="upecho-peers-front-"), "front.conf")
+        write_config(path, endpoint, backend)
+        command = " ".join(front(path))
+        return ["sh", "-c", f"{UPECHO} serve --tcp {backend} -q & exec {command}"]
+    return build
+
+
+def stunnel_config(path, endpoint, backend):
+    cert, key = tls_files()
+    with open(path, "w") as f:
+        f.write(f"foreground = yes\npid =\ndebug = warning\n[echo]\naccept = {endpoint}\n"
+                f"connect = {backend}\ncert = {cert}\nkey = {key}\n")
+
+
+def haproxy_config(path, endpoint, backend):
+    cert, key = tls_files()
+    combined = path + ".pem"
+    with open(combined, "w") as f:
+        f.write(open(cert).read() + open(key).read())
+    with open(path, "w") as f:
+        f.write(f"global\n  maxconn 9000\ndefaults\n  mode tcp\n  timeout connect 5s\n"
+                f"  timeout client 60s\n  timeout server 60s\nfrontend tls\n"
+                f"  bind {endpoint} ssl crt {combined}\n  default_backend echo\n"
+                f"backend echo\n  server upecho {backend}\n")
+
+
 # name -> ({transport: argv builder}, extra environment). A builder takes the
-# endpoint: "127.0.0.1:PORT" for tcp and udp, a socket path for unix.
+# endpoint: "127.0.0.1:PORT" for tcp, udp and tls, a socket path for unix.
+# TLS peers serve tls_files()'s certificate.
 PEERS = {
     "upecho": (upecho_peer(UPECHO), {}),
     # upecho with its metrics endpoint on, for the cost of counting (paired
@@ -113,6 +148,16 @@ PEERS = {
     # Unix stream peers. socat's default backlog (5) refuses most of 50
     # simultaneous connects on a Unix socket: 1024, as for TCP.
     "c-epoll-unix": ({"unix": lambda p: [os.path.join(REL, "epoll_server"), p]}, {}),
+    # TLS peers.
+    "tokio-rustls": ({"tls": lambda a: [os.path.join(PEER_BIN, "tls_tokio"), a, *tls_files()]}, {}),
+    "stunnel+upecho": ({"tls": tls_wrapped(stunnel_config, lambda conf: ["stunnel4", conf])}, {}),
+    "haproxy+upecho": ({"tls": tls_wrapped(haproxy_config, lambda conf: ["haproxy", "-db", "-f", conf])}, {}),
+    "socat-tls": ({"tls": lambda a: ["socat", f"OPENSSL-LISTEN:{port(a)},bind=127.0.0.1,reuseaddr,fork,"
+                                     f"backlog=1024,cert={tls_files()[0]},key={tls_files()[1]},verify=0",
+                                     f"EXEC:{TR}"]}, {}),
+    "ncat-tls": ({"tls": lambda a: ["ncat", "-l", "127.0.0.1", port(a), "--ssl", "--ssl-cert", tls_files()[0],
+                                    "--ssl-key", tls_files()[1], "--keep-open", "--max-conns", "10000",
+                                    "--exec", "/usr/bin/stdbuf -o0 /usr/bin/tr a-z A-Z"]}, {}),
     "tokio-unix": ({"unix": lambda p: [os.path.join(PEER_BIN, "unix_tokio"), p]}, {}),
     "socat-unix": ({"unix": lambda p: ["socat", f"UNIX-LISTEN:{p},fork,backlog=1024", f"EXEC:{TR}"]}, {}),
 }
@@ -135,6 +180,13 @@ LOADS = {
     "udp 64B pingpong x500": ("udp", ["--udp", "--size", "64", "--connections", "500"]),
     "unix 64B pingpong x50": ("unix", ["--size", "64", "--connections", "50"]),
     "unix 64KiB stream x16": ("unix", ["--mode", "stream", "--size", "65536", "--connections", "16"]),
+    # Over TLS, full handshakes in bench's set-up (not timed); --insecure: the
+    # peers' certificate is self-signed (bench still checks the handshake).
+    "tls 64B pingpong x50": ("tls", ["--tls", "--insecure", "--size", "64", "--connections", "50"]),
+    "tls 64KiB stream x1": ("tls", ["--tls", "--insecure", "--mode", "stream", "--size", "65536",
+                                    "--connections", "1"]),
+    "tls 64KiB stream x16": ("tls", ["--tls", "--insecure", "--mode", "stream", "--size", "65536",
+                                     "--connections", "16"]),
 }
 
 
@@ -175,7 +227,7 @@ def wait_listening(transport, endpoint, proc, limit=10.0):
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited with {proc.returncode}")
             try:
-                if transport == "tcp":
+                if transport in ("tcp", "tls"):
                     with socket.create_connection(("127.0.0.1", int(port(endpoint))), timeout=1):
                         return
                 elif transport == "unix":
@@ -468,6 +520,8 @@ RUN_HEADERS = {
     "tcp": "Each run, with PORT a free port:",
     "udp": "Each UDP run, with PORT a free UDP port:",
     "unix": "Each Unix-socket run, with PATH a socket path in a new temporary directory (removed after the run):",
+    "tls": "Each TLS run, with PORT a free port and CERT/KEY the run's certificate (the front ends' "
+           "configuration files are written to a temporary directory; upecho behind them on a free port):",
 }
 
 TCP_NOTE = (
@@ -501,6 +555,16 @@ UNIX_NOTE = (
     "`tokio-single-64k`); `c-epoll-unix` is `peers/c/epoll_server.c` given the socket's path; "
     "`socat-unix` is `socat UNIX-LISTEN:PATH,fork,backlog=1024` running `stdbuf -o0 tr a-z A-Z` per "
     "connection (socat's default backlog of 5 refuses simultaneous connects).")
+
+TLS_NOTE = (
+    "- TLS: every peer serves one ECDSA P-256 certificate made by openssl for the run; bench does the full "
+    "handshakes in its set-up (not timed) and verifies every reply byte as over TCP, doing the same crypto "
+    "as the server on the other core, so it is often the limit (`*`). `tokio-rustls` is "
+    "`peers/src/bin/tls_tokio.rs` (multi-thread, a task and 64 KiB per connection, rustls' defaults); "
+    "`stunnel+upecho` and `haproxy+upecho` terminate TLS in front of plain upecho (both processes counted, "
+    "both on the server's core; stunnel with `debug = warning`, HAProxy `mode tcp`, one thread); "
+    "`socat-tls` is `socat OPENSSL-LISTEN:PORT,fork,verify=0` and `ncat-tls` `ncat --ssl -k`, each "
+    "running `stdbuf -o0 tr a-z A-Z` per connection.")
 
 
 def write_markdown(path, results, table, peers, loads, args, started):
@@ -539,6 +603,8 @@ def write_markdown(path, results, table, peers, loads, args, started):
         lines.append(UDP_NOTE)
     if "unix" in kinds:
         lines.append(UNIX_NOTE)
+    if "tls" in kinds:
+        lines.append(TLS_NOTE)
     skipped = getattr(args, "skipped", {})
     if skipped:
         lines.append("- Not run: " + "; ".join(f"`{p}` ({why})" for p, why in skipped.items()) + ".")
