@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream, tcp, unix};
 use tokio::task::JoinSet;
 
+use super::tls::{Half, TlsConnection};
 use crate::Error;
 use crate::endpoint::Target;
 
@@ -88,6 +89,21 @@ impl ByteStream for UnixStream {
     #[inline]
     fn split(&mut self) -> (unix::ReadHalf<'_>, unix::WriteHalf<'_>) {
         UnixStream::split(self)
+    }
+}
+
+impl ByteStream for TlsConnection {
+    type Reader<'a> = Half<'a>;
+    type Writer<'a> = Half<'a>;
+
+    /// Never at once: a TLS write goes through rustls, whose records the
+    /// loop's own write sends.
+    fn try_write(&self, _buf: &[u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
+    fn split(&mut self) -> (Half<'_>, Half<'_>) {
+        self.halves()
     }
 }
 
@@ -166,7 +182,7 @@ pub enum Opened {
     /// Connected UDP sockets.
     Udp(Vec<DatagramSocket>),
     /// TLS connections, through the handshake.
-    Tls(Vec<super::tls::TlsConnection>),
+    Tls(Vec<TlsConnection>),
 }
 
 /// Why the set-up phase stopped: the first connection that could not be
@@ -235,7 +251,7 @@ pub async fn open(peer: &Peer, count: usize) -> Result<Opened, SetupFailure> {
                 let (addr, config, name) = (*addr, std::sync::Arc::clone(config), name.clone());
                 async move {
                     let stream = tcp(addr).await?;
-                    super::tls::TlsConnection::handshake(stream, config, name).await
+                    TlsConnection::handshake(stream, config, name).await
                 }
             })
             .await?,

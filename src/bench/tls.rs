@@ -18,8 +18,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::connect::ByteStream;
-
 /// One TLS connection of a run.
 #[derive(Debug)]
 pub struct TlsConnection(RefCell<TlsStream<TcpStream>>);
@@ -44,6 +42,13 @@ impl TlsConnection {
                 crate::tls::client::handshake_failure(&err),
             )),
         }
+    }
+}
+
+impl TlsConnection {
+    /// The two halves, which borrow the stream in turn.
+    pub fn halves(&mut self) -> (Half<'_>, Half<'_>) {
+        (Half(&self.0), Half(&self.0))
     }
 }
 
@@ -115,20 +120,5 @@ impl AsyncWrite for TlsConnection {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut Half(&self.0)).poll_shutdown(cx)
-    }
-}
-
-impl ByteStream for TlsConnection {
-    type Reader<'a> = Half<'a>;
-    type Writer<'a> = Half<'a>;
-
-    /// Never at once: a TLS write goes through rustls, whose records the
-    /// loop's own write sends.
-    fn try_write(&self, _buf: &[u8]) -> io::Result<usize> {
-        Err(io::ErrorKind::WouldBlock.into())
-    }
-
-    fn split(&mut self) -> (Half<'_>, Half<'_>) {
-        (Half(&self.0), Half(&self.0))
     }
 }
