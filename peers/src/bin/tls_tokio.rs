@@ -15,10 +15,17 @@ use tokio::net::TcpListener;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:9443".into());
-    let (cert, key) = (args.next().ok_or("cert.pem")?, args.next().ok_or("key.pem")?);
+    let (cert, key) = (
+        args.next().ok_or("cert.pem")?,
+        args.next().ok_or("key.pem")?,
+    );
     let chain = CertificateDer::pem_file_iter(&cert)?.collect::<Result<Vec<_>, _>>()?;
     let key = PrivateKeyDer::from_pem_file(&key)?;
-    let config = rustls::ServerConfig::builder()
+    // rustls' default provider, named: this crate also builds ring (for
+    // tls_providers), and with two the default is ambiguous.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -28,7 +35,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = socket.set_nodelay(true);
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let Ok(mut tls) = acceptor.accept(socket).await else { return };
+            let Ok(mut tls) = acceptor.accept(socket).await else {
+                return;
+            };
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 let n = match tls.read(&mut buf).await {
