@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 
 use crate::exclusive;
-use crate::support::{ServerProcess, TempDir};
+use crate::support::{Pki, ServerProcess};
 
 /// Findings of severity MEDIUM or above that the test certificate causes,
 /// not the server: it names no CRL or OCSP responder.
@@ -15,26 +15,9 @@ const CAUSED_BY_THE_TEST_CERTIFICATE: [&str; 1] = ["cert_revocation"];
 #[test]
 fn testssl_finds_nothing_medium_or_above_but_what_the_test_certificate_causes() {
     let _serial = exclusive();
-    let dir = TempDir::new();
-    let made = Command::new("sh")
-        .args(["-c", include_str!("../it/tls/pki.sh")])
-        .current_dir(&dir.0)
-        .status()
-        .expect("openssl (package openssl)");
-    assert!(made.success());
-    let (chain, key) = (dir.path("chain.pem"), dir.path("server.key"));
-    let server = ServerProcess::start(
-        &[
-            "--tls",
-            "127.0.0.1:0",
-            "--tls-cert",
-            &chain,
-            "--tls-key",
-            &key,
-        ],
-        1,
-    );
-    let (findings, text) = testssl(&dir, server.addr().port());
+    let pki = Pki::new();
+    let server = pki.serve("chain.pem", "server.key", &[]);
+    let (findings, text) = testssl(&pki, server.addr().port());
     let finding = |id: &str| {
         findings
             .iter()
@@ -58,10 +41,10 @@ fn testssl_finds_nothing_medium_or_above_but_what_the_test_certificate_causes() 
     assert_eq!(finding("cert_chain_of_trust"), "passed.");
 }
 
-/// Runs testssl.sh against `localhost:PORT`, trusting the test CA in `dir`;
+/// Runs testssl.sh against `localhost:PORT`, trusting the test CA of `pki`;
 /// returns its findings and the JSON they came from.
-fn testssl(dir: &TempDir, port: u16) -> (Vec<serde_json::Value>, String) {
-    let report = dir.path("testssl.json");
+fn testssl(pki: &Pki, port: u16) -> (Vec<serde_json::Value>, String) {
+    let report = pki.path("testssl.json");
     let target = format!("localhost:{port}");
     let status = Command::new("testssl")
         .args([
@@ -75,7 +58,7 @@ fn testssl(dir: &TempDir, port: u16) -> (Vec<serde_json::Value>, String) {
         ])
         .args([
             "--add-ca",
-            &dir.path("ca.pem"),
+            &pki.path("ca.pem"),
             "--jsonfile",
             &report,
             &target,

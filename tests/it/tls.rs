@@ -11,46 +11,9 @@ use nix::sys::signal::Signal;
 
 use crate::metrics::{scrape, value};
 use crate::support::{
-    PATIENCE, ServerProcess, TempDir, assert_error_line, random_bytes, run, run_with_input, upecho,
+    PATIENCE, Pki, ServerProcess, assert_error_line, random_bytes, run, run_with_input, upecho,
     upper, wait_until,
 };
-
-/// A test PKI made by `tests/it/tls/pki.sh` (openssl) in a fresh directory.
-struct Pki(TempDir);
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = TempDir::new();
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(include_str!("tls/pki.sh"))
-            .current_dir(&dir.0)
-            .stdin(Stdio::null())
-            .status()
-            .expect("run openssl (package openssl)");
-        assert!(status.success(), "pki.sh failed: {status}");
-        Pki(dir)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.path(name)
-    }
-
-    /// Starts `serve --tls` on a free port with `chain` and `key`, and `more`.
-    fn serve(&self, chain: &str, key: &str, more: &[&str]) -> ServerProcess {
-        let (chain, key) = (self.path(chain), self.path(key));
-        let mut args = vec![
-            "--tls",
-            "127.0.0.1:0",
-            "--tls-cert",
-            &chain,
-            "--tls-key",
-            &key,
-        ];
-        args.extend_from_slice(more);
-        ServerProcess::start(&args, 1)
-    }
-}
 
 /// `upecho connect ADDR --tls ARGS` with `input` piped in.
 fn connect_tls(server: &ServerProcess, args: &[&str], input: &[u8]) -> Output {

@@ -484,3 +484,40 @@ pub fn has_file_open(pid: i32, name: &str) -> bool {
             .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to.ends_with(name)))
     })
 }
+
+/// A test PKI made by `tests/it/tls/pki.sh` (openssl) in a fresh directory.
+pub struct Pki(TempDir);
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = TempDir::new();
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(include_str!("../it/tls/pki.sh"))
+            .current_dir(&dir.0)
+            .stdin(Stdio::null())
+            .status()
+            .expect("run openssl (package openssl)");
+        assert!(status.success(), "pki.sh failed: {status}");
+        Pki(dir)
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.0.path(name)
+    }
+
+    /// Starts `serve --tls` on a free port with `chain` and `key`, and `more`.
+    pub fn serve(&self, chain: &str, key: &str, more: &[&str]) -> ServerProcess {
+        let (chain, key) = (self.path(chain), self.path(key));
+        let mut args = vec![
+            "--tls",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &chain,
+            "--tls-key",
+            &key,
+        ];
+        args.extend_from_slice(more);
+        ServerProcess::start(&args, 1)
+    }
+}
