@@ -50,8 +50,8 @@ pub(super) fn with_scratch<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
 
 /// Reads what is there from `stream` into the thread's scratch buffer,
 /// counts it, transforms it in place and hands the output to `answer`, all
-/// within one poll: `None` at EOF. The one read path of plain and TLS
-/// connections.
+/// within one poll: `None` at EOF. (TLS connections read records instead,
+/// in [`super::tls`].)
 #[inline]
 pub(super) fn poll_read_transformed<R: AsyncRead + Unpin, T>(
     stream: &mut R,
@@ -82,7 +82,7 @@ pub(super) fn poll_read_transformed<R: AsyncRead + Unpin, T>(
 /// `EAGAIN` on 60% of round trips, seen with `strace -f -c`; `poll_read` knows
 /// a short read drained the socket.) Writes are tried without registering
 /// interest, and waited for only when bytes are owed.
-pub(crate) trait ReadyStream: AsyncRead + tokio::io::AsyncWrite + Unpin {
+pub(crate) trait ReadyStream: AsyncRead + tokio::io::AsyncWrite + Unpin + Sync {
     /// Waits until a write may make progress.
     fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
     /// Writes without blocking; `WouldBlock` when the socket buffer is full.
@@ -213,7 +213,7 @@ impl Traffic {
 /// Empty (no allocation) whenever the peer keeps up, which is always in
 /// ping-pong; filled only when a write was partial, and freed once drained.
 #[derive(Debug, Default)]
-struct Owed {
+pub(super) struct Owed {
     /// The bytes; `Vec::new()` allocates nothing.
     bytes: Vec<u8>,
     /// How many of `bytes` were already written.
@@ -222,12 +222,12 @@ struct Owed {
 
 impl Owed {
     /// Returns true if and only if nothing is owed.
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.sent == self.bytes.len()
     }
 
     /// Keeps `rest` to be written later.
-    fn keep(&mut self, rest: &[u8]) {
+    pub(super) fn keep(&mut self, rest: &[u8]) {
         self.bytes.extend_from_slice(rest);
     }
 
@@ -344,19 +344,9 @@ impl<S: ReadyStream> Connection<S> {
             &mut self.transform,
             &self.traffic,
             |stream, out| {
-                if out.is_empty() {
-                    // The transform holds an incomplete character.
-                    return Ok(0);
-                }
-                let written = match stream.try_write(out) {
-                    Ok(written) => written,
-                    Err(err) if would_block(&err) => 0,
-                    Err(err) => return Err(err),
-                };
-                if written < out.len() {
-                    owed.keep(&out[written..]);
-                }
-                Ok(written)
+                // Nothing is owed here (nothing is read while it is), and an
+                // empty output is a character the transform holds.
+                send_or_owe(stream, owed, out)
             },
         );
         Poll::Ready(match ready!(answered) {
@@ -371,17 +361,9 @@ impl<S: ReadyStream> Connection<S> {
 
     /// Waits until the peer's socket has room and writes what is owed.
     async fn write_owed(&mut self) -> io::Result<()> {
-        self.stream.writable().await?;
-        match self.stream.try_write(self.owed.pending()) {
-            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                Traffic::add(&self.traffic.bytes_out, n);
-                self.owed.advance(n);
-                Ok(())
-            }
-            Err(err) if would_block(&err) => Ok(()),
-            Err(err) => Err(err),
-        }
+        let written = write_owed(&self.stream, &mut self.owed).await?;
+        Traffic::add(&self.traffic.bytes_out, written);
+        Ok(())
     }
 
     /// Half-close: sends what is still owed (the transform's held bytes
@@ -401,6 +383,46 @@ impl<S: ReadyStream> Connection<S> {
             Err(err) => End::Io(err),
         }
     }
+}
+
+/// Waits until `stream` has room and writes some of what is `owed`: how many
+/// bytes (0 when the readiness was spurious).
+pub(super) async fn write_owed<S: ReadyStream>(stream: &S, owed: &mut Owed) -> io::Result<usize> {
+    stream.writable().await?;
+    match stream.try_write(owed.pending()) {
+        Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+        Ok(n) => {
+            owed.advance(n);
+            Ok(n)
+        }
+        Err(err) if would_block(&err) => Ok(0),
+        Err(err) => Err(err),
+    }
+}
+
+/// Writes `bytes` after what is `owed`: at once if nothing is owed and the
+/// socket takes them, what it does not take is owed.
+pub(super) fn send_or_owe<S: ReadyStream>(
+    stream: &S,
+    owed: &mut Owed,
+    bytes: &[u8],
+) -> io::Result<usize> {
+    if bytes.is_empty() {
+        return Ok(0);
+    }
+    if !owed.is_empty() {
+        owed.keep(bytes);
+        return Ok(0);
+    }
+    let written = match stream.try_write(bytes) {
+        Ok(written) => written,
+        Err(err) if would_block(&err) => 0,
+        Err(err) => return Err(err),
+    };
+    if written < bytes.len() {
+        owed.keep(&bytes[written..]);
+    }
+    Ok(written)
 }
 
 /// Returns true if and only if `err` says the non-blocking call found nothing
