@@ -387,6 +387,10 @@ pub struct BenchArgs {
     /// Seed of the pseudo-random payloads.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,
+    /// Generator threads: the connections are spread over them (one runtime
+    /// each) and their figures merged.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=upecho::bench::config::MAX_THREADS as i64))]
+    pub threads: u16,
     /// Print one JSON object on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -416,6 +420,7 @@ impl BenchArgs {
             seed: self.seed,
             // Full handshakes: a benchmark never resumes a session.
             tls: self.tls.to_config(false),
+            threads: usize::from(self.threads),
         };
         config.validate()?;
         Ok(config)

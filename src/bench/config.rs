@@ -11,6 +11,10 @@ use crate::{Error, HostPort, Transform};
 /// The largest `--size`: 16 MiB.
 pub const MAX_SIZE: usize = 16 << 20;
 
+/// The most generator threads (`--threads`): far more than the cores of any
+/// machine one generator would load a server from.
+pub const MAX_THREADS: usize = 256;
+
 /// The longest warm-up plus window a run accepts (about 63 years): far past
 /// any real use, and far from where adding it to a clock reading overflows.
 pub const MAX_RUN: Duration = Duration::from_secs(2_000_000_000);
@@ -55,6 +59,9 @@ pub struct BenchConfig {
     pub seed: u64,
     /// TLS over TCP (`--tls`), and whom to trust; `None` for plain.
     pub tls: Option<crate::tls::client::ClientTls>,
+    /// Generator threads (`--threads`), each with its share of the
+    /// connections; more than there are connections run as many as there are.
+    pub threads: usize,
 }
 
 impl Default for BenchConfig {
@@ -71,6 +78,7 @@ impl Default for BenchConfig {
             warmup: Duration::from_secs(1),
             seed: 1,
             tls: None,
+            threads: 1,
         }
     }
 }
@@ -96,6 +104,8 @@ impl BenchConfig {
             format!("--size must be 1 to {MAX_SIZE} bytes, not {}", self.size)
         } else if self.connections == 0 {
             "--connections must be at least 1".to_string()
+        } else if !(1..=MAX_THREADS).contains(&self.threads) {
+            format!("--threads must be 1 to {MAX_THREADS}, not {}", self.threads)
         } else if run.is_none_or(|run| run > MAX_RUN) {
             format!(
                 "--warmup plus --duration must be at most {} seconds",

@@ -10,14 +10,16 @@
 //! [`IN_FLIGHT_MIN`]) reply bytes (not requests); `stream` cuts its writes to
 //! that room. Pingpong and datagram have one message in flight by design.
 //!
-//! Everything runs on one thread (a `LocalSet`), so connections share one
-//! payload, one read buffer and one [`Tally`] through `Rc`/`RefCell` instead of
-//! each owning copies.
+//! A generator thread's connections all run on it (a `LocalSet`), so they
+//! share one read buffer and one [`Tally`] through `Rc`/`RefCell` instead of
+//! each owning copies; the payload is shared by every thread (`Arc`), and the
+//! tallies are merged at the end.
 
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Poll, ready};
 use std::time::Duration;
 
@@ -76,8 +78,8 @@ impl Window {
 /// What every connection task of a run shares: the payload, the window, the
 /// tally, and the one read buffer. One per run, behind an `Rc`.
 pub struct RunState {
-    /// Requests and expected replies.
-    pub payload: Payload,
+    /// Requests and expected replies, shared by every generator thread.
+    pub payload: Arc<Payload>,
     /// When replies count.
     pub window: Window,
     /// Counters and histograms of the whole run.
@@ -93,7 +95,9 @@ pub struct RunState {
 impl RunState {
     /// The state of a run of `connections` measuring in `window`, with a
     /// fresh tally and the run's read buffer.
-    pub fn new(payload: Payload, window: Window, connections: usize) -> RunState {
+    /// (`connections` counts those of every generator thread: the in-flight
+    /// cap is shared by all of them.)
+    pub fn new(payload: Arc<Payload>, window: Window, connections: usize) -> RunState {
         let connections = connections.max(1) as u64;
         RunState {
             payload,

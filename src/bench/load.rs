@@ -1,23 +1,26 @@
 //! Load generation: the phases of a run (set-up, warm-up, measured window,
-//! drain): it builds the run's [`RunState`], spawns a task per connection of
-//! the mode's traffic pattern, keeps time and watches for Ctrl-C, then hands
-//! the tally over as [`Measurements`].
+//! drain). It starts the generator threads (`worker`: each opens its share
+//! of the connections and runs a task per connection of the mode's traffic
+//! pattern), announces the window once all are open, keeps time and watches
+//! for Ctrl-C, then merges the threads' tallies into [`Measurements`].
 //!
 //! A connection costs its task and its socket, about 2 KiB
 //! ([`CONNECTION_MEMORY`]); the generator's other memory is fixed.
 
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
 
-use super::conn::{RunState, Window};
-use super::connect::{self, ByteStream, DatagramSocket, Opened, Peer};
+use super::BenchConfig;
+use super::conn::Window;
+use super::connect::Peer;
 use super::payload::Payload;
-use super::stats::{self, Measurements};
-use super::{BenchConfig, Mode, datagram, pingpong, stream};
+use super::stats::{self, Measurements, Tally};
+use super::worker::{self, Worker};
 use crate::Error;
 
 /// The generator's memory per connection, as measured (and as `--help`
@@ -41,96 +44,193 @@ pub enum Ended {
 }
 
 /// Runs the whole benchmark with `payload` against `peer`: set-up, warm-up,
-/// window, drain. Ctrl-C stops it where it is, with what was measured.
+/// window, drain, on `config.threads` generator threads ([`Worker`]s), this
+/// thread keeping time. Ctrl-C stops it where it is, with what was measured.
 ///
 /// # Errors
 ///
 /// [`Error::Connect`] when a connection cannot be opened; [`Error::Io`] when
-/// Ctrl-C cannot be watched.
-pub async fn drive(
-    config: BenchConfig,
-    peer: Peer,
+/// a runtime or a thread cannot be started, or Ctrl-C cannot be watched.
+pub fn drive(
+    config: &BenchConfig,
+    peer: &Peer,
     payload: Payload,
     progress: impl FnMut(f64),
 ) -> Result<Ended, Error> {
-    // Installed before any connection opens, so a Ctrl-C at any point after a
-    // server saw one comes back here as a value.
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|cause| Error::Io {
-        context: "cannot watch for Ctrl-C".into(),
-        cause,
-    })?;
-    let start = Instant::now();
-    let opened = tokio::select! {
-        opened = connect::open(&peer, config.connections) => {
-            opened.map_err(|failure| {
-                failure.into_error(&config.target.named(config.tls.is_some()), config.connections)
-            })?
+    let (runtime, interrupt) = coordinator()?;
+    let config = Arc::new(config.clone());
+    let payload = Arc::new(payload);
+    let stop = CancellationToken::new();
+    let (opened, ready) = mpsc::unbounded_channel();
+    let (window, windows) = watch::channel(None);
+    std::thread::scope(|scope| {
+        let mut tallies = Vec::new();
+        for (number, share) in worker::shares(config.connections, config.threads)
+            .into_iter()
+            .enumerate()
+        {
+            let (tally, measured) = oneshot::channel();
+            tallies.push(measured);
+            let worker = Worker {
+                config: Arc::clone(&config),
+                peer: peer.clone(),
+                payload: Arc::clone(&payload),
+                share,
+                stop: stop.clone(),
+                opened: opened.clone(),
+                window: windows.clone(),
+                tally,
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("bench-{number}"))
+                .spawn_scoped(scope, move || worker.run());
+            if let Err(cause) = spawned {
+                stop.cancel();
+                return Err(Error::Io {
+                    context: "cannot start a generator thread".into(),
+                    cause,
+                });
+            }
         }
-        _ = interrupt.recv() => return Ok(Ended::InterruptedInSetUp),
-    };
-    let setup = start.elapsed();
-    let began = Instant::now();
-    let window = Window {
-        from: began + config.warmup,
-        to: began + config.warmup + config.duration,
-    };
-    let state = Rc::new(RunState::new(payload, window, config.connections));
-    let mut tasks = JoinSet::new();
-    // The one dispatch on the kind of socket: each task below is a loop
-    // compiled for its own kind.
-    match opened {
-        Opened::Tcp(streams) => spawn_streams(&mut tasks, streams, config.mode, &state),
-        Opened::Unix(streams) => spawn_streams(&mut tasks, streams, config.mode, &state),
-        Opened::Udp(sockets) => spawn_datagrams(&mut tasks, sockets, &state),
-        Opened::Tls(streams) => spawn_streams(&mut tasks, streams, config.mode, &state),
-    }
-    let timed = keep_time(window, began, progress, &mut interrupt).await;
-    let interrupted = timed.interrupted
-        || tokio::select! {
-            () = async { while tasks.join_next().await.is_some() {} } => false,
-            _ = interrupt.recv() => true,
+        drop(opened);
+        let phases = Phases {
+            config: &config,
+            ready,
+            window,
+            tallies,
+            stop: &stop,
+            interrupt,
         };
-    // Taken before any other task runs: nothing is counted after Ctrl-C. The
-    // tasks still running are aborted when `tasks` is dropped.
-    let measured = Measurements::new(
-        state.tally.take(),
-        config.connections,
-        setup,
-        timed
-            .measured
-            .min(config.duration)
-            .max(Duration::from_nanos(1)),
-        timed.cpu,
-    );
-    Ok(if interrupted {
-        Ended::Interrupted(measured)
-    } else {
-        Ended::Measured(measured)
+        let ended = runtime.block_on(phases.run(progress));
+        // Whatever happened, the workers end now (after a window that ran to
+        // its end they already have), and the scope joins them.
+        stop.cancel();
+        ended
     })
 }
 
-/// Spawns a connection task per stream, of the mode's traffic pattern.
-fn spawn_streams<S: ByteStream>(
-    tasks: &mut JoinSet<()>,
-    streams: Vec<S>,
-    mode: Mode,
-    state: &Rc<RunState>,
-) {
-    for (index, stream) in streams.into_iter().enumerate() {
-        let state = Rc::clone(state);
-        // Spawned as they are, not inside a future that matches on the mode:
-        // one state machine less to resume per round trip (15 instructions).
-        match mode {
-            Mode::PingPong => tasks.spawn_local(pingpong::run(stream, index, state)),
-            Mode::Stream => tasks.spawn_local(stream::run(stream, index, state)),
-        };
-    }
+/// The coordinator's runtime, and the Ctrl-C watch, installed before any
+/// connection opens, so that a Ctrl-C at any point after a server saw one
+/// comes back as a value.
+fn coordinator() -> Result<(tokio::runtime::Runtime, Signal), Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|cause| Error::Io {
+            context: "cannot start the async runtime".into(),
+            cause,
+        })?;
+    let interrupt = {
+        let _entered = runtime.enter();
+        signal(SignalKind::interrupt()).map_err(|cause| Error::Io {
+            context: "cannot watch for Ctrl-C".into(),
+            cause,
+        })?
+    };
+    Ok((runtime, interrupt))
 }
 
-/// Spawns a datagram pingpong task per UDP socket.
-fn spawn_datagrams(tasks: &mut JoinSet<()>, sockets: Vec<DatagramSocket>, state: &Rc<RunState>) {
-    for (index, socket) in sockets.into_iter().enumerate() {
-        tasks.spawn_local(datagram::run(socket, index, Rc::clone(state)));
+/// What the coordinator holds while the workers run.
+struct Phases<'a> {
+    config: &'a BenchConfig,
+    /// One message per worker: its connections are open, or why not.
+    ready: mpsc::UnboundedReceiver<Result<(), Error>>,
+    /// Where the window is announced.
+    window: watch::Sender<Option<Window>>,
+    /// Where each worker's tally will come.
+    tallies: Vec<oneshot::Receiver<Tally>>,
+    /// Ends every worker.
+    stop: &'a CancellationToken,
+    /// Ctrl-C.
+    interrupt: Signal,
+}
+
+impl Phases<'_> {
+    /// Waits for every worker's connections, announces the window, keeps
+    /// time, and merges the tallies.
+    async fn run(mut self, progress: impl FnMut(f64)) -> Result<Ended, Error> {
+        let start = Instant::now();
+        if !self.all_ready().await? {
+            return Ok(Ended::InterruptedInSetUp);
+        }
+        let setup = start.elapsed();
+        let began = Instant::now();
+        let window = Window {
+            from: began + self.config.warmup,
+            to: began + self.config.warmup + self.config.duration,
+        };
+        let _ = self.window.send(Some(window));
+        let timed = keep_time(window, began, progress, &mut self.interrupt).await;
+        let (merged, interrupted) = self.collect(timed.interrupted).await;
+        let measured = Measurements::new(
+            merged,
+            self.config.connections,
+            setup,
+            timed
+                .measured
+                .min(self.config.duration)
+                .max(Duration::from_nanos(1)),
+            timed.cpu,
+        );
+        Ok(if interrupted {
+            Ended::Interrupted(measured)
+        } else {
+            Ended::Measured(measured)
+        })
+    }
+
+    /// Waits until every worker has opened its connections: true, or false
+    /// if Ctrl-C came first.
+    async fn all_ready(&mut self) -> Result<bool, Error> {
+        for _ in 0..self.tallies.len() {
+            tokio::select! {
+                ready = self.ready.recv() => match ready {
+                    Some(Ok(())) => {}
+                    Some(Err(err)) => return Err(err),
+                    None => return Err(Error::Io {
+                        context: "a generator thread stopped".into(),
+                        cause: std::io::Error::other("it ended before opening its connections"),
+                    }),
+                },
+                _ = self.interrupt.recv() => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Merges the workers' tallies as they end, or, from a Ctrl-C on (or
+    /// one in the window: `interrupted`), at once; returns them and whether
+    /// Ctrl-C came.
+    async fn collect(&mut self, mut interrupted: bool) -> (Tally, bool) {
+        if interrupted {
+            self.stop.cancel();
+        }
+        let mut merged = Tally::default();
+        for mut tally in std::mem::take(&mut self.tallies) {
+            let sent = if interrupted {
+                None
+            } else {
+                tokio::select! {
+                    biased;
+                    sent = &mut tally => Some(sent),
+                    _ = self.interrupt.recv() => None,
+                }
+            };
+            let sent = match sent {
+                Some(sent) => sent,
+                None => {
+                    interrupted = true;
+                    self.stop.cancel();
+                    tally.await
+                }
+            };
+            // A worker that is gone (it cannot be: it sends before it ends)
+            // adds nothing.
+            if let Ok(tally) = sent {
+                merged.merge(tally);
+            }
+        }
+        (merged, interrupted)
     }
 }
 
@@ -196,8 +296,12 @@ async fn keep_time(
 
 #[cfg(test)]
 mod tests {
+    use std::rc::Rc;
+
     use tokio::net::{TcpStream, UnixStream};
 
+    use super::super::conn::RunState;
+    use super::super::{connect, datagram, pingpong, stream};
     use super::*;
 
     #[test]
@@ -207,7 +311,7 @@ mod tests {
             from: Instant::now(),
             to: Instant::now(),
         };
-        let state = Rc::new(RunState::new(Payload::new(&config), window, 1));
+        let state = Rc::new(RunState::new(Arc::new(Payload::new(&config)), window, 1));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -6,7 +6,8 @@
 //! checked reads, the drain), checking every reply byte with [`verify`]
 //! against the [`payload`], [`stats`] measures (one latency histogram, stalls, CPU),
 //! [`report`] decides pass or fail and presents the result (human summary or
-//! JSON). Measuring, presenting and exporting stay separate, as in hyperfine.
+//! JSON). With `--threads N`, `worker` runs a share of the connections on each
+//! of N threads and `load` merges their tallies. Measuring, presenting and exporting stay separate, as in hyperfine.
 //! Ctrl-C ends a run where it stands, with the report of the time measured
 //! so far ([`Outcome::Interrupted`]); the binary prints it and exits 130.
 //!
@@ -28,8 +29,7 @@ pub mod stats;
 mod stream;
 pub mod tls;
 pub mod verify;
-
-use tokio::task::LocalSet;
+mod worker;
 
 use crate::Error;
 
@@ -49,8 +49,10 @@ pub enum Outcome {
     Interrupted(Option<Box<Report>>),
 }
 
-/// Runs the benchmark on a single-threaded runtime (the load generator is meant
-/// to be pinned to one core) and returns the measurements, or
+/// Runs the benchmark on `config.threads` generator threads, each a
+/// single-threaded runtime with its share of the connections (one thread,
+/// the default, is meant to be pinned to one core), and returns the merged
+/// measurements, or
 /// [`Outcome::Interrupted`] if Ctrl-C (SIGINT) arrived: the run watches for it
 /// from start to end and stops where it is, with what it measured so far, so
 /// the caller can tidy up (a progress bar), print that report and exit with
@@ -76,7 +78,7 @@ pub enum Outcome {
 /// be set up.
 /// Wrong replies and stalls are not errors of this function but counted in
 /// the report; [`Report::failure`] says whether they fail the run.
-pub fn run(config: &BenchConfig, progress: impl FnMut(f64) + 'static) -> Result<Outcome, Error> {
+pub fn run(config: &BenchConfig, progress: impl FnMut(f64)) -> Result<Outcome, Error> {
     config.validate()?;
     if let Err(err) = crate::endpoint::raise_fd_limit() {
         tracing::debug!(error = %crate::error::plain(&err), "cannot raise the descriptor limit");
@@ -84,26 +86,7 @@ pub fn run(config: &BenchConfig, progress: impl FnMut(f64) + 'static) -> Result<
     let peer = connect::Peer::resolve(&config.target, config.tls.as_ref())?;
     let payload = payload::Payload::new(config);
     config.validate_reply_len(payload.max_reply_len())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|cause| Error::Io {
-            context: "cannot start the async runtime".into(),
-            cause,
-        })?;
-    // A `LocalSet`, so the connection tasks can share the run's state through
-    // `Rc`, run as a future of its own: `LocalSet::block_on(future)` would poll
-    // that future (the timekeeping: a timer and the Ctrl-C watch) at every
-    // wake-up of any connection: with one connection, some 550 of 3,375
-    // instructions per round trip (callgrind). Awaiting the set polls only the
-    // tasks.
-    let tasks = LocalSet::new();
-    let driver = tasks.spawn_local(load::drive(config.clone(), peer, payload, progress));
-    runtime.block_on(tasks);
-    let ended = match runtime.block_on(driver) {
-        Ok(ended) => ended?,
-        Err(lost) => std::panic::resume_unwind(lost.into_panic()),
-    };
+    let ended = load::drive(config, &peer, payload, progress)?;
     let report = |measured, interrupted| {
         let mut report = Report::new(config, &measured);
         report.interrupted = interrupted;

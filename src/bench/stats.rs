@@ -90,6 +90,23 @@ impl Tally {
         }
     }
 
+    /// Adds what another generator thread counted (`--threads`).
+    pub fn merge(&mut self, other: Tally) {
+        self.requests += other.requests;
+        self.bytes += other.bytes;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.lost += other.lost;
+        self.replied += other.replied;
+        self.echoing += other.echoing;
+        // Same bounds, so adding cannot fail.
+        let _ = self.latency.add(&other.latency);
+        let _ = self.unanswered.add(&other.unanswered);
+        let _ = self.silences.add(&other.silences);
+    }
+
     /// The silence from which a connection counts as stalled: [`STALL_MIN`], or
     /// [`STALL_FACTOR`] times the p99 of the window's verified replies if that
     /// is longer.

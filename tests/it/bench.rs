@@ -21,7 +21,7 @@ use crate::support::{
 };
 
 /// `upecho bench ADDR --json` with a window of `secs` after 0.1 s of warm-up.
-fn bench_for(secs: &str, addr: &str, extra: &[&str]) -> Output {
+pub fn bench_for(secs: &str, addr: &str, extra: &[&str]) -> Output {
     let mut args = vec!["bench", addr, "--duration", secs, "--json"];
     if !extra.contains(&"--warmup") {
         args.extend_from_slice(&["--warmup", "0.1"]);

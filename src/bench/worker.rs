@@ -1,0 +1,199 @@
+//! One generator thread's share of a run (`--threads`): its own
+//! single-threaded runtime, its connections and its tally. `load` (the
+//! coordinator) starts a worker per thread, says when the window is once all
+//! of them have opened their connections, and merges what they measured.
+//!
+//! Why threads of their own rather than one multi-threaded runtime: the hot
+//! loop of every traffic pattern relies on its thread's connections sharing
+//! one read buffer and one tally without locks (`conn`); a worker keeps that
+//! exactly, and the threads share only the payload (read-only) and a few
+//! channels used at the phases' edges, never per message.
+
+use std::ops::Range;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::{JoinSet, LocalSet};
+use tokio_util::sync::CancellationToken;
+
+use super::conn::{RunState, Window};
+use super::connect::{self, ByteStream, DatagramSocket, Opened, Peer};
+use super::payload::Payload;
+use super::stats::Tally;
+use super::{BenchConfig, Mode, datagram, pingpong, stream};
+use crate::Error;
+
+/// What one generator thread is given.
+pub struct Worker {
+    /// The run.
+    pub config: Arc<BenchConfig>,
+    /// Where its connections go.
+    pub peer: Peer,
+    /// Requests and expected replies, shared by every thread.
+    pub payload: Arc<Payload>,
+    /// Its connections' numbers among all of the run's (which message each
+    /// starts with, and its place in a `--rate` schedule).
+    pub share: Range<usize>,
+    /// Set by the coordinator to end the worker wherever it is: Ctrl-C, or
+    /// another worker's failure to open its connections.
+    pub stop: CancellationToken,
+    /// Where it says its connections are open, or why they could not be.
+    pub opened: mpsc::UnboundedSender<Result<(), Error>>,
+    /// Where the window arrives, once every thread is ready.
+    pub window: watch::Receiver<Option<Window>>,
+    /// Where its tally goes at the end.
+    pub tally: oneshot::Sender<Tally>,
+}
+
+impl Worker {
+    /// Runs the worker on the calling thread until its connections are done
+    /// (or it is stopped). A failure to start its runtime is sent as its
+    /// answer to "opened".
+    pub fn run(self) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(cause) => {
+                let _ = self.opened.send(Err(Error::Io {
+                    context: "cannot start a generator thread's async runtime".into(),
+                    cause,
+                }));
+                return;
+            }
+        };
+        // The work is a task of the set, and the set is awaited as a whole:
+        // `LocalSet::block_on(future)` would poll that future at every
+        // wake-up of any connection (some 550 of 3,375 instructions per
+        // round trip with one connection, callgrind), while a task is polled
+        // only when its own waker fires.
+        let tasks = LocalSet::new();
+        let work = tasks.spawn_local(self.work());
+        runtime.block_on(tasks);
+        if let Err(lost) = runtime.block_on(work)
+            && lost.is_panic()
+        {
+            std::panic::resume_unwind(lost.into_panic());
+        }
+    }
+
+    /// Opens the connections, waits for the window, runs a task per
+    /// connection, and sends the tally.
+    async fn work(self) {
+        let Worker {
+            config,
+            peer,
+            payload,
+            share,
+            stop,
+            opened,
+            mut window,
+            tally,
+        } = self;
+        let sockets = tokio::select! {
+            sockets = connect::open(&peer, share.len()) => sockets,
+            () = stop.cancelled() => return,
+        };
+        let sockets = match sockets {
+            Ok(sockets) => sockets,
+            Err(failure) => {
+                let named = config.target.named(config.tls.is_some());
+                let _ = opened.send(Err(failure.into_error(&named, config.connections)));
+                return;
+            }
+        };
+        if opened.send(Ok(())).is_err() {
+            return;
+        }
+        let window = tokio::select! {
+            window = window.wait_for(Option::is_some) => match window {
+                Ok(window) => window.expect("waited for a window"),
+                Err(_gone) => return,
+            },
+            () = stop.cancelled() => return,
+        };
+        let state = Rc::new(RunState::new(payload, window, config.connections));
+        let mut tasks = JoinSet::new();
+        // The one dispatch on the kind of socket: each task below is a loop
+        // compiled for its own kind.
+        let first = share.start;
+        match sockets {
+            Opened::Tcp(streams) => spawn_streams(&mut tasks, streams, first, config.mode, &state),
+            Opened::Unix(streams) => spawn_streams(&mut tasks, streams, first, config.mode, &state),
+            Opened::Udp(sockets) => spawn_datagrams(&mut tasks, sockets, first, &state),
+            Opened::Tls(streams) => spawn_streams(&mut tasks, streams, first, config.mode, &state),
+        }
+        tokio::select! {
+            () = async { while tasks.join_next().await.is_some() {} } => {}
+            () = stop.cancelled() => {}
+        }
+        // Taken before the tasks still running are aborted (when `tasks` is
+        // dropped): nothing is counted after the stop.
+        let _ = tally.send(state.tally.take());
+    }
+}
+
+/// Spawns a connection task per stream, of the mode's traffic pattern;
+/// the first is connection number `first` of the run.
+fn spawn_streams<S: ByteStream>(
+    tasks: &mut JoinSet<()>,
+    streams: Vec<S>,
+    first: usize,
+    mode: Mode,
+    state: &Rc<RunState>,
+) {
+    for (index, stream) in (first..).zip(streams) {
+        let state = Rc::clone(state);
+        // Spawned as they are, not inside a future that matches on the mode:
+        // one state machine less to resume per round trip (15 instructions).
+        match mode {
+            Mode::PingPong => tasks.spawn_local(pingpong::run(stream, index, state)),
+            Mode::Stream => tasks.spawn_local(stream::run(stream, index, state)),
+        };
+    }
+}
+
+/// Spawns a datagram pingpong task per UDP socket.
+fn spawn_datagrams(
+    tasks: &mut JoinSet<()>,
+    sockets: Vec<DatagramSocket>,
+    first: usize,
+    state: &Rc<RunState>,
+) {
+    for (index, socket) in (first..).zip(sockets) {
+        tasks.spawn_local(datagram::run(socket, index, Rc::clone(state)));
+    }
+}
+
+/// Splits `connections` into `threads` contiguous shares as even as can be
+/// (the first ones one larger when it does not divide).
+pub fn shares(connections: usize, threads: usize) -> Vec<Range<usize>> {
+    let threads = threads.clamp(1, connections.max(1));
+    let (each, extra) = (connections / threads, connections % threads);
+    let mut start = 0;
+    (0..threads)
+        .map(|thread| {
+            let len = each + usize::from(thread < extra);
+            let share = start..start + len;
+            start += len;
+            share
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_every_connection_once_and_evenly() {
+        assert_eq!(shares(5, 2), vec![0..3, 3..5]);
+        assert_eq!(shares(2, 8), vec![0..1, 1..2]);
+        assert_eq!(shares(1, 1), vec![0..1]);
+        let split = shares(1000, 3);
+        assert_eq!(split.iter().map(Range::len).sum::<usize>(), 1000);
+        assert!(split.windows(2).all(|pair| pair[0].end == pair[1].start));
+    }
+}
