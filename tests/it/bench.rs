@@ -74,6 +74,7 @@ fn pingpong_against_upecho_reports_every_contract_field_and_no_error() {
         "stalled",
         "setup_s",
         "client_cpu_percent",
+        "client_cpu_us_per_op",
     ] {
         assert!(report.get(field).is_some(), "missing {field}: {report}");
     }

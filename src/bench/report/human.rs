@@ -27,6 +27,15 @@ impl fmt::Display for Report {
 }
 
 impl Report {
+    /// What `client_cpu_us_per_op` is per.
+    fn unit_of_work(&self) -> &'static str {
+        match self.mode {
+            "stream" => "MB",
+            "connect" => "connection",
+            _ => "round trip",
+        }
+    }
+
     /// The lines under the header: one per figure, after a line saying the
     /// run was cut short if Ctrl-C did that.
     fn figures(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -82,8 +91,10 @@ impl Report {
         )?;
         write!(
             f,
-            "  client CPU  {:.1}% of one core",
-            self.client_cpu_percent
+            "  client CPU  {:.1}% of one core, {:.2} us per {}",
+            self.client_cpu_percent,
+            self.client_cpu_us_per_op,
+            self.unit_of_work()
         )
     }
 }

@@ -56,6 +56,10 @@ pub struct Report {
     pub setup_s: f64,
     /// The load generator's own CPU use over the window, in % of one core.
     pub client_cpu_percent: f64,
+    /// The load generator's own CPU time, in microseconds, per verified
+    /// round trip (pingpong), per verified MB (stream) or per connection
+    /// cycle (connect); 0 when nothing was verified.
+    pub client_cpu_us_per_op: f64,
     /// Verified requests in the window.
     pub requests: u64,
     /// Verified reply bytes in the window.
@@ -114,6 +118,7 @@ impl Report {
                     .cpu
                     .map_or(0.0, |cpu| cpu.as_secs_f64() / secs * 100.0),
             ),
+            client_cpu_us_per_op: round3(cpu_per_op(config.mode, outcome)),
             requests: outcome.requests,
             bytes: outcome.bytes,
             transform: config.transform.name(),
@@ -198,6 +203,18 @@ impl Report {
     }
 }
 
+/// The generator's CPU time in microseconds per unit of the mode's work.
+fn cpu_per_op(mode: super::Mode, outcome: &Measurements) -> f64 {
+    let ops = match mode {
+        super::Mode::Stream => outcome.bytes as f64 / 1e6,
+        super::Mode::PingPong => outcome.requests as f64,
+    };
+    match outcome.cpu {
+        Some(cpu) if ops > 0.0 => cpu.as_secs_f64() * 1e6 / ops,
+        _ => 0.0,
+    }
+}
+
 fn round3(x: f64) -> f64 {
     if x.is_finite() {
         (x * 1000.0).round() / 1000.0
@@ -230,6 +247,7 @@ mod tests {
             stall_after_s: 1.0,
             setup_s: 0.0,
             client_cpu_percent: 0.0,
+            client_cpu_us_per_op: 0.0,
             requests: 0,
             bytes: 0,
             transform: "ascii",
