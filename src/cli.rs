@@ -387,6 +387,12 @@ pub struct BenchArgs {
     /// Seed of the pseudo-random payloads.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,
+    /// Open loop: R messages per second in total, spread evenly over the
+    /// connections, each sent at its scheduled time whether or not earlier
+    /// replies are back; latency is measured from that time (the uncorrected
+    /// figures beside it). Pingpong and UDP only, not with --mode stream.
+    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    pub rate: Option<f64>,
     /// Generator threads: the connections are spread over them (one runtime
     /// each) and their figures merged.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=upecho::bench::config::MAX_THREADS as i64))]
@@ -420,6 +426,7 @@ impl BenchArgs {
             seed: self.seed,
             // Full handshakes: a benchmark never resumes a session.
             tls: self.tls.to_config(false),
+            rate: self.rate,
             threads: usize::from(self.threads),
         };
         config.validate()?;
@@ -455,6 +462,17 @@ fn transform(arg: TransformArg) -> Transform {
         TransformArg::Ascii => Transform::Ascii,
         TransformArg::Unicode => Transform::Unicode,
         TransformArg::None => Transform::None,
+    }
+}
+
+/// A `--rate`: a positive number of messages per second (the range is
+/// checked with the rest of the configuration).
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "'{text}' is not a positive number of messages per second"
+        )),
     }
 }
 

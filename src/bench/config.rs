@@ -15,6 +15,13 @@ pub const MAX_SIZE: usize = 16 << 20;
 /// machine one generator would load a server from.
 pub const MAX_THREADS: usize = 256;
 
+/// The lowest `--rate`: one message every 1,000 s.
+pub const MIN_RATE: f64 = 0.001;
+
+/// The highest `--rate`: ten million messages per second, past what one
+/// machine's loopback carries.
+pub const MAX_RATE: f64 = 1e7;
+
 /// The longest warm-up plus window a run accepts (about 63 years): far past
 /// any real use, and far from where adding it to a clock reading overflows.
 pub const MAX_RUN: Duration = Duration::from_secs(2_000_000_000);
@@ -59,6 +66,10 @@ pub struct BenchConfig {
     pub seed: u64,
     /// TLS over TCP (`--tls`), and whom to trust; `None` for plain.
     pub tls: Option<crate::tls::client::ClientTls>,
+    /// Open loop (`--rate`): messages per second in total, each sent at its
+    /// scheduled time whether or not earlier replies are back; `None` for
+    /// the closed loop.
+    pub rate: Option<f64>,
     /// Generator threads (`--threads`), each with its share of the
     /// connections; more than there are connections run as many as there are.
     pub threads: usize,
@@ -78,6 +89,7 @@ impl Default for BenchConfig {
             warmup: Duration::from_secs(1),
             seed: 1,
             tls: None,
+            rate: None,
             threads: 1,
         }
     }
@@ -111,6 +123,15 @@ impl BenchConfig {
                 "--warmup plus --duration must be at most {} seconds",
                 MAX_RUN.as_secs()
             )
+        } else if let Some(rate) = self.rate
+            && !(rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&rate))
+        {
+            format!("--rate must be {MIN_RATE} to {MAX_RATE} messages per second, not {rate}")
+        } else if self.rate.is_some() && self.mode == Mode::Stream {
+            "--rate cannot be used with --mode stream: a stream has no messages to schedule"
+                .to_string()
+        } else if self.rate.is_some() && udp {
+            "--rate over --udp is not supported yet".to_string()
         } else if self.tls.is_some() && !matches!(self.target, Target::Tcp(_)) {
             "--tls runs over TCP only (not with --udp or --unix)".to_string()
         } else if udp && self.mode == Mode::Stream {

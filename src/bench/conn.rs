@@ -56,7 +56,7 @@ pub const IN_FLIGHT_MIN: u64 = 64 << 10;
 /// How long, after the window, a connection may take to return what it still
 /// owes once we half-close; past it the connection is abandoned (not an error:
 /// a server may legitimately still be busy with others).
-const DRAIN: Duration = Duration::from_secs(2);
+pub const DRAIN: Duration = Duration::from_secs(2);
 
 /// The measured window: a reply counts if it completed in it.
 #[derive(Clone, Copy, Debug)]

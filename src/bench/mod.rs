@@ -22,6 +22,8 @@ pub mod conn;
 pub mod connect;
 pub mod datagram;
 pub mod load;
+mod open_loop;
+pub mod pacer;
 pub mod payload;
 mod pingpong;
 pub mod report;

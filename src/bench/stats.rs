@@ -20,6 +20,17 @@ pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 100_000_000, 3).expect("valid histogram bounds")
 }
 
+/// How late sends leave, in microseconds from 0 (on time) to 100 s.
+pub fn lateness_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Records how late a send left (0 if on time).
+pub fn record_lateness(hist: &mut Histogram<u64>, late: Duration) {
+    let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+    hist.saturating_record(us);
+}
+
 /// Records `latency` (saturating at the histogram's top).
 pub fn record(hist: &mut Histogram<u64>, latency: Duration) {
     let us = u64::try_from(latency.as_micros())
@@ -58,7 +69,19 @@ pub struct Tally {
     pub latency: Histogram<u64>,
     /// For each connection with a request unanswered at the window's end, how
     /// long it had waited: a stall must show in the latency, not vanish.
+    /// (With `--rate`, every request unanswered, from its scheduled time.)
     pub unanswered: Histogram<u64>,
+    /// `--rate`: the latency of the same replies from when each request was
+    /// really sent (what a tool that does not correct for coordinated
+    /// omission reports), `latency` being from when it was due.
+    pub uncorrected: Histogram<u64>,
+    /// `--rate`: what `unanswered` holds, from the real send times.
+    pub unanswered_uncorrected: Histogram<u64>,
+    /// `--rate`: how late each request of the window left, in microseconds
+    /// (0 if on time).
+    pub behind: Histogram<u64>,
+    /// `--rate`: requests sent in the window.
+    pub sent: u64,
     /// For each connection that had been answered before and was owed bytes at
     /// the window's end, how long nothing had arrived: the stall detector.
     pub silences: Histogram<u64>,
@@ -76,7 +99,11 @@ impl Default for Tally {
             echoing: 0,
             latency: latency_histogram(),
             unanswered: latency_histogram(),
+            uncorrected: latency_histogram(),
+            unanswered_uncorrected: latency_histogram(),
+            behind: lateness_histogram(),
             silences: latency_histogram(),
+            sent: 0,
         }
     }
 }
@@ -104,6 +131,12 @@ impl Tally {
         // Same bounds, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
         let _ = self.unanswered.add(&other.unanswered);
+        let _ = self.uncorrected.add(&other.uncorrected);
+        let _ = self
+            .unanswered_uncorrected
+            .add(&other.unanswered_uncorrected);
+        let _ = self.behind.add(&other.behind);
+        self.sent += other.sent;
         let _ = self.silences.add(&other.silences);
     }
 
@@ -157,6 +190,13 @@ pub struct Measurements {
     /// Latency of every verified reply in the window, plus, for each request
     /// unanswered at its end, how long it had waited by then.
     pub latency: Histogram<u64>,
+    /// `--rate`: the latency from the real send times, unanswered waits
+    /// included.
+    pub uncorrected: Histogram<u64>,
+    /// `--rate`: how late the window's sends left, in microseconds.
+    pub behind: Histogram<u64>,
+    /// `--rate`: requests sent in the window.
+    pub sent: u64,
     /// The measured window's real length.
     pub window: Duration,
     /// CPU time this process used during the window.
@@ -177,6 +217,7 @@ impl Measurements {
         let stalled = tally.stalled(stall_after);
         // Same bounds, so adding cannot fail.
         let _ = tally.latency.add(&tally.unanswered);
+        let _ = tally.uncorrected.add(&tally.unanswered_uncorrected);
         Measurements {
             connections,
             setup,
@@ -189,6 +230,9 @@ impl Measurements {
             stalled,
             stall_after,
             latency: tally.latency,
+            uncorrected: tally.uncorrected,
+            behind: tally.behind,
+            sent: tally.sent,
             window,
             cpu,
         }

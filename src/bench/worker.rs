@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::conn::{RunState, Window};
 use super::connect::{self, ByteStream, DatagramSocket, Opened, Peer};
+use super::open_loop::{self, Schedule};
+use super::pacer::Pacer;
 use super::payload::Payload;
 use super::stats::Tally;
 use super::{BenchConfig, Mode, datagram, pingpong, stream};
@@ -92,21 +94,9 @@ impl Worker {
             mut window,
             tally,
         } = self;
-        let sockets = tokio::select! {
-            sockets = connect::open(&peer, share.len()) => sockets,
-            () = stop.cancelled() => return,
-        };
-        let sockets = match sockets {
-            Ok(sockets) => sockets,
-            Err(failure) => {
-                let named = config.target.named(config.tls.is_some());
-                let _ = opened.send(Err(failure.into_error(&named, config.connections)));
-                return;
-            }
-        };
-        if opened.send(Ok(())).is_err() {
+        let Some(sockets) = open(&config, &peer, share.len(), &stop, &opened).await else {
             return;
-        }
+        };
         let window = tokio::select! {
             window = window.wait_for(Option::is_some) => match window {
                 Ok(window) => window.expect("waited for a window"),
@@ -115,16 +105,39 @@ impl Worker {
             () = stop.cancelled() => return,
         };
         let state = Rc::new(RunState::new(payload, window, config.connections));
+        let pacing = match config
+            .rate
+            .map(|rate| pacing(&config, window, rate))
+            .transpose()
+        {
+            Ok(pacing) => pacing,
+            Err(err) => {
+                state.error(|| format!("cannot start the --rate clock: {err}"));
+                let _ = tally.send(state.tally.take());
+                return;
+            }
+        };
         let mut tasks = JoinSet::new();
+        let spawn = Spawn {
+            first: share.start,
+            mode: config.mode,
+            state: &state,
+            pacing: pacing.as_ref(),
+        };
         // The one dispatch on the kind of socket: each task below is a loop
         // compiled for its own kind.
-        let first = share.start;
         match sockets {
-            Opened::Tcp(streams) => spawn_streams(&mut tasks, streams, first, config.mode, &state),
-            Opened::Unix(streams) => spawn_streams(&mut tasks, streams, first, config.mode, &state),
-            Opened::Udp(sockets) => spawn_datagrams(&mut tasks, sockets, first, &state),
-            Opened::Tls(streams) => spawn_streams(&mut tasks, streams, first, config.mode, &state),
+            Opened::Tcp(streams) => spawn.streams(&mut tasks, streams),
+            Opened::Unix(streams) => spawn.streams(&mut tasks, streams),
+            Opened::Udp(sockets) => spawn_datagrams(&mut tasks, sockets, share.start, &state),
+            Opened::Tls(streams) => spawn.streams(&mut tasks, streams),
         }
+        // The clock runs beside the connections, not among them: `tasks`
+        // ends when they do.
+        let clock = pacing.as_ref().map(|(pacer, _)| {
+            let pacer = Rc::clone(pacer);
+            AbortOnDrop(tokio::task::spawn_local(async move { pacer.run().await }))
+        });
         tokio::select! {
             () = async { while tasks.join_next().await.is_some() {} } => {}
             () = stop.cancelled() => {}
@@ -132,26 +145,88 @@ impl Worker {
         // Taken before the tasks still running are aborted (when `tasks` is
         // dropped): nothing is counted after the stop.
         let _ = tally.send(state.tally.take());
+        drop(clock);
     }
 }
 
-/// Spawns a connection task per stream, of the mode's traffic pattern;
-/// the first is connection number `first` of the run.
-fn spawn_streams<S: ByteStream>(
-    tasks: &mut JoinSet<()>,
-    streams: Vec<S>,
+/// Opens `count` connections and tells the coordinator; `None` if they could
+/// not all be opened (the coordinator was told why) or the worker was
+/// stopped meanwhile.
+async fn open(
+    config: &BenchConfig,
+    peer: &Peer,
+    count: usize,
+    stop: &CancellationToken,
+    opened: &mpsc::UnboundedSender<Result<(), Error>>,
+) -> Option<Opened> {
+    let sockets = tokio::select! {
+        sockets = connect::open(peer, count) => sockets,
+        () = stop.cancelled() => return None,
+    };
+    match sockets {
+        Ok(sockets) => opened.send(Ok(())).is_ok().then_some(sockets),
+        Err(failure) => {
+            let named = config.target.named(config.tls.is_some());
+            let _ = opened.send(Err(failure.into_error(&named, config.connections)));
+            None
+        }
+    }
+}
+
+/// `--rate`'s clock and schedule for a worker.
+fn pacing(
+    config: &BenchConfig,
+    window: Window,
+    rate: f64,
+) -> std::io::Result<(Rc<Pacer>, Schedule)> {
+    let schedule = Schedule {
+        start: window.from - config.warmup,
+        rate,
+        connections: config.connections,
+    };
+    Ok((Rc::new(Pacer::new()?), schedule))
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What the connection tasks of a worker are spawned with.
+struct Spawn<'a> {
+    /// The run's number of the worker's first connection.
     first: usize,
     mode: Mode,
-    state: &Rc<RunState>,
-) {
-    for (index, stream) in (first..).zip(streams) {
-        let state = Rc::clone(state);
-        // Spawned as they are, not inside a future that matches on the mode:
-        // one state machine less to resume per round trip (15 instructions).
-        match mode {
-            Mode::PingPong => tasks.spawn_local(pingpong::run(stream, index, state)),
-            Mode::Stream => tasks.spawn_local(stream::run(stream, index, state)),
-        };
+    state: &'a Rc<RunState>,
+    /// `--rate`: the clock and the schedule.
+    pacing: Option<&'a (Rc<Pacer>, Schedule)>,
+}
+
+impl Spawn<'_> {
+    /// Spawns a connection task per stream, of the mode's traffic pattern
+    /// (open loop with `--rate`).
+    fn streams<S: ByteStream>(&self, tasks: &mut JoinSet<()>, streams: Vec<S>) {
+        for (index, stream) in (self.first..).zip(streams) {
+            let state = Rc::clone(self.state);
+            // Spawned as they are, not inside a future that matches on the
+            // mode: one state machine less to resume per round trip (15
+            // instructions).
+            match (self.mode, self.pacing) {
+                (Mode::PingPong, Some((pacer, schedule))) => tasks.spawn_local(open_loop::run(
+                    stream,
+                    index,
+                    state,
+                    Rc::clone(pacer),
+                    *schedule,
+                )),
+                (Mode::PingPong, None) => tasks.spawn_local(pingpong::run(stream, index, state)),
+                (Mode::Stream, _) => tasks.spawn_local(stream::run(stream, index, state)),
+            };
+        }
     }
 }
 

@@ -32,7 +32,7 @@ pub fn bench_for(secs: &str, addr: &str, extra: &[&str]) -> Output {
 
 /// `upecho bench TARGET --json` with a window of `secs` after 0.1 s of
 /// warm-up, where `target` is `ADDR`, `--udp ADDR` or `--unix PATH`.
-fn bench_to(secs: &str, target: &[&str], extra: &[&str]) -> Output {
+pub fn bench_to(secs: &str, target: &[&str], extra: &[&str]) -> Output {
     let mut args = vec!["bench"];
     args.extend_from_slice(target);
     args.extend_from_slice(&["--duration", secs, "--json"]);

@@ -87,3 +87,25 @@ fn zero_threads_is_a_usage_error_naming_the_flag() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
 }
+
+#[test]
+fn at_a_fixed_rate_one_and_two_threads_send_the_same_messages() {
+    let mut totals = Vec::new();
+    for threads in ["1", "2"] {
+        let (addr, seen) = counting_server();
+        let out = bench_for(
+            "1",
+            &addr,
+            &["--rate", "2000", "--connections", "4", "--threads", threads],
+        );
+        let report = assert_passes(&out);
+        assert_eq!(seen.connections.load(Ordering::Relaxed), 4);
+        totals.push((seen.bytes.load(Ordering::Relaxed) / 64, report));
+    }
+    // 2,000 per second over the 0.1 s warm-up and the 1 s window: 2,200
+    // messages, whichever thread sends them (a few may be cut by the
+    // window's end on a loaded machine, none doubled).
+    for (sent, report) in &totals {
+        assert!((2150..=2200).contains(sent), "{sent} messages: {report}");
+    }
+}

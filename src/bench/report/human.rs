@@ -66,9 +66,25 @@ impl Report {
         writeln!(f, "  throughput  {:.3} MB/s verified", self.mb_per_s)?;
         writeln!(
             f,
-            "  latency     p50 {} us, p99 {} us, p99.9 {} us, max {} us",
-            self.p50_us, self.p99_us, self.p999_us, self.max_us
+            "  latency     {}p50 {} us, p99 {} us, p99.9 {} us, max {} us",
+            if self.open_loop.is_some() {
+                "(from schedule) "
+            } else {
+                ""
+            },
+            self.p50_us,
+            self.p99_us,
+            self.p999_us,
+            self.max_us
         )?;
+        if let Some(open) = &self.open_loop {
+            open.lines(f)?;
+        }
+        self.health(f)
+    }
+
+    /// The lines on what went wrong, and the generator's own cost.
+    fn health(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "  errors      {}", self.errors)?;
         if let Some(first) = &self.first_error {
             writeln!(f, "  first error {first}")?;
@@ -95,6 +111,28 @@ impl Report {
             self.client_cpu_percent,
             self.client_cpu_us_per_op,
             self.unit_of_work()
+        )
+    }
+}
+
+impl super::OpenLoop {
+    /// The open loop's lines: the latency from the real send times, and how
+    /// the schedule was kept.
+    fn lines(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let from_send = &self.uncorrected;
+        writeln!(
+            f,
+            "  (from send) p50 {} us, p99 {} us, p99.9 {} us, max {} us (uncorrected)",
+            from_send.p50_us, from_send.p99_us, from_send.p999_us, from_send.max_us
+        )?;
+        writeln!(
+            f,
+            "  rate        {:.1}/s sent of {}/s asked; sends late by p50 {} us, p99 {} us, max {} us",
+            self.achieved_rate,
+            self.rate,
+            self.behind_p50_us,
+            self.behind_p99_us,
+            self.behind_max_us
         )
     }
 }

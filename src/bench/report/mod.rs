@@ -81,6 +81,62 @@ pub struct Report {
     /// The first error, described.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
+    /// `--rate`: the figures of the open loop; absent for a closed loop.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub open_loop: Option<OpenLoop>,
+}
+
+/// What an open-loop run (`--rate`) adds: the latency percentiles above are
+/// from each message's scheduled send time; these say how the schedule was
+/// kept and what the latency looks like from the real send times.
+#[derive(Clone, Debug, Serialize)]
+pub struct OpenLoop {
+    /// The rate asked for, messages per second.
+    pub rate: f64,
+    /// Messages really sent per second in the window.
+    pub achieved_rate: f64,
+    /// The latest a message left after its scheduled time, in microseconds.
+    pub behind_max_us: u64,
+    /// The 99th percentile of how late messages left, in microseconds.
+    pub behind_p99_us: u64,
+    /// The median of how late messages left, in microseconds.
+    pub behind_p50_us: u64,
+    /// Latency from the real send times (not corrected for coordinated
+    /// omission), for comparison.
+    pub uncorrected: Percentiles,
+}
+
+/// Latency percentiles, in microseconds.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Percentiles {
+    /// The median.
+    pub p50_us: u64,
+    /// The 99th percentile.
+    pub p99_us: u64,
+    /// The 99.9th percentile.
+    pub p999_us: u64,
+    /// The largest.
+    pub max_us: u64,
+}
+
+impl Percentiles {
+    /// Of `hist` (all 0 when it is empty).
+    pub fn of(hist: &hdrhistogram::Histogram<u64>) -> Percentiles {
+        if hist.is_empty() {
+            return Percentiles {
+                p50_us: 0,
+                p99_us: 0,
+                p999_us: 0,
+                max_us: 0,
+            };
+        }
+        Percentiles {
+            p50_us: hist.value_at_quantile(0.5),
+            p99_us: hist.value_at_quantile(0.99),
+            p999_us: hist.value_at_quantile(0.999),
+            max_us: hist.max(),
+        }
+    }
 }
 
 impl Report {
@@ -88,14 +144,18 @@ impl Report {
     /// ran to its end (the caller sets [`Report::interrupted`] otherwise).
     pub fn new(config: &BenchConfig, outcome: &Measurements) -> Report {
         let secs = outcome.window.as_secs_f64();
-        let hist = &outcome.latency;
-        let quantile = |q| {
-            if hist.is_empty() {
-                0
-            } else {
-                hist.value_at_quantile(q)
+        let latency = Percentiles::of(&outcome.latency);
+        let open_loop = config.rate.map(|rate| {
+            let behind = Percentiles::of(&outcome.behind);
+            OpenLoop {
+                rate,
+                achieved_rate: round3(outcome.sent as f64 / secs),
+                behind_max_us: behind.max_us,
+                behind_p99_us: behind.p99_us,
+                behind_p50_us: behind.p50_us,
+                uncorrected: Percentiles::of(&outcome.uncorrected),
             }
-        };
+        });
         Report {
             mode: config.mode.name(),
             connections: config.connections,
@@ -103,10 +163,10 @@ impl Report {
             duration_s: round3(secs),
             requests_per_s: round3(outcome.requests as f64 / secs),
             mb_per_s: round3(outcome.bytes as f64 / secs / 1e6),
-            p50_us: quantile(0.5),
-            p99_us: quantile(0.99),
-            p999_us: quantile(0.999),
-            max_us: if hist.is_empty() { 0 } else { hist.max() },
+            p50_us: latency.p50_us,
+            p99_us: latency.p99_us,
+            p999_us: latency.p999_us,
+            max_us: latency.max_us,
             errors: outcome.errors,
             lost: outcome.lost,
             starved: outcome.starved,
@@ -135,6 +195,7 @@ impl Report {
             },
             interrupted: false,
             first_error: outcome.first_error.clone(),
+            open_loop,
         }
     }
 
@@ -257,6 +318,7 @@ mod tests {
             addr: "127.0.0.1:8080".into(),
             interrupted: false,
             first_error: Some("wrong reply".into()),
+            open_loop: None,
         }
     }
 

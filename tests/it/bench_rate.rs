@@ -1,0 +1,150 @@
+//! `upecho bench --rate R`: the open loop. Each message is sent at its
+//! scheduled time whether or not earlier replies are back, and its latency
+//! is measured from that time, so a server's stall shows in the latency
+//! where a closed loop hides it; and when the generator itself cannot keep
+//! the schedule, it says so.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::bench::{bench_for, bench_to};
+use crate::support::{ServerProcess, TempDir, assert_passes, run, upper};
+
+/// An upper-casing echo server on 127.0.0.1:0 that runs `serve` on each
+/// connection in a thread of its own, with the time the server started.
+fn server(serve: fn(TcpStream, Instant)) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let started = Instant::now();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            thread::spawn(move || serve(conn, started));
+        }
+    });
+    addr
+}
+
+/// Echoes, except that for the first 200 ms of every second (from the
+/// server's start) it answers nothing: a server that stalls once a second.
+fn stalling(mut conn: TcpStream, started: Instant) {
+    let mut buf = [0u8; 65536];
+    while let Ok(n @ 1..) = conn.read(&mut buf) {
+        let into_second = started.elapsed().as_millis() % 1000;
+        if into_second < 200 {
+            thread::sleep(Duration::from_millis((200 - into_second) as u64));
+        }
+        if conn.write_all(&upper(&buf[..n])).is_err() {
+            return;
+        }
+    }
+}
+
+/// Echoes, but reads only 16 KiB per millisecond (about 16 MB/s).
+fn slow_reader(mut conn: TcpStream, _started: Instant) {
+    let mut buf = [0u8; 16384];
+    while let Ok(n @ 1..) = conn.read(&mut buf) {
+        if conn.write_all(&upper(&buf[..n])).is_err() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn micros(report: &serde_json::Value, field: &str) -> u64 {
+    report[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {field}: {report}"))
+}
+
+#[test]
+fn a_stall_once_a_second_shows_at_a_fixed_rate_and_hides_in_a_closed_loop() {
+    let addr = server(stalling);
+    // Two windows of 2 s: each holds at least one whole 200 ms stall.
+    let open = assert_passes(&bench_for("2", &addr, &["--rate", "1000"]));
+    let closed = assert_passes(&bench_for("2", &addr, &[]));
+    // At 1,000 per second, the 200 messages due during a stall wait up to
+    // 200 ms: a tenth of the messages, so p99 is well inside the stall.
+    assert!(micros(&open, "p99_us") >= 100_000, "open loop: {open}");
+    // A closed loop sends nothing while it waits: one slow round trip per
+    // stall among thousands of fast ones.
+    assert!(micros(&closed, "p99_us") < 100_000, "closed loop: {closed}");
+    assert_eq!(open["rate"], 1000.0);
+    let achieved = open["achieved_rate"].as_f64().unwrap();
+    assert!((900.0..=1100.0).contains(&achieved), "{open}");
+    assert!(closed.get("achieved_rate").is_none(), "{closed}");
+}
+
+#[test]
+fn a_generator_held_back_by_a_slow_reader_says_so_and_the_uncorrected_figures_hide_it() {
+    let addr = server(slow_reader);
+    // 64 MB/s offered to a server that takes 16: the writes block, so the
+    // messages leave later and later.
+    let out = bench_for("3", &addr, &["--rate", "1000", "--size", "65536"]);
+    let report = assert_passes(&out);
+    assert!(micros(&report, "behind_max_us") >= 1_000_000, "{report}");
+    let achieved = report["achieved_rate"].as_f64().unwrap();
+    assert!(achieved < 700.0, "{report}");
+    // From the real send times, a message waits only for the bytes queued
+    // ahead of it; from its scheduled time, also for how late it left.
+    let corrected = micros(&report, "p50_us");
+    let uncorrected = micros(&report["uncorrected"], "p50_us");
+    assert!(corrected >= 2 * uncorrected, "{report}");
+}
+
+#[test]
+fn rate_with_stream_mode_is_a_usage_error() {
+    let out = run(&["bench", "127.0.0.1:9", "--rate", "100", "--mode", "stream"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--rate") && stderr.contains("stream"),
+        "{stderr}"
+    );
+    let out = run(&["bench", "127.0.0.1:9", "--rate", "-5"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_open_loop_runs_over_unix_sockets_and_tls_verifying_every_reply() {
+    let dir = TempDir::new();
+    let path = dir.path("rate.sock");
+    let unix = ServerProcess::start(&["--unix", &path], 1);
+    let tls = ServerProcess::start(&["--tls", "127.0.0.1:0", "-q"], 1);
+    let tls_addr = tls.addr_arg();
+    for target in [
+        vec!["--unix", path.as_str()],
+        vec![tls_addr.as_str(), "--tls", "--insecure"],
+    ] {
+        let out = bench_to("1", &target, &["--rate", "500", "--connections", "2"]);
+        let report = assert_passes(&out);
+        assert_eq!(report["starved"], 0, "{report}");
+        assert!(report["requests"].as_u64().unwrap() >= 400, "{report}");
+    }
+    drop(unix);
+}
+
+#[test]
+fn the_summary_gives_both_latencies_and_the_rate_kept() {
+    let addr = server(stalling);
+    let out = run(&[
+        "bench",
+        &addr,
+        "--rate",
+        "200",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+    ]);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "latency     (from schedule) p50",
+        "(from send) p50",
+        "/s sent of 200/s asked",
+    ] {
+        assert!(summary.contains(line), "no {line:?} in:\n{summary}");
+    }
+}
