@@ -351,6 +351,9 @@ pub enum ModeArg {
     /// Write continuously while reading back; reports verified bytes per second
     /// (TCP and Unix sockets only).
     Stream,
+    /// Connect, one verified exchange, close, again; reports connections per
+    /// second and the connect's latency (TCP, TLS and Unix sockets).
+    Connect,
 }
 
 /// `upecho bench` flags.
@@ -390,13 +393,18 @@ pub struct BenchArgs {
     /// Open loop: R messages per second in total, spread evenly over the
     /// connections, each sent at its scheduled time whether or not earlier
     /// replies are back; latency is measured from that time (the uncorrected
-    /// figures beside it). Pingpong and UDP only, not with --mode stream.
+    /// figures beside it). With --mode connect, R is connections per second;
+    /// not with --mode stream.
     #[arg(long, value_name = "R", value_parser = parse_rate)]
     pub rate: Option<f64>,
     /// Generator threads: the connections are spread over them (one runtime
     /// each) and their figures merged.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=upecho::bench::config::MAX_THREADS as i64))]
     pub threads: u16,
+    /// Connect from this local address (repeatable: used in turn, each
+    /// giving the connections a local port range of their own).
+    #[arg(long, value_name = "ADDR", value_parser = parse_source, conflicts_with = "unix")]
+    pub source: Vec<std::net::IpAddr>,
     /// Print one JSON object on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -417,6 +425,7 @@ impl BenchArgs {
             mode: match self.mode {
                 ModeArg::Pingpong => Mode::PingPong,
                 ModeArg::Stream => Mode::Stream,
+                ModeArg::Connect => Mode::Connect,
             },
             transform: transform(self.transform),
             connections: self.connections as usize,
@@ -428,6 +437,7 @@ impl BenchArgs {
             tls: self.tls.to_config(false),
             rate: self.rate,
             threads: usize::from(self.threads),
+            sources: self.source.clone(),
         };
         config.validate()?;
         Ok(config)
@@ -462,6 +472,21 @@ fn transform(arg: TransformArg) -> Transform {
         TransformArg::Ascii => Transform::Ascii,
         TransformArg::Unicode => Transform::Unicode,
         TransformArg::None => Transform::None,
+    }
+}
+
+/// A bench `--source`: an IP address, or one with port 0 (a fixed port
+/// could serve one connection only).
+fn parse_source(text: &str) -> Result<std::net::IpAddr, String> {
+    if let Ok(ip) = text.parse() {
+        return Ok(ip);
+    }
+    match text.parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.port() == 0 => Ok(addr.ip()),
+        Ok(_) => Err(format!(
+            "'{text}' has a port: give the address alone, each connection gets its own port"
+        )),
+        Err(_) => Err(format!("'{text}' is not an IP address, such as 127.0.0.2")),
     }
 }
 

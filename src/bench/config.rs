@@ -2,7 +2,7 @@
 //! transform, sizes, times) and the bounds it must keep, built by the command
 //! line or by a library caller before anything else of the run starts.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::endpoint::{MAX_DATAGRAM, Target};
@@ -33,6 +33,9 @@ pub enum Mode {
     PingPong,
     /// Write continuously while reading back; measures verified bytes.
     Stream,
+    /// Connection churn: connect (and the TLS handshake), one verified
+    /// exchange, close, again; measures connections per second.
+    Connect,
 }
 
 impl Mode {
@@ -41,6 +44,7 @@ impl Mode {
         match self {
             Mode::PingPong => "pingpong",
             Mode::Stream => "stream",
+            Mode::Connect => "connect",
         }
     }
 }
@@ -73,6 +77,9 @@ pub struct BenchConfig {
     /// Generator threads (`--threads`), each with its share of the
     /// connections; more than there are connections run as many as there are.
     pub threads: usize,
+    /// Local addresses to connect from (`--source`), used in turn; empty
+    /// for the kernel's choice.
+    pub sources: Vec<IpAddr>,
 }
 
 impl Default for BenchConfig {
@@ -91,6 +98,7 @@ impl Default for BenchConfig {
             tls: None,
             rate: None,
             threads: 1,
+            sources: Vec::new(),
         }
     }
 }
@@ -129,6 +137,11 @@ impl BenchConfig {
             format!("--rate must be {MIN_RATE} to {MAX_RATE} messages per second, not {rate}")
         } else if self.rate.is_some() && self.mode == Mode::Stream {
             "--rate cannot be used with --mode stream: a stream has no messages to schedule"
+                .to_string()
+        } else if udp && self.mode == Mode::Connect {
+            "--mode connect cannot be used with --udp: UDP has no connections to open".to_string()
+        } else if !self.sources.is_empty() && matches!(self.target, Target::Unix(_)) {
+            "--source cannot be used with --unix: a Unix socket has no local address to choose"
                 .to_string()
         } else if self.rate.is_some() && udp {
             "--rate over --udp is not supported yet".to_string()

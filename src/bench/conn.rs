@@ -187,6 +187,15 @@ impl RunState {
     }
 }
 
+/// The error of a reply with a wrong byte: its offset `at` in the reply,
+/// what it was and what it should have been.
+pub fn wrong_reply(at: u64, wrong: Mismatch) -> String {
+    format!(
+        "wrong reply: byte {at} is {:#04x}, expected {:#04x}",
+        wrong.got, wrong.expected
+    )
+}
+
 /// What a connection has seen of its server, across requests.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Seen {

@@ -6,16 +6,20 @@
 //! and Unix sockets alike, and [`open`] dispatches on the [`Peer`] once, so
 //! nothing per message does.
 
+use std::cell::Cell;
 use std::ffi::OsString;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use nix::sys::socket::{setsockopt, sockopt};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpStream, UnixStream, tcp, unix};
+use tokio::net::{TcpSocket, TcpStream, UnixStream, tcp, unix};
 use tokio::task::JoinSet;
 
 use super::tls::{Half, TlsConnection};
@@ -34,6 +38,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `EMFILE` on Linux: this process has as many descriptors open as its limit.
 const EMFILE: i32 = 24;
+
+/// `EADDRNOTAVAIL` on Linux: at `connect`, no local port is left for the
+/// address pair.
+const EADDRNOTAVAIL: i32 = 99;
 
 /// A connected byte stream the stream traffic patterns (pingpong and stream)
 /// can drive: a TCP or a Unix stream socket.
@@ -118,57 +126,168 @@ impl ByteStream for TlsConnection {
 /// [`AsyncFdReadyGuard::clear_ready`]: tokio::io::unix::AsyncFdReadyGuard::clear_ready
 pub type DatagramSocket = AsyncFd<std::net::UdpSocket>;
 
-/// Where a run's connections go, resolved once before any is opened.
+/// Where a run's connections go, resolved once before any is opened, and
+/// how each is opened ([`Dial`]).
 #[derive(Clone, Debug)]
 pub enum Peer {
     /// A TCP server.
-    Tcp(SocketAddr),
-    /// A Unix stream socket, as tokio takes it: a path, or an abstract name
-    /// after a NUL byte.
-    Unix(PathBuf),
-    /// A UDP server.
-    Udp(SocketAddr),
+    Tcp(TcpDial),
+    /// A Unix stream socket.
+    Unix(UnixDial),
+    /// A UDP server, and the local addresses to send from.
+    Udp(SocketAddr, Sources),
     /// A TLS server, and how to talk to it.
-    Tls {
-        /// Its address.
-        addr: SocketAddr,
-        /// The client configuration (no resumption).
-        config: std::sync::Arc<rustls::ClientConfig>,
-        /// The name asked for and verified.
-        name: rustls_pki_types::ServerName<'static>,
-    },
+    Tls(TlsDial),
 }
 
 impl Peer {
     /// Resolves `target` (the first address a host name resolves to, as the
-    /// server binds); over TLS with `tls`.
+    /// server binds); over TLS with `tls`; connecting from `sources` in turn.
     ///
     /// # Errors
     ///
-    /// [`Error::Resolve`] when the host name does not resolve.
+    /// [`Error::Resolve`] when the host name does not resolve;
+    /// [`Error::InvalidConfig`] for a source of the other IP version.
     pub fn resolve(
         target: &Target,
         tls: Option<&crate::tls::client::ClientTls>,
+        sources: &[IpAddr],
     ) -> Result<Peer, Error> {
+        let from = |addr: SocketAddr| Sources::new(sources, addr);
         if let (Target::Tcp(host), Some(tls)) = (target, tls) {
-            return Ok(Peer::Tls {
-                addr: host.resolve("tcp")?[0],
+            let addr = host.resolve("tcp")?[0];
+            return Ok(Peer::Tls(TlsDial {
+                tcp: TcpDial {
+                    addr,
+                    from: from(addr)?,
+                },
                 config: tls.build()?,
                 name: tls.server_name(host.host())?,
-            });
+            }));
         }
         Ok(match target {
-            Target::Tcp(addr) => Peer::Tcp(addr.resolve("tcp")?[0]),
-            Target::Udp(addr) => Peer::Udp(addr.resolve("udp")?[0]),
-            Target::Unix(path) => Peer::Unix(match path.abstract_name() {
+            Target::Tcp(addr) => {
+                let addr = addr.resolve("tcp")?[0];
+                Peer::Tcp(TcpDial {
+                    addr,
+                    from: from(addr)?,
+                })
+            }
+            Target::Udp(addr) => {
+                let addr = addr.resolve("udp")?[0];
+                Peer::Udp(addr, from(addr)?)
+            }
+            Target::Unix(path) => Peer::Unix(UnixDial(match path.abstract_name() {
                 Some(name) => {
                     let mut bytes = vec![0u8];
                     bytes.extend_from_slice(name);
                     PathBuf::from(OsString::from_vec(bytes))
                 }
                 None => path.as_path().to_path_buf(),
-            }),
+            })),
         })
+    }
+}
+
+/// The local addresses connections are made from (`--source`), in turn;
+/// none for the kernel's choice.
+///
+/// Each generator thread has its own copy, and so its own turn: the
+/// addresses are used evenly within a thread, and so overall.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    addrs: Arc<[IpAddr]>,
+    next: Cell<usize>,
+}
+
+impl Sources {
+    /// `addrs` for connections to `peer`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for an address of the other IP version.
+    fn new(addrs: &[IpAddr], peer: SocketAddr) -> Result<Sources, Error> {
+        let version = |ip: IpAddr| if ip.is_ipv4() { 4 } else { 6 };
+        if let Some(other) = addrs.iter().find(|ip| ip.is_ipv4() != peer.is_ipv4()) {
+            return Err(Error::InvalidConfig(format!(
+                "--source {other} is an IPv{} address, but the server {peer} is IPv{}",
+                version(*other),
+                version(peer.ip())
+            )));
+        }
+        Ok(Sources {
+            addrs: addrs.into(),
+            next: Cell::new(0),
+        })
+    }
+
+    /// The address the next connection is made from.
+    fn next(&self) -> Option<IpAddr> {
+        let turn = self.next.get();
+        self.next.set(turn.wrapping_add(1));
+        self.addrs.get(turn % self.addrs.len().max(1)).copied()
+    }
+}
+
+/// Opens one connection of a kind: what the set-up phase and connect mode
+/// (`churn`) share, so a connection is made the same way in both.
+pub trait Dial {
+    /// What it opens.
+    type Stream: ByteStream + Send;
+
+    /// Starts opening one connection (from the next source address); the
+    /// future owns what it needs, so it can run as a task of its own.
+    fn dial(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send + 'static;
+}
+
+/// A TCP server, and the local addresses to connect from.
+#[derive(Clone, Debug)]
+pub struct TcpDial {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Where connections come from.
+    pub from: Sources,
+}
+
+impl Dial for TcpDial {
+    type Stream = TcpStream;
+
+    fn dial(&self) -> impl Future<Output = io::Result<TcpStream>> + Send + 'static {
+        tcp(self.addr, self.from.next())
+    }
+}
+
+/// A Unix stream socket, as tokio takes it: a path, or an abstract name
+/// after a NUL byte.
+#[derive(Clone, Debug)]
+pub struct UnixDial(pub PathBuf);
+
+impl Dial for UnixDial {
+    type Stream = UnixStream;
+
+    fn dial(&self) -> impl Future<Output = io::Result<UnixStream>> + Send + 'static {
+        UnixStream::connect(self.0.clone())
+    }
+}
+
+/// A TLS server, and how to talk to it.
+#[derive(Clone, Debug)]
+pub struct TlsDial {
+    /// The TCP connection under it.
+    pub tcp: TcpDial,
+    /// The client configuration (no resumption).
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name asked for and verified.
+    pub name: rustls_pki_types::ServerName<'static>,
+}
+
+impl Dial for TlsDial {
+    type Stream = TlsConnection;
+
+    fn dial(&self) -> impl Future<Output = io::Result<TlsConnection>> + Send + 'static {
+        let connecting = self.tcp.dial();
+        let (config, name) = (Arc::clone(&self.config), self.name.clone());
+        async move { TlsConnection::handshake(connecting.await?, config, name).await }
     }
 }
 
@@ -201,7 +320,9 @@ impl SetupFailure {
     /// how to raise it.
     pub fn into_error(self, target: &str, wanted: usize) -> Error {
         let mut cause = crate::error::plain(&self.cause);
-        if self.cause.raw_os_error() == Some(EMFILE) {
+        if let Some(out) = out_of_ports(&self.cause) {
+            cause = out;
+        } else if self.cause.raw_os_error() == Some(EMFILE) {
             let limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft);
             cause = format!(
                 "{cause}: the descriptor limit ({limit}) is too low for {wanted} connections; \
@@ -231,31 +352,19 @@ impl SetupFailure {
 /// Dropping the future closes every connection opened so far.
 pub async fn open(peer: &Peer, count: usize) -> Result<Opened, SetupFailure> {
     Ok(match peer {
-        Peer::Tcp(addr) => {
+        Peer::Tcp(dial) => Opened::Tcp(open_all(count, || dial.dial()).await?),
+        Peer::Unix(dial) => Opened::Unix(open_all(count, || dial.dial()).await?),
+        Peer::Udp(addr, from) => {
             let addr = *addr;
-            Opened::Tcp(open_all(count, move || tcp(addr)).await?)
+            Opened::Udp(
+                open_all(count, || {
+                    let source = from.next();
+                    async move { udp(addr, source) }
+                })
+                .await?,
+            )
         }
-        Peer::Unix(path) => Opened::Unix(
-            open_all(count, || {
-                let path = path.clone();
-                async move { UnixStream::connect(path).await }
-            })
-            .await?,
-        ),
-        Peer::Udp(addr) => {
-            let addr = *addr;
-            Opened::Udp(open_all(count, move || async move { udp(addr) }).await?)
-        }
-        Peer::Tls { addr, config, name } => Opened::Tls(
-            open_all(count, || {
-                let (addr, config, name) = (*addr, std::sync::Arc::clone(config), name.clone());
-                async move {
-                    let stream = tcp(addr).await?;
-                    TlsConnection::handshake(stream, config, name).await
-                }
-            })
-            .await?,
-        ),
+        Peer::Tls(dial) => Opened::Tls(open_all(count, || dial.dial()).await?),
     })
 }
 
@@ -315,27 +424,77 @@ async fn within_timeout<S>(connecting: impl Future<Output = io::Result<S>>) -> i
         })?
 }
 
-/// Opens one TCP connection with Nagle's algorithm off (a pingpong message
-/// must not wait for the previous one's ACK).
-async fn tcp(target: SocketAddr) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect(target).await?;
+/// Opens one TCP connection, from `source` if given, with Nagle's
+/// algorithm off (a pingpong message must not wait for the previous one's
+/// ACK).
+///
+/// From a source address, the socket is bound with
+/// `IP_BIND_ADDRESS_NO_PORT`: a plain bind to port 0 would pick the local
+/// port at once, before the destination is known, so each port could serve
+/// one connection per source address whatever the server; with the option
+/// the kernel picks it at `connect`, by the whole address pair, as it does
+/// for a connection from no chosen address, and several sources multiply
+/// the ports available.
+async fn tcp(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    let stream = match source {
+        None => TcpStream::connect(target).await?,
+        Some(ip) => {
+            let socket = if target.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            setsockopt(&socket, sockopt::IpBindAddressNoPort, &true).map_err(io::Error::from)?;
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .map_err(|err| cannot_use_source(ip, &err))?;
+            socket.connect(target).await?
+        }
+    };
     stream.set_nodelay(true)?;
     Ok(stream)
 }
 
-/// A UDP socket on an ephemeral port, connected to `target` (so it receives
-/// only the server's datagrams, and `connection refused` when nothing
-/// listens), non-blocking and registered with the runtime.
-fn udp(target: SocketAddr) -> io::Result<DatagramSocket> {
-    let local: SocketAddr = if target.is_ipv6() {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+/// A UDP socket on an ephemeral port (of `source`, if given), connected to
+/// `target` (so it receives only the server's datagrams, and `connection
+/// refused` when nothing listens), non-blocking and registered with the
+/// runtime.
+fn udp(target: SocketAddr, source: Option<IpAddr>) -> io::Result<DatagramSocket> {
+    let any = if target.is_ipv6() {
+        IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)
     } else {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED)
     };
-    let socket = std::net::UdpSocket::bind(local)?;
+    let ip = source.unwrap_or(any);
+    let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))
+        .map_err(|err| cannot_use_source(ip, &err))?;
     socket.connect(target)?;
     socket.set_nonblocking(true)?;
     register(socket)
+}
+
+/// A source address that cannot be bound (not one of this machine's): said
+/// as such, and no longer taken for running out of ports.
+fn cannot_use_source(ip: IpAddr, err: &io::Error) -> io::Error {
+    io::Error::new(
+        err.kind(),
+        format!("cannot bind to --source {ip}: {}", crate::error::plain(err)),
+    )
+}
+
+/// Says so when `err` is the kernel's "no local port left"
+/// (`EADDRNOTAVAIL` at connect), with the range it had and what widens it.
+pub fn out_of_ports(err: &io::Error) -> Option<String> {
+    (err.raw_os_error() == Some(EADDRNOTAVAIL)).then(|| {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .map(|range| range.split_whitespace().collect::<Vec<_>>().join("-"))
+            .unwrap_or_else(|_| "unknown".into());
+        format!(
+            "out of local ports ({}): net.ipv4.ip_local_port_range is {range}; \
+             add --source addresses or widen the range",
+            crate::error::plain(err)
+        )
+    })
 }
 
 /// Registers a non-blocking UDP socket with the runtime.

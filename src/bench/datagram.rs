@@ -308,10 +308,7 @@ fn wrong_reply(message: Message<'_>, datagram: &[u8]) -> String {
     let mut expected = message.reply;
     let common = datagram.len().min(len);
     match expected.check(&datagram[..common]) {
-        Err(wrong) => format!(
-            "wrong reply: byte {} is {:#04x}, expected {:#04x}",
-            wrong.index, wrong.got, wrong.expected
-        ),
+        Err(wrong) => super::conn::wrong_reply(wrong.index as u64, wrong),
         Ok(()) => format!("wrong reply: {} bytes, expected {len}", datagram.len()),
     }
 }

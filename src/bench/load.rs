@@ -43,6 +43,17 @@ pub enum Ended {
     InterruptedInSetUp,
 }
 
+impl Ended {
+    /// Takes why the run had to stop before its end, if it did (connect
+    /// mode out of local ports).
+    pub fn fatal(&mut self) -> Option<std::io::Error> {
+        match self {
+            Ended::Measured(measured) | Ended::Interrupted(measured) => measured.fatal.take(),
+            Ended::InterruptedInSetUp => None,
+        }
+    }
+}
+
 /// Runs the whole benchmark with `payload` against `peer`: set-up, warm-up,
 /// window, drain, on `config.threads` generator threads ([`Worker`]s), this
 /// thread keeping time. Ctrl-C stops it where it is, with what was measured.
@@ -160,7 +171,7 @@ impl Phases<'_> {
             to: began + self.config.warmup + self.config.duration,
         };
         let _ = self.window.send(Some(window));
-        let timed = keep_time(window, began, progress, &mut self.interrupt).await;
+        let timed = keep_time(window, began, progress, &mut self.interrupt, self.stop).await;
         let (merged, interrupted) = self.collect(timed.interrupted).await;
         let measured = Measurements::new(
             merged,
@@ -253,6 +264,7 @@ async fn keep_time(
     began: Instant,
     mut progress: impl FnMut(f64),
     interrupt: &mut Signal,
+    stop: &CancellationToken,
 ) -> Timed {
     let total = (window.to - began).as_secs_f64().max(1e-9);
     let mut cpu_from = None;
@@ -277,6 +289,8 @@ async fn keep_time(
                 interrupted = true;
                 break;
             }
+            // A worker had to end the run (out of local ports).
+            () = stop.cancelled() => break,
         }
     }
     let cpu_to = stats::process_cpu_time();

@@ -17,6 +17,7 @@
 //! most [`conn::IN_FLIGHT`] bytes in the kernel's buffers for all the
 //! connections together (at least 64 KiB each).
 
+mod churn;
 pub mod config;
 pub mod conn;
 pub mod connect;
@@ -85,10 +86,18 @@ pub fn run(config: &BenchConfig, progress: impl FnMut(f64)) -> Result<Outcome, E
     if let Err(err) = crate::endpoint::raise_fd_limit() {
         tracing::debug!(error = %crate::error::plain(&err), "cannot raise the descriptor limit");
     }
-    let peer = connect::Peer::resolve(&config.target, config.tls.as_ref())?;
+    let peer = connect::Peer::resolve(&config.target, config.tls.as_ref(), &config.sources)?;
     let payload = payload::Payload::new(config);
     config.validate_reply_len(payload.max_reply_len())?;
-    let ended = load::drive(config, &peer, payload, progress)?;
+    let mut ended = load::drive(config, &peer, payload, progress)?;
+    if let Some(cause) = ended.fatal() {
+        let named = config.target.named(config.tls.is_some());
+        let said = connect::out_of_ports(&cause).unwrap_or_else(|| crate::error::plain(&cause));
+        return Err(Error::Connect {
+            endpoint: named,
+            cause: std::io::Error::new(cause.kind(), said),
+        });
+    }
     let report = |measured, interrupted| {
         let mut report = Report::new(config, &measured);
         report.interrupted = interrupted;

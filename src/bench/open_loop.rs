@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, sleep_until};
 
-use super::conn::{Owed, READ_BUF, RunState, Seen, drain};
+use super::conn::{Owed, READ_BUF, RunState, Seen, drain, wrong_reply};
 use super::connect::ByteStream;
 use super::pacer::Pacer;
 use super::payload::Payload;
@@ -246,12 +246,7 @@ impl<'a> Connection<'a> {
     fn replied(&mut self, done: &Pending<'_>, at: Instant) {
         let mut tally = self.state.tally.borrow_mut();
         if let Some((offset, wrong)) = done.owed.wrong {
-            tally.error(|| {
-                format!(
-                    "wrong reply: byte {offset} is {:#04x}, expected {:#04x}",
-                    wrong.got, wrong.expected
-                )
-            });
+            tally.error(|| wrong_reply(offset, wrong));
         } else if self.state.window.contains(at) {
             tally.requests += 1;
             tally.bytes += done.reply_len as u64;

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, sleep_until};
 
-use super::conn::{Owed, READ_BUF, RunState, Seen, Took, drain};
+use super::conn::{Owed, READ_BUF, RunState, Seen, Took, drain, wrong_reply};
 use super::connect::ByteStream;
 use super::payload::{Message, Payload};
 use super::stats;
@@ -154,12 +154,7 @@ fn replied(state: &RunState, trip: &Trip<'_>, seen: &mut Seen) {
     seen.answered = true;
     let mut tally = state.tally.borrow_mut();
     if let Some((at, wrong)) = trip.owed.wrong {
-        tally.error(|| {
-            format!(
-                "wrong reply: byte {at} is {:#04x}, expected {:#04x}",
-                wrong.got, wrong.expected
-            )
-        });
+        tally.error(|| wrong_reply(at, wrong));
     } else if state.window.contains(done) {
         tally.requests += 1;
         tally.bytes += trip.reply_len as u64;

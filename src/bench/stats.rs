@@ -82,6 +82,12 @@ pub struct Tally {
     pub behind: Histogram<u64>,
     /// `--rate`: requests sent in the window.
     pub sent: u64,
+    /// Connect mode: how long each connect (with `--tls`, and the
+    /// handshake) of the window's completed cycles took.
+    pub connect: Histogram<u64>,
+    /// Why the run had to stop before its end (connect mode ran out of
+    /// local ports): the run's error, not a count.
+    pub fatal: Option<std::io::Error>,
     /// For each connection that had been answered before and was owed bytes at
     /// the window's end, how long nothing had arrived: the stall detector.
     pub silences: Histogram<u64>,
@@ -104,6 +110,8 @@ impl Default for Tally {
             behind: lateness_histogram(),
             silences: latency_histogram(),
             sent: 0,
+            connect: latency_histogram(),
+            fatal: None,
         }
     }
 }
@@ -137,6 +145,10 @@ impl Tally {
             .add(&other.unanswered_uncorrected);
         let _ = self.behind.add(&other.behind);
         self.sent += other.sent;
+        let _ = self.connect.add(&other.connect);
+        if self.fatal.is_none() {
+            self.fatal = other.fatal;
+        }
         let _ = self.silences.add(&other.silences);
     }
 
@@ -197,6 +209,10 @@ pub struct Measurements {
     pub behind: Histogram<u64>,
     /// `--rate`: requests sent in the window.
     pub sent: u64,
+    /// Connect mode: how long the connects of the window's cycles took.
+    pub connect: Histogram<u64>,
+    /// Why the run stopped before its end, if it had to.
+    pub fatal: Option<std::io::Error>,
     /// The measured window's real length.
     pub window: Duration,
     /// CPU time this process used during the window.
@@ -233,6 +249,8 @@ impl Measurements {
             uncorrected: tally.uncorrected,
             behind: tally.behind,
             sent: tally.sent,
+            connect: tally.connect,
+            fatal: tally.fatal,
             window,
             cpu,
         }

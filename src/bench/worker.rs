@@ -18,12 +18,12 @@ use tokio::task::{JoinSet, LocalSet};
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{RunState, Window};
-use super::connect::{self, ByteStream, DatagramSocket, Opened, Peer};
+use super::connect::{self, ByteStream, DatagramSocket, Dial, Opened, Peer};
 use super::open_loop::{self, Schedule};
 use super::pacer::Pacer;
 use super::payload::Payload;
 use super::stats::Tally;
-use super::{BenchConfig, Mode, datagram, pingpong, stream};
+use super::{BenchConfig, Mode, churn, datagram, pingpong, stream};
 use crate::Error;
 
 /// What one generator thread is given.
@@ -83,6 +83,7 @@ impl Worker {
 
     /// Opens the connections, waits for the window, runs a task per
     /// connection, and sends the tally.
+    #[allow(clippy::too_many_lines)] // the phases in order; to be split
     async fn work(self) {
         let Worker {
             config,
@@ -127,6 +128,12 @@ impl Worker {
         // The one dispatch on the kind of socket: each task below is a loop
         // compiled for its own kind.
         match sockets {
+            // Connect mode opened them only to know the server is there:
+            // each cycle opens its own.
+            _ if config.mode == Mode::Connect => {
+                drop(sockets);
+                spawn.churn(&mut tasks, &peer, share.len(), &stop);
+            }
             Opened::Tcp(streams) => spawn.streams(&mut tasks, streams),
             Opened::Unix(streams) => spawn.streams(&mut tasks, streams),
             Opened::Udp(sockets) => spawn_datagrams(&mut tasks, sockets, share.start, &state),
@@ -225,7 +232,42 @@ impl Spawn<'_> {
                 )),
                 (Mode::PingPong, None) => tasks.spawn_local(pingpong::run(stream, index, state)),
                 (Mode::Stream, _) => tasks.spawn_local(stream::run(stream, index, state)),
+                (Mode::Connect, _) => unreachable!("connect mode opens its own connections"),
             };
+        }
+    }
+
+    /// Connect mode: spawns `count` tasks of connection cycles to `peer`.
+    fn churn(&self, tasks: &mut JoinSet<()>, peer: &Peer, count: usize, stop: &CancellationToken) {
+        match peer {
+            Peer::Tcp(dial) => self.cycles(tasks, dial, count, stop),
+            Peer::Unix(dial) => self.cycles(tasks, dial, count, stop),
+            Peer::Tls(dial) => self.cycles(tasks, dial, count, stop),
+            // Refused by the configuration's rules, so never run.
+            Peer::Udp(..) => self
+                .state
+                .error(|| "--mode connect cannot be used with --udp".into()),
+        }
+    }
+
+    fn cycles<D: Dial + Clone + 'static>(
+        &self,
+        tasks: &mut JoinSet<()>,
+        dial: &D,
+        count: usize,
+        stop: &CancellationToken,
+    ) {
+        for index in self.first..self.first + count {
+            let pacing = self
+                .pacing
+                .map(|(pacer, schedule)| (Rc::clone(pacer), *schedule));
+            tasks.spawn_local(churn::run(
+                dial.clone(),
+                index,
+                Rc::clone(self.state),
+                pacing,
+                stop.clone(),
+            ));
         }
     }
 }

@@ -9,7 +9,7 @@ impl Payload {
     /// The layout for transforms that keep lengths: random bytes.
     pub(super) fn bytes(config: &BenchConfig, size: usize) -> Payload {
         let ring = match config.mode {
-            Mode::PingPong => (MESSAGES * size).min(RING_MAX).max(size),
+            Mode::PingPong | Mode::Connect => (MESSAGES * size).min(RING_MAX).max(size),
             Mode::Stream => STREAM_RING.max(size),
         };
         let mut sent = vec![0u8; ring + size];

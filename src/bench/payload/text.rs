@@ -10,7 +10,7 @@ impl Payload {
     /// transformed on its own.
     pub(super) fn text(config: &BenchConfig, size: usize) -> Payload {
         let units = match config.mode {
-            Mode::PingPong => (TEXT_MAX / size).clamp(1, MESSAGES),
+            Mode::PingPong | Mode::Connect => (TEXT_MAX / size).clamp(1, MESSAGES),
             Mode::Stream => (STREAM_RING / size).max(1),
         };
         let ring = units * size;

@@ -53,10 +53,10 @@ impl Report {
             if self.connections == 1 { "" } else { "s" },
             self.setup_s
         )?;
-        let unit = if self.mode == "pingpong" {
-            "round trips"
-        } else {
-            "writes echoed"
+        let unit = match self.mode {
+            "pingpong" => "round trips",
+            "connect" => "connections, each with a verified exchange",
+            _ => "writes echoed",
         };
         writeln!(
             f,
@@ -67,10 +67,11 @@ impl Report {
         writeln!(
             f,
             "  latency     {}p50 {} us, p99 {} us, p99.9 {} us, max {} us",
-            if self.open_loop.is_some() {
-                "(from schedule) "
-            } else {
-                ""
+            match (self.open_loop.is_some(), self.churn.is_some()) {
+                (true, true) => "(cycle, from schedule) ",
+                (true, false) => "(from schedule) ",
+                (false, true) => "(cycle) ",
+                (false, false) => "",
             },
             self.p50_us,
             self.p99_us,
@@ -79,6 +80,13 @@ impl Report {
         )?;
         if let Some(open) = &self.open_loop {
             open.lines(f)?;
+        }
+        if let Some(churn) = &self.churn {
+            writeln!(
+                f,
+                "  connect     p50 {} us, p99 {} us, max {} us",
+                churn.connect_p50_us, churn.connect_p99_us, churn.connect_max_us
+            )?;
         }
         self.health(f)
     }

@@ -84,6 +84,24 @@ pub struct Report {
     /// `--rate`: the figures of the open loop; absent for a closed loop.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub open_loop: Option<OpenLoop>,
+    /// Connect mode: the connection rate and the connect's latency.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub churn: Option<Churn>,
+}
+
+/// What connect mode adds: the cycles (connect, one verified exchange,
+/// close) are the requests above, their latency the percentiles above; this
+/// is the connect alone (with `--tls`, and the handshake).
+#[derive(Clone, Debug, Serialize)]
+pub struct Churn {
+    /// Cycles completed per second in the window.
+    pub connects_per_s: f64,
+    /// Median connect time in microseconds.
+    pub connect_p50_us: u64,
+    /// 99th percentile connect time in microseconds.
+    pub connect_p99_us: u64,
+    /// Largest connect time in microseconds.
+    pub connect_max_us: u64,
 }
 
 /// What an open-loop run (`--rate`) adds: the latency percentiles above are
@@ -142,6 +160,7 @@ impl Percentiles {
 impl Report {
     /// Turns raw measurements into rates and percentiles, for a window that
     /// ran to its end (the caller sets [`Report::interrupted`] otherwise).
+    #[allow(clippy::too_many_lines)] // one field per line of the report
     pub fn new(config: &BenchConfig, outcome: &Measurements) -> Report {
         let secs = outcome.window.as_secs_f64();
         let latency = Percentiles::of(&outcome.latency);
@@ -154,6 +173,15 @@ impl Report {
                 behind_p99_us: behind.p99_us,
                 behind_p50_us: behind.p50_us,
                 uncorrected: Percentiles::of(&outcome.uncorrected),
+            }
+        });
+        let churn = (config.mode == super::Mode::Connect).then(|| {
+            let connect = Percentiles::of(&outcome.connect);
+            Churn {
+                connects_per_s: round3(outcome.requests as f64 / secs),
+                connect_p50_us: connect.p50_us,
+                connect_p99_us: connect.p99_us,
+                connect_max_us: connect.max_us,
             }
         });
         Report {
@@ -196,6 +224,7 @@ impl Report {
             interrupted: false,
             first_error: outcome.first_error.clone(),
             open_loop,
+            churn,
         }
     }
 
@@ -268,7 +297,7 @@ impl Report {
 fn cpu_per_op(mode: super::Mode, outcome: &Measurements) -> f64 {
     let ops = match mode {
         super::Mode::Stream => outcome.bytes as f64 / 1e6,
-        super::Mode::PingPong => outcome.requests as f64,
+        super::Mode::PingPong | super::Mode::Connect => outcome.requests as f64,
     };
     match outcome.cpu {
         Some(cpu) if ops > 0.0 => cpu.as_secs_f64() * 1e6 / ops,
@@ -319,6 +348,7 @@ mod tests {
             interrupted: false,
             first_error: Some("wrong reply".into()),
             open_loop: None,
+            churn: None,
         }
     }
 
