@@ -7,6 +7,7 @@ mod support;
 mod access;
 mod activation;
 mod bench;
+mod bench_connect;
 mod bench_rate;
 mod bench_threads;
 mod cli;
