@@ -405,6 +405,19 @@ pub struct BenchArgs {
     /// giving the connections a local port range of their own).
     #[arg(long, value_name = "ADDR", value_parser = parse_source, conflicts_with = "unix")]
     pub source: Vec<std::net::IpAddr>,
+    /// Write the latency histograms to FILE, one interval per second, in
+    /// HdrHistogram's interval log format (V2, compressed; microseconds); with
+    /// --rate two series, tagged corrected and uncorrected.
+    #[arg(long, value_name = "FILE")]
+    pub histogram: Option<std::path::PathBuf>,
+    /// Draw the window's latency percentile distribution to FILE, an SVG
+    /// picture (with --rate, corrected and uncorrected together).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<std::path::PathBuf>,
+    /// On stderr, one line per second of the window: its rate, p99 and
+    /// errors.
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Print one JSON object on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -438,6 +451,7 @@ impl BenchArgs {
             rate: self.rate,
             threads: usize::from(self.threads),
             sources: self.source.clone(),
+            intervals: self.verbose || self.histogram.is_some(),
         };
         config.validate()?;
         Ok(config)

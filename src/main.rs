@@ -100,7 +100,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<Finish> {
         Command::Bench(args) => {
             let config = args.to_config()?;
             init_logging(tracing::Level::WARN, logging::LogFormat::Text);
-            bench(&config, args.json)
+            bench(&config, &args)
         }
         Command::Completions(args) => print_document(&args.script(), "completion script"),
         Command::Man => {
@@ -209,12 +209,73 @@ fn announce(
     stdout.flush()
 }
 
+/// `-v`'s line for one second of a run: when it ended, its rate, p99 and
+/// errors (and under `--rate` the p99 from the real send times).
+fn second_line(interval: &upecho::bench::intervals::Interval, connect: bool) -> String {
+    let end = (interval.start + interval.length).as_secs_f64();
+    let unit = if connect { "connects/s" } else { "req/s" };
+    let mut line = format!(
+        "{end:6.1} s  {:.0} {unit}  p99 {} us",
+        interval.rate(),
+        interval.p99_us()
+    );
+    if !interval.uncorrected.is_empty() {
+        line += &format!(
+            " (uncorrected {} us)",
+            interval.uncorrected.value_at_quantile(0.99)
+        );
+    }
+    line + &format!("  errors {}", interval.errors)
+}
+
+/// A file `bench` writes after the run (`--histogram`, `--plot`), if asked
+/// for: created before it.
+struct OutputFile(Option<(std::path::PathBuf, std::fs::File, &'static str)>);
+
+impl OutputFile {
+    fn create(
+        path: Option<&std::path::Path>,
+        what: &'static str,
+    ) -> Result<OutputFile, upecho::Error> {
+        let Some(path) = path else {
+            return Ok(OutputFile(None));
+        };
+        match std::fs::File::create(path) {
+            Ok(file) => Ok(OutputFile(Some((path.to_owned(), file, what)))),
+            Err(cause) => Err(upecho::Error::Io {
+                context: format!("cannot write the {what} to {}", path.display()),
+                cause,
+            }),
+        }
+    }
+
+    /// Writes it with `body`, buffered.
+    fn write(
+        self,
+        body: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+    ) -> Result<(), upecho::Error> {
+        let Some((path, file, what)) = self.0 else {
+            return Ok(());
+        };
+        let mut out = std::io::BufWriter::new(file);
+        body(&mut out).map_err(|cause| upecho::Error::Io {
+            context: format!("cannot write the {what} to {}", path.display()),
+            cause,
+        })
+    }
+}
+
 /// Runs the load generator and prints its report: the JSON object alone on
 /// stdout with `--json`, a summary otherwise; a progress bar on a terminal,
-/// cleared before anything else is printed. Ctrl-C prints the report of the
-/// time measured so far, then exits 130 whatever it shows. A reader of stdout
-/// that went away (`| head -c1`) ends it quietly.
-fn bench(config: &upecho::bench::BenchConfig, json: bool) -> anyhow::Result<Finish> {
+/// cleared before anything else is printed, and with `-v` a line per second
+/// on stderr. Ctrl-C prints the report of the time measured so far, then
+/// exits 130 whatever it shows. A reader of stdout that went away
+/// (`| head -c1`) ends it quietly. The `--histogram` and `--plot` files are
+/// created before the run, so that a path that cannot be written fails at
+/// once, and written after the report.
+fn bench(config: &upecho::bench::BenchConfig, args: &cli::BenchArgs) -> anyhow::Result<Finish> {
+    let histogram = OutputFile::create(args.histogram.as_deref(), "histogram log")?;
+    let plot = OutputFile::create(args.plot.as_deref(), "plot")?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(1000);
         bar.set_style(
@@ -226,10 +287,23 @@ fn bench(config: &upecho::bench::BenchConfig, json: bool) -> anyhow::Result<Fini
         bar
     });
     let shown = bar.clone();
-    let outcome = upecho::bench::run(config, move |fraction| {
-        if let Some(bar) = &shown {
-            bar.set_position((fraction * 1000.0) as u64);
+    let (verbose, connect) = (args.verbose, config.mode == upecho::bench::Mode::Connect);
+    let outcome = upecho::bench::run(config, move |progress| match progress {
+        upecho::bench::Progress::Elapsed(fraction) => {
+            if let Some(bar) = &shown {
+                bar.set_position((fraction * 1000.0) as u64);
+            }
         }
+        upecho::bench::Progress::Interval(interval) if verbose => {
+            let line = second_line(interval, connect);
+            match &shown {
+                Some(bar) => bar.println(line),
+                None => {
+                    let _ = writeln!(std::io::stderr(), "{line}");
+                }
+            }
+        }
+        upecho::bench::Progress::Interval(_) => {}
     });
     if let Some(bar) = &bar {
         bar.finish_and_clear();
@@ -239,7 +313,7 @@ fn bench(config: &upecho::bench::BenchConfig, json: bool) -> anyhow::Result<Fini
         upecho::bench::Outcome::Interrupted(Some(report)) => (report, Finish::Interrupted),
         upecho::bench::Outcome::Interrupted(None) => return Ok(Finish::Interrupted),
     };
-    match report.write_to(std::io::stdout().lock(), json) {
+    match report.write_to(std::io::stdout().lock(), args.json) {
         Err(err) if client::is_broken_pipe(&err) => return Ok(finish),
         Err(cause) => {
             return Err(upecho::Error::Io {
@@ -250,6 +324,8 @@ fn bench(config: &upecho::bench::BenchConfig, json: bool) -> anyhow::Result<Fini
         }
         Ok(()) => {}
     }
+    histogram.write(|out| upecho::bench::report::hdr_log::write(&report, out))?;
+    plot.write(|out| upecho::bench::report::plot::write(&report, out))?;
     match report.failure() {
         Some(failure) if finish == Finish::Done => Err(anyhow::anyhow!(failure)),
         _ => Ok(finish),

@@ -80,6 +80,9 @@ pub struct BenchConfig {
     /// Local addresses to connect from (`--source`), used in turn; empty
     /// for the kernel's choice.
     pub sources: Vec<IpAddr>,
+    /// Measure second by second too (`-v`, `--histogram`): the report's
+    /// [`intervals`](super::Report::intervals).
+    pub intervals: bool,
 }
 
 impl Default for BenchConfig {
@@ -99,6 +102,7 @@ impl Default for BenchConfig {
             rate: None,
             threads: 1,
             sources: Vec::new(),
+            intervals: false,
         }
     }
 }

@@ -15,12 +15,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::BenchConfig;
 use super::conn::Window;
 use super::connect::Peer;
+use super::intervals::{Intervals, Sampled};
 use super::payload::Payload;
 use super::stats::{self, Measurements, Tally};
 use super::worker::{self, Worker};
+use super::{BenchConfig, Progress};
 use crate::Error;
 
 /// The generator's memory per connection, as measured (and as `--help`
@@ -66,7 +67,7 @@ pub fn drive(
     config: &BenchConfig,
     peer: &Peer,
     payload: Payload,
-    progress: impl FnMut(f64),
+    progress: impl FnMut(Progress<'_>),
 ) -> Result<Ended, Error> {
     let (runtime, interrupt) = coordinator()?;
     let config = Arc::new(config.clone());
@@ -74,6 +75,12 @@ pub fn drive(
     let stop = CancellationToken::new();
     let (opened, ready) = mpsc::unbounded_channel();
     let (window, windows) = watch::channel(None);
+    let (samples, sampled) = if config.intervals {
+        let (to, from) = mpsc::unbounded_channel();
+        (Some(to), Some(from))
+    } else {
+        (None, None)
+    };
     std::thread::scope(|scope| {
         let mut tallies = Vec::new();
         for (number, share) in worker::shares(config.connections, config.threads)
@@ -91,6 +98,7 @@ pub fn drive(
                 opened: opened.clone(),
                 window: windows.clone(),
                 tally,
+                samples: samples.clone(),
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("bench-{number}"))
@@ -103,7 +111,7 @@ pub fn drive(
                 });
             }
         }
-        drop(opened);
+        drop((opened, samples));
         let phases = Phases {
             config: &config,
             ready,
@@ -111,6 +119,7 @@ pub fn drive(
             tallies,
             stop: &stop,
             interrupt,
+            sampled,
         };
         let ended = runtime.block_on(phases.run(progress));
         // Whatever happened, the workers end now (after a window that ran to
@@ -154,12 +163,14 @@ struct Phases<'a> {
     stop: &'a CancellationToken,
     /// Ctrl-C.
     interrupt: Signal,
+    /// Where the workers' samples come each second, if asked for.
+    sampled: Option<mpsc::UnboundedReceiver<Sampled>>,
 }
 
 impl Phases<'_> {
     /// Waits for every worker's connections, announces the window, keeps
     /// time, and merges the tallies.
-    async fn run(mut self, progress: impl FnMut(f64)) -> Result<Ended, Error> {
+    async fn run(mut self, mut progress: impl FnMut(Progress<'_>)) -> Result<Ended, Error> {
         let start = Instant::now();
         if !self.all_ready().await? {
             return Ok(Ended::InterruptedInSetUp);
@@ -171,18 +182,40 @@ impl Phases<'_> {
             to: began + self.config.warmup + self.config.duration,
         };
         let _ = self.window.send(Some(window));
-        let timed = keep_time(window, began, progress, &mut self.interrupt, self.stop).await;
+        let window_start = std::time::SystemTime::now() + self.config.warmup;
+        let mut seconds =
+            (self.sampled.take()).map(|sampled| (sampled, Intervals::new(self.tallies.len())));
+        let timed = keep_time(
+            window,
+            began,
+            &mut progress,
+            &mut self.interrupt,
+            self.stop,
+            seconds.as_mut(),
+        )
+        .await;
         let (merged, interrupted) = self.collect(timed.interrupted).await;
-        let measured = Measurements::new(
-            merged,
-            self.config.connections,
-            setup,
-            timed
-                .measured
-                .min(self.config.duration)
-                .max(Duration::from_nanos(1)),
-            timed.cpu,
-        );
+        let length = timed
+            .measured
+            .min(self.config.duration)
+            .max(Duration::from_nanos(1));
+        let mut measured =
+            Measurements::new(merged, self.config.connections, setup, length, timed.cpu);
+        if let Some((mut sampled, mut intervals)) = seconds {
+            // What the workers sent before they ended and was not read yet.
+            while let Ok(sample) = sampled.try_recv() {
+                if let Some(interval) = intervals.add(sample) {
+                    progress(Progress::Interval(interval));
+                }
+            }
+            let complete = intervals.complete();
+            let all = intervals.finish(&measured.sample(), length);
+            if let Some(last) = all.get(complete).filter(|_| !interrupted) {
+                progress(Progress::Interval(last));
+            }
+            measured.intervals = all;
+        }
+        measured.window_start = window_start;
         Ok(if interrupted {
             Ended::Interrupted(measured)
         } else {
@@ -262,9 +295,10 @@ struct Timed {
 async fn keep_time(
     window: Window,
     began: Instant,
-    mut progress: impl FnMut(f64),
+    progress: &mut impl FnMut(Progress<'_>),
     interrupt: &mut Signal,
     stop: &CancellationToken,
+    mut seconds: Option<&mut (mpsc::UnboundedReceiver<Sampled>, Intervals)>,
 ) -> Timed {
     let total = (window.to - began).as_secs_f64().max(1e-9);
     let mut cpu_from = None;
@@ -277,7 +311,7 @@ async fn keep_time(
         if cpu_from.is_none() && now >= window.from {
             cpu_from = stats::process_cpu_time();
         }
-        progress((now - began).as_secs_f64() / total);
+        progress(Progress::Elapsed((now - began).as_secs_f64() / total));
         let next = if cpu_from.is_none() {
             window.from
         } else {
@@ -291,12 +325,19 @@ async fn keep_time(
             }
             // A worker had to end the run (out of local ports).
             () = stop.cancelled() => break,
+            Some(sample) = next_sample(seconds.as_deref_mut()) => {
+                if let Some((_, intervals)) = seconds.as_deref_mut()
+                    && let Some(interval) = intervals.add(sample)
+                {
+                    progress(Progress::Interval(interval));
+                }
+            }
         }
     }
     let cpu_to = stats::process_cpu_time();
     let measured = Instant::now().saturating_duration_since(window.from);
     if !interrupted {
-        progress(1.0);
+        progress(Progress::Elapsed(1.0));
     }
     let cpu = cpu_from
         .zip(cpu_to)
@@ -305,6 +346,16 @@ async fn keep_time(
         measured,
         cpu,
         interrupted,
+    }
+}
+
+/// The next second's sample from a worker; never, if none are asked for.
+async fn next_sample(
+    seconds: Option<&mut (mpsc::UnboundedReceiver<Sampled>, Intervals)>,
+) -> Option<Sampled> {
+    match seconds {
+        Some((sampled, _)) => sampled.recv().await,
+        None => std::future::pending().await,
     }
 }
 

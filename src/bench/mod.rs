@@ -22,6 +22,7 @@ pub mod config;
 pub mod conn;
 pub mod connect;
 pub mod datagram;
+pub mod intervals;
 pub mod load;
 mod open_loop;
 pub mod pacer;
@@ -38,6 +39,16 @@ use crate::Error;
 
 pub use config::{BenchConfig, MAX_RUN, MAX_SIZE, Mode};
 pub use report::Report;
+
+/// What a run says while it runs.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// The elapsed fraction of warm-up plus window, several times a second.
+    Elapsed(f64),
+    /// A second of the window ended ([`BenchConfig::intervals`]): its own
+    /// figures; the last one when the window ends (not at Ctrl-C).
+    Interval(&'a intervals::Interval),
+}
 
 /// How a run ended.
 #[derive(Debug)]
@@ -67,7 +78,8 @@ pub enum Outcome {
 /// set-up.
 ///
 /// `progress` receives the elapsed fraction of warm-up plus window, several
-/// times a second, for a progress bar (it is `'static` because it runs in the
+/// times a second, for a progress bar, and with [`BenchConfig::intervals`]
+/// each second's figures as it ends (it is `'static` because it runs in the
 /// generator's timekeeping task).
 ///
 /// # Errors
@@ -81,7 +93,7 @@ pub enum Outcome {
 /// be set up.
 /// Wrong replies and stalls are not errors of this function but counted in
 /// the report; [`Report::failure`] says whether they fail the run.
-pub fn run(config: &BenchConfig, progress: impl FnMut(f64)) -> Result<Outcome, Error> {
+pub fn run(config: &BenchConfig, progress: impl FnMut(Progress<'_>)) -> Result<Outcome, Error> {
     config.validate()?;
     if let Err(err) = crate::endpoint::raise_fd_limit() {
         tracing::debug!(error = %crate::error::plain(&err), "cannot raise the descriptor limit");

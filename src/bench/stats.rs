@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use super::intervals::{Interval, Sample};
+
 /// A connection is stalled when the bytes it was owed had not moved for at least
 /// this long at the window's end (or [`STALL_FACTOR`] x p99, if longer).
 pub const STALL_MIN: Duration = Duration::from_secs(1);
@@ -152,6 +154,11 @@ impl Tally {
         let _ = self.silences.add(&other.silences);
     }
 
+    /// Its totals now, for the second-by-second figures.
+    pub fn sample(&self) -> Sample {
+        Sample::of(self.requests, self.errors, &self.latency, &self.uncorrected)
+    }
+
     /// The silence from which a connection counts as stalled: [`STALL_MIN`], or
     /// [`STALL_FACTOR`] times the p99 of the window's verified replies if that
     /// is longer.
@@ -217,9 +224,19 @@ pub struct Measurements {
     pub window: Duration,
     /// CPU time this process used during the window.
     pub cpu: Option<Duration>,
+    /// When the window began, on the wall clock.
+    pub window_start: std::time::SystemTime,
+    /// Second by second, if asked for ([`BenchConfig::intervals`](super::BenchConfig::intervals)).
+    pub intervals: Vec<Interval>,
 }
 
 impl Measurements {
+    /// The run's totals, on which its last interval ends, so that the
+    /// intervals add up to the report (unanswered waits included).
+    pub fn sample(&self) -> Sample {
+        Sample::of(self.requests, self.errors, &self.latency, &self.uncorrected)
+    }
+
     /// Decides stalls (they depend on the whole run's p99) and folds the
     /// waits of unanswered requests into the latency.
     pub fn new(
@@ -253,6 +270,8 @@ impl Measurements {
             fatal: tally.fatal,
             window,
             cpu,
+            window_start: std::time::SystemTime::UNIX_EPOCH,
+            intervals: Vec::new(),
         }
     }
 }

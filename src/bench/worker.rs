@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::conn::{RunState, Window};
 use super::connect::{self, ByteStream, DatagramSocket, Dial, Opened, Peer};
+use super::intervals::{INTERVAL, Sampled};
 use super::open_loop::{self, Schedule};
 use super::pacer::Pacer;
 use super::payload::Payload;
@@ -46,6 +47,8 @@ pub struct Worker {
     pub window: watch::Receiver<Option<Window>>,
     /// Where its tally goes at the end.
     pub tally: oneshot::Sender<Tally>,
+    /// Where its tally's totals go each second (`-v`, `--histogram`).
+    pub samples: Option<mpsc::UnboundedSender<Sampled>>,
 }
 
 impl Worker {
@@ -94,6 +97,7 @@ impl Worker {
             opened,
             mut window,
             tally,
+            samples,
         } = self;
         let Some(sockets) = open(&config, &peer, share.len(), &stop, &opened).await else {
             return;
@@ -145,12 +149,17 @@ impl Worker {
             let pacer = Rc::clone(pacer);
             AbortOnDrop(tokio::task::spawn_local(async move { pacer.run().await }))
         });
+        let sampler = samples.map(|to| {
+            let sample = sample_each_second(Rc::clone(&state), window, to);
+            AbortOnDrop(tokio::task::spawn_local(sample))
+        });
         tokio::select! {
             () = async { while tasks.join_next().await.is_some() {} } => {}
             () = stop.cancelled() => {}
         }
         // Taken before the tasks still running are aborted (when `tasks` is
-        // dropped): nothing is counted after the stop.
+        // dropped): nothing is counted after the stop. No sample after it.
+        drop(sampler);
         let _ = tally.send(state.tally.take());
         drop(clock);
     }
@@ -192,6 +201,26 @@ fn pacing(
         connections: config.connections,
     };
     Ok((Rc::new(Pacer::new()?), schedule))
+}
+
+/// Sends the tally's totals at each whole second of the window before its
+/// end (`-v`, `--histogram`), until the coordinator stops listening.
+async fn sample_each_second(
+    state: Rc<RunState>,
+    window: Window,
+    to: mpsc::UnboundedSender<Sampled>,
+) {
+    for second in 1u32.. {
+        let at = window.from + INTERVAL * second;
+        if at >= window.to {
+            return;
+        }
+        tokio::time::sleep_until(at).await;
+        let sample = state.tally.borrow().sample();
+        if to.send((second, sample)).is_err() {
+            return;
+        }
+    }
 }
 
 /// Aborts a task when dropped.

@@ -1,6 +1,8 @@
 //! `upecho bench` at scale: thousands of connections and 16 MiB messages in
 //! bounded memory.
 
+use std::time::Duration;
+
 use crate::exclusive;
 use crate::support::{PATIENCE, ServerProcess, assert_passes, run_measuring_peak};
 
@@ -68,6 +70,7 @@ fn hundreds_of_connections_streaming_16_mib_writes_are_all_answered() {
     let _serial = exclusive();
     let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"], 1);
     let before = tcp_counters();
+    let sockets = snapshot_sockets_at(Duration::from_millis(4500), server.addr().port());
     let (out, _) = run_measuring_peak(&[
         "bench",
         &server.addr_arg(),
@@ -86,19 +89,64 @@ fn hundreds_of_connections_streaming_16_mib_writes_are_all_answered() {
     ]);
     let report = assert_passes(&out);
     let kernel = counters_since(&before);
-    assert_eq!(report["starved"], 0, "{report}\nkernel: {kernel}");
+    let sockets = sockets.join().unwrap();
+    assert_eq!(
+        report["starved"], 0,
+        "{report}\nkernel: {kernel}\nqueues 4.5 s in:\n{sockets}"
+    );
     assert!(report["requests"].as_u64().unwrap() > 0, "{report}");
 }
 
 /// The kernel's TCP counters that say why a loopback connection stalls:
 /// segments dropped on receive, and retransmission timeouts.
-const STALLS: [&str; 5] = [
+const STALLS: [&str; 8] = [
+    "ListenOverflows",
+    "ListenDrops",
+    "TCPSynRetrans",
     "TCPRcvQDrop",
     "TCPOFODrop",
     "TCPTimeouts",
     "TCPMemoryPressures",
     "TCPBacklogDrop",
 ];
+
+/// What `ss` shows, `after` from now, of the TCP sockets to and from `port`
+/// that have sent or received nothing yet, with their queues and state:
+/// where a starved connection's bytes wait (the server's receive queue, the
+/// generator's send queue, or its receive queue). A diagnostic for the
+/// failure message only.
+fn snapshot_sockets_at(after: Duration, port: u16) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        let filter = format!("( sport = :{port} or dport = :{port} )");
+        let out = std::process::Command::new("ss")
+            .args(["-tnHi", "state", "established", &filter])
+            .output();
+        let Ok(out) = out else {
+            return "ss (package iproute2) did not run".to_owned();
+        };
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut sockets = 0;
+        let mut one_way = Vec::new();
+        let mut lines = text.lines().peekable();
+        while let Some(line) = lines.next() {
+            // -i puts each socket's details on an indented line of its own;
+            // ss leaves out a byte count that is 0.
+            let info = lines
+                .next_if(|l| l.starts_with(char::is_whitespace))
+                .unwrap_or("");
+            sockets += 1;
+            if !info.contains("bytes_sent:") || !info.contains("bytes_received:") {
+                one_way.push(format!("{line} {}", info.trim()));
+            }
+        }
+        format!(
+            "{sockets} sockets, {} that sent or received nothing:\n{}",
+            one_way.len(),
+            one_way.join("\n")
+        )
+    })
+}
 
 /// [`STALLS`] as `/proc/net/netstat` has them now (none where it is not
 /// readable).

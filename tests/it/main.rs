@@ -8,6 +8,7 @@ mod access;
 mod activation;
 mod bench;
 mod bench_connect;
+mod bench_output;
 mod bench_rate;
 mod bench_threads;
 mod cli;

@@ -4,14 +4,19 @@
 //! `human` (the summary) and `json` (one JSON object, the contract's
 //! fields first).
 
+pub mod hdr_log;
 mod human;
 mod json;
+pub mod plot;
 
 use std::io::{self, Write};
 
 use serde::Serialize;
 
+use hdrhistogram::Histogram;
+
 use super::BenchConfig;
+use super::intervals::Interval;
 use super::stats::Measurements;
 use crate::endpoint::Target;
 
@@ -87,6 +92,28 @@ pub struct Report {
     /// Connect mode: the connection rate and the connect's latency.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub churn: Option<Churn>,
+    /// The window's latency histograms, whole (for `--plot`); not in the
+    /// JSON.
+    #[serde(skip)]
+    pub histograms: Histograms,
+    /// Second by second, if asked for ([`BenchConfig::intervals`]: `-v`,
+    /// `--histogram`); not in the JSON.
+    #[serde(skip)]
+    pub intervals: Vec<Interval>,
+    /// When the window began, on the wall clock; not in the JSON.
+    #[serde(skip)]
+    pub window_start: std::time::SystemTime,
+}
+
+/// The latency of a whole window, in microseconds, as recorded.
+#[derive(Clone, Debug)]
+pub struct Histograms {
+    /// Every verified reply's latency (with `--rate`, from its scheduled
+    /// send time), and each unanswered request's wait.
+    pub latency: Histogram<u64>,
+    /// `--rate`: the same from the real send times; `None` for a closed
+    /// loop.
+    pub uncorrected: Option<Histogram<u64>>,
 }
 
 /// What connect mode adds: the cycles (connect, one verified exchange,
@@ -225,6 +252,12 @@ impl Report {
             first_error: outcome.first_error.clone(),
             open_loop,
             churn,
+            histograms: Histograms {
+                latency: outcome.latency.clone(),
+                uncorrected: config.rate.map(|_| outcome.uncorrected.clone()),
+            },
+            intervals: outcome.intervals.clone(),
+            window_start: outcome.window_start,
         }
     }
 
@@ -244,7 +277,7 @@ impl Report {
 
     /// The server as the contract names endpoints: `tcp 127.0.0.1:8080`,
     /// `unix /run/upecho.sock`.
-    fn peer(&self) -> String {
+    pub fn peer(&self) -> String {
         format!("{} {}", self.transport, self.addr)
     }
 
@@ -349,6 +382,12 @@ mod tests {
             first_error: Some("wrong reply".into()),
             open_loop: None,
             churn: None,
+            histograms: Histograms {
+                latency: super::super::stats::latency_histogram(),
+                uncorrected: None,
+            },
+            intervals: Vec::new(),
+            window_start: std::time::SystemTime::UNIX_EPOCH,
         }
     }
 

@@ -1,0 +1,65 @@
+//! `--histogram FILE`: the run's intervals in HdrHistogram's interval log
+//! format, the one its own tools (`HistogramLogProcessor`, the log
+//! analyzer) and its ports' log readers take: a header of `#` lines, then a
+//! line per interval and series, `[Tag=T,]start,length,max,histogram` with
+//! the histogram V2-encoded, deflated and in base64. Values are
+//! microseconds; timestamps are seconds from the window's start (the
+//! `BaseTime`).
+
+use std::io::{self, Write};
+use std::time::UNIX_EPOCH;
+
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+
+use super::Report;
+
+/// Writes `report`'s intervals as an interval log: one series, untagged,
+/// for a closed loop; with `--rate` (`open_loop`) two, `corrected` (from the
+/// scheduled send times) and `uncorrected` (from the real ones).
+///
+/// # Errors
+///
+/// When `out` cannot be written, or a histogram cannot be encoded.
+pub fn write(report: &Report, mut out: impl Write) -> io::Result<()> {
+    let start = report
+        .window_start
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    // The header Java's HistogramLogWriter writes, the legend included, so
+    // that every reader finds what it looks for.
+    writeln!(
+        out,
+        "#upecho bench {} against {}: latency in microseconds, an interval a second",
+        report.mode,
+        report.peer()
+    )?;
+    writeln!(out, "#[Histogram log format version 1.3]")?;
+    writeln!(out, "#[StartTime: {start:.3} (seconds since epoch)]")?;
+    writeln!(out, "#[BaseTime: {start:.3} (seconds since epoch)]")?;
+    writeln!(
+        out,
+        "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\""
+    )?;
+    let mut serializer = V2DeflateSerializer::new();
+    let mut log = IntervalLogWriterBuilder::new()
+        .begin_log_with(&mut out, &mut serializer)
+        .map_err(io::Error::other)?;
+    let open_loop = report.open_loop.is_some();
+    for interval in &report.intervals {
+        let series = if open_loop {
+            vec![
+                (&interval.latency, Tag::new("corrected")),
+                (&interval.uncorrected, Tag::new("uncorrected")),
+            ]
+        } else {
+            vec![(&interval.latency, None)]
+        };
+        for (histogram, tag) in series {
+            log.write_histogram(histogram, interval.start, interval.length, tag)
+                .map_err(io::Error::other)?;
+        }
+    }
+    out.flush()
+}
