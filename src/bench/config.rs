@@ -147,8 +147,6 @@ impl BenchConfig {
         } else if !self.sources.is_empty() && matches!(self.target, Target::Unix(_)) {
             "--source cannot be used with --unix: a Unix socket has no local address to choose"
                 .to_string()
-        } else if self.rate.is_some() && udp {
-            "--rate over --udp is not supported yet".to_string()
         } else if self.tls.is_some() && !matches!(self.target, Target::Tcp(_)) {
             "--tls runs over TCP only (not with --udp or --unix)".to_string()
         } else if udp && self.mode == Mode::Stream {

@@ -48,7 +48,7 @@ const _: () = assert!(MESSAGES <= 256);
 
 /// The most recently lost messages of one socket, oldest overwritten first.
 #[derive(Clone, Copy, Debug, Default)]
-struct Lost {
+pub(super) struct Lost {
     /// Their message numbers; the first `len` count.
     messages: [u8; REMEMBERED],
     /// How many are remembered.
@@ -59,7 +59,7 @@ struct Lost {
 
 impl Lost {
     /// Remembers that `message` was lost.
-    fn remember(&mut self, message: usize) {
+    pub(super) fn remember(&mut self, message: usize) {
         self.messages[usize::from(self.next)] = message as u8;
         self.next = (self.next + 1) % REMEMBERED as u8;
         self.len = (self.len + 1).min(REMEMBERED as u8);
@@ -67,7 +67,7 @@ impl Lost {
 
     /// Returns true if and only if `datagram` is the reply to a remembered
     /// lost message.
-    fn late_reply(&self, payload: &Payload, datagram: &[u8]) -> bool {
+    pub(super) fn late_reply(&self, payload: &Payload, datagram: &[u8]) -> bool {
         self.messages[..usize::from(self.len)]
             .iter()
             .any(|&message| is_reply(payload.message(usize::from(message)), datagram))
@@ -258,7 +258,7 @@ async fn last_reply_in_flight(
 
 /// Sends `request` as one datagram: at once if the socket buffer has room
 /// (almost always: one `send(2)` and no future), else once it has.
-async fn send(socket: &DatagramSocket, request: &[u8]) -> io::Result<()> {
+pub(super) async fn send(socket: &DatagramSocket, request: &[u8]) -> io::Result<()> {
     let sent = match socket.get_ref().send(request) {
         Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
             socket
@@ -296,14 +296,14 @@ fn classify(
 
 /// Returns true if and only if `datagram` is exactly `message`'s reply.
 #[inline]
-fn is_reply(message: Message<'_>, datagram: &[u8]) -> bool {
+pub(super) fn is_reply(message: Message<'_>, datagram: &[u8]) -> bool {
     let mut expected = message.reply;
     datagram.len() == message.reply_len && expected.check(datagram).is_ok()
 }
 
 /// What is wrong with `datagram` as the reply to `message`.
 #[cold]
-fn wrong_reply(message: Message<'_>, datagram: &[u8]) -> String {
+pub(super) fn wrong_reply(message: Message<'_>, datagram: &[u8]) -> String {
     let len = message.reply_len;
     let mut expected = message.reply;
     let common = datagram.len().min(len);
@@ -315,6 +315,6 @@ fn wrong_reply(message: Message<'_>, datagram: &[u8]) -> String {
 
 /// Returns true if and only if `err` is `connection refused`: on a connected
 /// UDP socket, an ICMP port unreachable for an earlier datagram.
-fn refused(err: &io::Error) -> bool {
+pub(super) fn refused(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::ConnectionRefused
 }

@@ -22,6 +22,7 @@ pub mod config;
 pub mod conn;
 pub mod connect;
 pub mod datagram;
+mod datagram_rate;
 pub mod intervals;
 pub mod load;
 mod open_loop;

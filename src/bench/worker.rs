@@ -24,7 +24,7 @@ use super::open_loop::{self, Schedule};
 use super::pacer::Pacer;
 use super::payload::Payload;
 use super::stats::Tally;
-use super::{BenchConfig, Mode, churn, datagram, pingpong, stream};
+use super::{BenchConfig, Mode, churn, datagram, datagram_rate, pingpong, stream};
 use crate::Error;
 
 /// What one generator thread is given.
@@ -140,7 +140,7 @@ impl Worker {
             }
             Opened::Tcp(streams) => spawn.streams(&mut tasks, streams),
             Opened::Unix(streams) => spawn.streams(&mut tasks, streams),
-            Opened::Udp(sockets) => spawn_datagrams(&mut tasks, sockets, share.start, &state),
+            Opened::Udp(sockets) => spawn.datagrams(&mut tasks, sockets),
             Opened::Tls(streams) => spawn.streams(&mut tasks, streams),
         }
         // The clock runs beside the connections, not among them: `tasks`
@@ -243,6 +243,24 @@ struct Spawn<'a> {
 }
 
 impl Spawn<'_> {
+    /// Spawns a task per UDP socket: the closed loop, or with `--rate` the
+    /// open one.
+    fn datagrams(&self, tasks: &mut JoinSet<()>, sockets: Vec<DatagramSocket>) {
+        for (index, socket) in (self.first..).zip(sockets) {
+            let state = Rc::clone(self.state);
+            match self.pacing {
+                Some((pacer, schedule)) => tasks.spawn_local(datagram_rate::run(
+                    socket,
+                    index,
+                    state,
+                    Rc::clone(pacer),
+                    *schedule,
+                )),
+                None => tasks.spawn_local(datagram::run(socket, index, state)),
+            };
+        }
+    }
+
     /// Spawns a connection task per stream, of the mode's traffic pattern
     /// (open loop with `--rate`).
     fn streams<S: ByteStream>(&self, tasks: &mut JoinSet<()>, streams: Vec<S>) {
@@ -298,18 +316,6 @@ impl Spawn<'_> {
                 stop.clone(),
             ));
         }
-    }
-}
-
-/// Spawns a datagram pingpong task per UDP socket.
-fn spawn_datagrams(
-    tasks: &mut JoinSet<()>,
-    sockets: Vec<DatagramSocket>,
-    first: usize,
-    state: &Rc<RunState>,
-) {
-    for (index, socket) in (first..).zip(sockets) {
-        tasks.spawn_local(datagram::run(socket, index, Rc::clone(state)));
     }
 }
 

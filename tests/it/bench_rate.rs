@@ -148,3 +148,82 @@ fn the_summary_gives_both_latencies_and_the_rate_kept() {
         assert!(summary.contains(line), "no {line:?} in:\n{summary}");
     }
 }
+
+/// A UDP upper-casing echo on 127.0.0.1:0 that answers datagram `n` (from
+/// 0) as `answer(n, elapsed)` says: `Some(delay)` to answer after that
+/// delay, `None` to drop it. Replies leave in the order they come due.
+fn udp_server(answer: fn(u64, Duration) -> Option<Duration>) -> String {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap().to_string();
+    let started = Instant::now();
+    thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        let mut held: Vec<(Instant, Vec<u8>, std::net::SocketAddr)> = Vec::new();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(1)))
+            .unwrap();
+        let mut n = 0;
+        loop {
+            if let Ok((len, from)) = socket.recv_from(&mut buf) {
+                if let Some(delay) = answer(n, started.elapsed()) {
+                    held.push((Instant::now() + delay, upper(&buf[..len]), from));
+                }
+                n += 1;
+            }
+            let now = Instant::now();
+            held.sort_by_key(|(at, _, _)| *at);
+            while held.first().is_some_and(|(at, _, _)| *at <= now) {
+                let (_, reply, to) = held.remove(0);
+                let _ = socket.send_to(&reply, to);
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn over_udp_a_stall_once_a_second_shows_at_a_fixed_rate_and_hides_in_a_closed_loop() {
+    // Every datagram that comes in the first 200 ms of a second waits until
+    // the 200 ms are over.
+    let addr = udp_server(|_, elapsed| {
+        let into_second = elapsed.as_millis() % 1000;
+        Some(Duration::from_millis(
+            200u64.saturating_sub(into_second as u64),
+        ))
+    });
+    let target = ["--udp", addr.as_str()];
+    let open = assert_passes(&bench_to("2", &target, &["--rate", "1000"]));
+    let closed = assert_passes(&bench_to("2", &target, &[]));
+    assert!(micros(&open, "p99_us") >= 100_000, "open loop: {open}");
+    assert!(micros(&closed, "p99_us") < 100_000, "closed loop: {closed}");
+    let achieved = open["achieved_rate"].as_f64().unwrap();
+    assert!((900.0..=1100.0).contains(&achieved), "{open}");
+    assert_eq!(open["lost"], 0, "{open}");
+}
+
+#[test]
+fn over_udp_the_open_loop_counts_drops_as_lost_and_takes_reordered_replies() {
+    // Every tenth datagram dropped; of each other pair, the first answered
+    // 2 ms after the second.
+    let addr = udp_server(|n, _| match n % 10 {
+        9 => None,
+        n if n % 2 == 0 => Some(Duration::from_millis(2)),
+        _ => Some(Duration::ZERO),
+    });
+    let out = bench_to(
+        "2",
+        &["--udp", addr.as_str()],
+        &["--rate", "500", "--connections", "2", "--warmup", "0"],
+    );
+    let report = assert_passes(&out);
+    // 1,000 sent, a tenth dropped: 900 replies (a few fewer if the last
+    // ones come after the window). A drop counts as lost when its second
+    // is up: in the window, those of the first second's 500.
+    let (requests, lost) = (micros(&report, "requests"), micros(&report, "lost"));
+    assert!((880..=900).contains(&requests), "{report}");
+    assert!((45..=55).contains(&lost), "{report}");
+    assert!(
+        report["achieved_rate"].as_f64().unwrap() >= 490.0,
+        "{report}"
+    );
+}
