@@ -21,6 +21,7 @@ import math
 import os
 import platform
 import random
+import re
 import select
 import shutil
 import signal
@@ -167,6 +168,9 @@ PEERS = {
 DEFAULT_PEERS = [p for p in PEERS if p not in ("upecho-before", "upecho-metrics", "upecho-allow1000",
                                                 "socat-udp-listen")]
 
+# The flags of a load run by `openssl s_time -new` instead of `upecho bench`.
+S_TIME = ["(openssl s_time -new -tls1_3 -ciphersuites TLS_AES_128_GCM_SHA256)"]
+
 # name -> (transport, bench flags). The endpoint comes first: ADDR for tcp and
 # udp, --unix PATH for unix.
 LOADS = {
@@ -187,11 +191,27 @@ LOADS = {
                                     "--connections", "1"]),
     "tls 64KiB stream x16": ("tls", ["--tls", "--insecure", "--mode", "stream", "--size", "65536",
                                      "--connections", "16"]),
+    # Connection churn: connect, one verified 64-byte exchange, close, again
+    # (with --tls a full handshake each time). The rate is cycles per second.
+    "connect x1": ("tcp", ["--mode", "connect", "--size", "64", "--connections", "1"]),
+    "connect x8": ("tcp", ["--mode", "connect", "--size", "64", "--connections", "8"]),
+    "tls connect x1": ("tls", ["--tls", "--insecure", "--mode", "connect", "--size", "64",
+                               "--connections", "1"]),
+    # The same handshakes counted by another generator: `openssl s_time -new`
+    # (full handshakes one at a time, TLS 1.3, TLS_AES_128_GCM_SHA256, no
+    # data), for the whole warm-up plus window.
+    "tls handshakes (s_time)": ("tls", S_TIME),
 }
 
 
 def transport(load):
     return LOADS[load][0]
+
+
+def connects(load):
+    """A load whose rate is connections (each with its exchange) per second."""
+    flags = LOADS[load][1]
+    return flags is S_TIME or "connect" in flags
 
 
 def serves(peer, load):
@@ -335,9 +355,24 @@ def commands(peer, load, endpoint, args):
     builders, _ = PEERS[peer]
     kind, flags = LOADS[load]
     server = ["taskset", "-c", SERVER_CPU] + builders[kind](endpoint)
+    if flags is S_TIME:
+        seconds = max(1, round(args.warmup + args.duration))
+        return server, ["taskset", "-c", CLIENT_CPU, "openssl", "s_time", "-connect", endpoint, "-new",
+                        "-time", str(seconds), "-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256"]
     bench = (["taskset", "-c", CLIENT_CPU, UPECHO, "bench"] + bench_target(kind, endpoint) +
              ["--json", "--seed", "1", "--duration", str(args.duration), "--warmup", str(args.warmup)] + flags)
     return server, bench
+
+
+def s_time_report(out):
+    """What `openssl s_time` printed, as the fields of a bench report: full
+    handshakes (connections) per second, each one a request."""
+    m = re.search(r"(\d+) connections in ([\d.]+)s;", out)
+    if not m:
+        return {"error": "no rate in openssl s_time's output"}
+    count, seconds = int(m.group(1)), float(m.group(2))
+    return {"mode": "connect", "requests": count, "requests_per_s": count / seconds if seconds else None,
+            "errors": 0}
 
 
 def run_one(peer, load, args):
@@ -352,13 +387,17 @@ def run_one(peer, load, args):
     try:
         wait_listening(kind, endpoint, server)
         start = time.monotonic()
-        bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env={**os.environ, "OPENSSL_CONF": "/dev/null"} if cmd[3] == "openssl" else None)
         time.sleep(max(0.0, start + args.warmup - time.monotonic()))
         cpu0 = cpu_ns(server.pid)
         time.sleep(max(0.0, start + args.warmup + args.duration - time.monotonic()))
         cpu1 = cpu_ns(server.pid)
         out, err = bench.communicate(timeout=args.duration + args.warmup + 60)
-        report = json.loads(out) if out.strip() else {"error": err.strip()}
+        if cmd[3] == "openssl":
+            report = s_time_report(out)
+        else:
+            report = json.loads(out) if out.strip() else {"error": err.strip()}
         report["bench_exit"] = bench.returncode
         report["bench_stderr"] = err.strip()
         # Threads that exit during the window take their CPU time with them; a
@@ -616,7 +655,7 @@ def write_markdown(path, results, table, peers, loads, args, started):
              "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
     for load in loads:
         key = "mb_per_s" if "stream" in load else "requests_per_s"
-        unit = " MB/s" if "stream" in load else " rt/s"
+        unit = " MB/s" if "stream" in load else (" conn/s" if connects(load) else " rt/s")
         others = [p for p in load_peers(peers, load) if p != "upecho" and table[(load, p)][key] is not None]
         mine = table.get((load, "upecho"), {}).get(key)
         if not others or mine is None:
@@ -637,6 +676,9 @@ def write_markdown(path, results, table, peers, loads, args, started):
         elif udp:
             lines += ["| server | requests/s | vs upecho | upecho / this, per repeat | server CPU us/req | p50 us | p99 us | p99.9 us | lost | errors | starved | client CPU % |",
                       "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        elif connects(load):
+            lines += ["| server | connections/s | vs upecho | upecho / this, per repeat | server CPU us/conn | p50 us | p99 us | p99.9 us | errors | starved | client CPU % |",
+                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         else:
             lines += ["| server | requests/s | vs upecho | upecho / this, per repeat | server CPU us/req | p50 us | p99 us | p99.9 us | errors | starved | client CPU % |",
                       "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -686,7 +728,11 @@ def write_markdown(path, results, table, peers, loads, args, started):
         lines += ["```", ""]
     lines += ["LOAD is one of:", ""]
     for load in loads:
-        lines.append(f"- {load}: `{' '.join(LOADS[load][1])}`")
+        flags = LOADS[load][1]
+        lines.append(f"- {load}: " + ("`taskset -c 1 openssl s_time -connect 127.0.0.1:PORT -new -time SECS "
+                                      "-tls1_3 -ciphersuites TLS_AES_128_GCM_SHA256` (SECS: warm-up plus "
+                                      "measured, instead of upecho bench)" if flags is S_TIME
+                                      else f"`{' '.join(flags)}`"))
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 

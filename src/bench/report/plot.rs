@@ -240,14 +240,15 @@ fn percentile_label(nines: u32) -> String {
     }
 }
 
-/// The smallest of 1, 2 or 5 times a power of ten that is at least `value`
-/// (1 for nothing), so that the latency axis ends on a round number.
+/// The smallest of 1, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten that is
+/// at least `value` (1 for nothing), so that the latency axis ends on a
+/// round number whose fifths are round too, not far above the maximum.
 fn nice_ceiling(value: f64) -> f64 {
     if value <= 0.0 {
         return 1.0;
     }
     let power = 10f64.powf(value.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
+    [1.0, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
         .into_iter()
         .map(|m| m * power)
         .find(|&nice| nice >= value)
@@ -280,7 +281,8 @@ mod tests {
     #[test]
     fn the_latency_axis_ends_on_a_round_number() {
         assert_eq!(nice_ceiling(0.0), 1.0);
-        assert_eq!(nice_ceiling(3.2), 5.0);
+        assert_eq!(nice_ceiling(3.2), 4.0);
+        assert_eq!(nice_ceiling(204.5), 250.0);
         assert_eq!(nice_ceiling(170.0), 200.0);
         assert_eq!(nice_ceiling(1000.0), 1000.0);
         assert_eq!(nice_ceiling(1001.0), 2000.0);
