@@ -3,8 +3,8 @@
 # reference servers, then runs peers/peers.py, which pins each server to CPU 0
 # and `upecho bench` to CPU 1 and writes docs/BENCHMARKS.md, docs/bench/chart.svg
 # and docs/bench/benchmarks-results.json. Every load runs over one transport
-# (TCP, UDP or a Unix stream socket) against the peers that serve it. Takes
-# about 32 minutes (25 of them TCP).
+# (TCP, UDP, a Unix stream socket or TLS) against the peers that serve it. Takes
+# about an hour (590 runs of about 6 s).
 #
 #   peers/bench-peers.sh [--before REV] [--repeats 5] [--duration 3] [--warmup 1] [--peers a,b] [--loads a,b]
 #                          [--transports tcp,udp,unix,tls] [--dry-run]
