@@ -86,7 +86,6 @@ impl Worker {
 
     /// Opens the connections, waits for the window, runs a task per
     /// connection, and sends the tally.
-    #[allow(clippy::too_many_lines)] // the phases in order; to be split
     async fn work(self) {
         let Worker {
             config,
@@ -102,12 +101,8 @@ impl Worker {
         let Some(sockets) = open(&config, &peer, share.len(), &stop, &opened).await else {
             return;
         };
-        let window = tokio::select! {
-            window = window.wait_for(Option::is_some) => match window {
-                Ok(window) => window.expect("waited for a window"),
-                Err(_gone) => return,
-            },
-            () = stop.cancelled() => return,
+        let Some(window) = announced(&mut window, &stop).await else {
+            return;
         };
         let state = Rc::new(RunState::new(payload, window, config.connections));
         let pacing = match config
@@ -129,20 +124,7 @@ impl Worker {
             state: &state,
             pacing: pacing.as_ref(),
         };
-        // The one dispatch on the kind of socket: each task below is a loop
-        // compiled for its own kind.
-        match sockets {
-            // Connect mode opened them only to know the server is there:
-            // each cycle opens its own.
-            _ if config.mode == Mode::Connect => {
-                drop(sockets);
-                spawn.churn(&mut tasks, &peer, share.len(), &stop);
-            }
-            Opened::Tcp(streams) => spawn.streams(&mut tasks, streams),
-            Opened::Unix(streams) => spawn.streams(&mut tasks, streams),
-            Opened::Udp(sockets) => spawn.datagrams(&mut tasks, sockets),
-            Opened::Tls(streams) => spawn.streams(&mut tasks, streams),
-        }
+        spawn.all(&mut tasks, sockets, &peer, share.len(), &stop);
         // The clock runs beside the connections, not among them: `tasks`
         // ends when they do.
         let clock = pacing.as_ref().map(|(pacer, _)| {
@@ -186,6 +168,18 @@ async fn open(
             let _ = opened.send(Err(failure.into_error(&named, config.connections)));
             None
         }
+    }
+}
+
+/// Waits until the coordinator announces the window; `None` if it is gone or
+/// the worker was stopped first.
+async fn announced(
+    window: &mut watch::Receiver<Option<Window>>,
+    stop: &CancellationToken,
+) -> Option<Window> {
+    tokio::select! {
+        window = window.wait_for(Option::is_some) => window.ok().map(|window| window.expect("waited for a window")),
+        () = stop.cancelled() => None,
     }
 }
 
@@ -243,6 +237,30 @@ struct Spawn<'a> {
 }
 
 impl Spawn<'_> {
+    /// Spawns the connections' tasks. The one dispatch on the kind of
+    /// socket: each task is a loop compiled for its own kind.
+    fn all(
+        &self,
+        tasks: &mut JoinSet<()>,
+        sockets: Opened,
+        peer: &Peer,
+        count: usize,
+        stop: &CancellationToken,
+    ) {
+        match sockets {
+            // Connect mode opened them only to know the server is there:
+            // each cycle opens its own.
+            _ if self.mode == Mode::Connect => {
+                drop(sockets);
+                self.churn(tasks, peer, count, stop);
+            }
+            Opened::Tcp(streams) => self.streams(tasks, streams),
+            Opened::Unix(streams) => self.streams(tasks, streams),
+            Opened::Udp(sockets) => self.datagrams(tasks, sockets),
+            Opened::Tls(streams) => self.streams(tasks, streams),
+        }
+    }
+
     /// Spawns a task per UDP socket: the closed loop, or with `--rate` the
     /// open one.
     fn datagrams(&self, tasks: &mut JoinSet<()>, sockets: Vec<DatagramSocket>) {

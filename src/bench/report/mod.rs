@@ -151,6 +151,43 @@ pub struct OpenLoop {
     pub uncorrected: Percentiles,
 }
 
+impl OpenLoop {
+    /// The open-loop figures of `outcome`, a window of `secs` at `rate`.
+    fn of(rate: f64, outcome: &Measurements, secs: f64) -> OpenLoop {
+        let behind = Percentiles::of(&outcome.behind);
+        OpenLoop {
+            rate,
+            achieved_rate: round3(outcome.sent as f64 / secs),
+            behind_max_us: behind.max_us,
+            behind_p99_us: behind.p99_us,
+            behind_p50_us: behind.p50_us,
+            uncorrected: Percentiles::of(&outcome.uncorrected),
+        }
+    }
+}
+
+impl Churn {
+    /// The connect-mode figures of `outcome`, a window of `secs`.
+    fn of(outcome: &Measurements, secs: f64) -> Churn {
+        let connect = Percentiles::of(&outcome.connect);
+        Churn {
+            connects_per_s: round3(outcome.requests as f64 / secs),
+            connect_p50_us: connect.p50_us,
+            connect_p99_us: connect.p99_us,
+            connect_max_us: connect.max_us,
+        }
+    }
+}
+
+/// How the report names the server's transport.
+fn transport(target: &Target) -> &'static str {
+    match target {
+        Target::Tcp(_) => "tcp",
+        Target::Udp(_) => "udp",
+        Target::Unix(_) => "unix",
+    }
+}
+
 /// Latency percentiles, in microseconds.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Percentiles {
@@ -187,30 +224,11 @@ impl Percentiles {
 impl Report {
     /// Turns raw measurements into rates and percentiles, for a window that
     /// ran to its end (the caller sets [`Report::interrupted`] otherwise).
-    #[allow(clippy::too_many_lines)] // one field per line of the report
     pub fn new(config: &BenchConfig, outcome: &Measurements) -> Report {
         let secs = outcome.window.as_secs_f64();
         let latency = Percentiles::of(&outcome.latency);
-        let open_loop = config.rate.map(|rate| {
-            let behind = Percentiles::of(&outcome.behind);
-            OpenLoop {
-                rate,
-                achieved_rate: round3(outcome.sent as f64 / secs),
-                behind_max_us: behind.max_us,
-                behind_p99_us: behind.p99_us,
-                behind_p50_us: behind.p50_us,
-                uncorrected: Percentiles::of(&outcome.uncorrected),
-            }
-        });
-        let churn = (config.mode == super::Mode::Connect).then(|| {
-            let connect = Percentiles::of(&outcome.connect);
-            Churn {
-                connects_per_s: round3(outcome.requests as f64 / secs),
-                connect_p50_us: connect.p50_us,
-                connect_p99_us: connect.p99_us,
-                connect_max_us: connect.max_us,
-            }
-        });
+        let open_loop = config.rate.map(|rate| OpenLoop::of(rate, outcome, secs));
+        let churn = (config.mode == super::Mode::Connect).then(|| Churn::of(outcome, secs));
         Report {
             mode: config.mode.name(),
             connections: config.connections,
@@ -239,11 +257,7 @@ impl Report {
             transform: config.transform.name(),
             seed: config.seed,
             warmup_s: config.warmup.as_secs_f64(),
-            transport: match config.target {
-                Target::Tcp(_) => "tcp",
-                Target::Udp(_) => "udp",
-                Target::Unix(_) => "unix",
-            },
+            transport: transport(&config.target),
             addr: match &config.target {
                 Target::Tcp(addr) | Target::Udp(addr) => addr.to_string(),
                 Target::Unix(path) => path.to_string(),
