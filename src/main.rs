@@ -217,13 +217,10 @@ fn second_line(interval: &upecho::bench::intervals::Interval, connect: bool) -> 
     let mut line = format!(
         "{end:6.1} s  {:.0} {unit}  p99 {} us",
         interval.rate(),
-        interval.p99_us()
+        interval.p99_us
     );
-    if !interval.uncorrected.is_empty() {
-        line += &format!(
-            " (uncorrected {} us)",
-            interval.uncorrected.value_at_quantile(0.99)
-        );
+    if let Some(uncorrected) = interval.uncorrected_p99_us {
+        line += &format!(" (uncorrected {uncorrected} us)");
     }
     line + &format!("  errors {}", interval.errors)
 }
@@ -240,7 +237,14 @@ impl OutputFile {
         let Some(path) = path else {
             return Ok(OutputFile(None));
         };
-        match std::fs::File::create(path) {
+        // Opened, not emptied: a run that fails before it measures anything
+        // leaves an earlier file as it was.
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path);
+        match opened {
             Ok(file) => Ok(OutputFile(Some((path.to_owned(), file, what)))),
             Err(cause) => Err(upecho::Error::Io {
                 context: format!("cannot write the {what} to {}", path.display()),
@@ -257,8 +261,11 @@ impl OutputFile {
         let Some((path, file, what)) = self.0 else {
             return Ok(());
         };
-        let mut out = std::io::BufWriter::new(file);
-        body(&mut out).map_err(|cause| upecho::Error::Io {
+        let written = file.set_len(0).and_then(|()| {
+            let mut out = std::io::BufWriter::new(file);
+            body(&mut out)
+        });
+        written.map_err(|cause| upecho::Error::Io {
             context: format!("cannot write the {what} to {}", path.display()),
             cause,
         })
@@ -313,6 +320,10 @@ fn bench(config: &upecho::bench::BenchConfig, args: &cli::BenchArgs) -> anyhow::
         upecho::bench::Outcome::Interrupted(Some(report)) => (report, Finish::Interrupted),
         upecho::bench::Outcome::Interrupted(None) => return Ok(Finish::Interrupted),
     };
+    // The files first: a reader of stdout that went away does not take
+    // them with it.
+    histogram.write(|out| upecho::bench::report::hdr_log::write(&report, out))?;
+    plot.write(|out| upecho::bench::report::plot::write(&report, out))?;
     match report.write_to(std::io::stdout().lock(), args.json) {
         Err(err) if client::is_broken_pipe(&err) => return Ok(finish),
         Err(cause) => {
@@ -324,8 +335,6 @@ fn bench(config: &upecho::bench::BenchConfig, args: &cli::BenchArgs) -> anyhow::
         }
         Ok(()) => {}
     }
-    histogram.write(|out| upecho::bench::report::hdr_log::write(&report, out))?;
-    plot.write(|out| upecho::bench::report::plot::write(&report, out))?;
     match report.failure() {
         Some(failure) if finish == Finish::Done => Err(anyhow::anyhow!(failure)),
         _ => Ok(finish),

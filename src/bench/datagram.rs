@@ -48,7 +48,7 @@ const _: () = assert!(MESSAGES <= 256);
 
 /// The most recently lost messages of one socket, oldest overwritten first.
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Lost {
+struct Lost {
     /// Their message numbers; the first `len` count.
     messages: [u8; REMEMBERED],
     /// How many are remembered.
@@ -59,7 +59,7 @@ pub(super) struct Lost {
 
 impl Lost {
     /// Remembers that `message` was lost.
-    pub(super) fn remember(&mut self, message: usize) {
+    fn remember(&mut self, message: usize) {
         self.messages[usize::from(self.next)] = message as u8;
         self.next = (self.next + 1) % REMEMBERED as u8;
         self.len = (self.len + 1).min(REMEMBERED as u8);
@@ -67,7 +67,7 @@ impl Lost {
 
     /// Returns true if and only if `datagram` is the reply to a remembered
     /// lost message.
-    pub(super) fn late_reply(&self, payload: &Payload, datagram: &[u8]) -> bool {
+    fn late_reply(&self, payload: &Payload, datagram: &[u8]) -> bool {
         self.messages[..usize::from(self.len)]
             .iter()
             .any(|&message| is_reply(payload.message(usize::from(message)), datagram))

@@ -12,6 +12,8 @@ use std::collections::btree_map::Entry;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 
 /// The length of an interval (the last one of a window may be shorter, or
 /// longer where a thread stopped early).
@@ -56,25 +58,76 @@ impl Sample {
     /// What was counted after `earlier` (from the start if `None`) up to
     /// this one, as the interval from `start` (since the window began) to
     /// `end`.
-    fn since(&self, earlier: Option<&Sample>, start: Duration, end: Duration) -> Interval {
-        let mut interval = Interval {
-            start,
-            length: end.saturating_sub(start),
-            requests: self.requests,
-            errors: self.errors,
-            latency: self.latency.clone(),
-            uncorrected: self.uncorrected.clone(),
-        };
+    fn since(
+        &self,
+        earlier: Option<&Sample>,
+        start: Duration,
+        end: Duration,
+        open_loop: bool,
+    ) -> Interval {
+        let (mut requests, mut errors) = (self.requests, self.errors);
+        let mut latency = self.latency.clone();
+        let mut uncorrected = self.uncorrected.clone();
         if let Some(earlier) = earlier {
-            interval.requests -= earlier.requests.min(interval.requests);
-            interval.errors -= earlier.errors.min(interval.errors);
+            requests -= earlier.requests.min(requests);
+            errors -= earlier.errors.min(errors);
             // Totals only grow, so what was counted earlier is all still
             // there.
-            let _ = interval.latency.subtract(&earlier.latency);
-            let _ = interval.uncorrected.subtract(&earlier.uncorrected);
+            let _ = latency.subtract(&earlier.latency);
+            let _ = uncorrected.subtract(&earlier.uncorrected);
         }
+        let length = end.saturating_sub(start);
+        let mut interval = Interval {
+            start,
+            length,
+            requests,
+            errors,
+            samples: latency.len(),
+            p99_us: p99(&latency),
+            uncorrected_p99_us: open_loop.then(|| p99(&uncorrected)),
+            log: String::new(),
+        };
+        let series = if open_loop {
+            vec![
+                (&latency, Tag::new("corrected")),
+                (&uncorrected, Tag::new("uncorrected")),
+            ]
+        } else {
+            vec![(&latency, None)]
+        };
+        interval.log = log_lines(&series, start, length);
         interval
     }
+}
+
+/// The 99th percentile of `histogram` (0 when it is empty).
+fn p99(histogram: &Histogram<u64>) -> u64 {
+    if histogram.is_empty() {
+        0
+    } else {
+        histogram.value_at_quantile(0.99)
+    }
+}
+
+/// The interval log's lines for these series of one interval: the
+/// histograms V2-encoded, deflated and in base64, a few hundred bytes each
+/// where the histograms take 150 KiB, so that a long run keeps a few
+/// kilobytes a second, not 300.
+fn log_lines(
+    series: &[(&Histogram<u64>, Option<Tag<'_>>)],
+    start: Duration,
+    length: Duration,
+) -> String {
+    let mut lines = Vec::new();
+    let mut serializer = V2DeflateSerializer::new();
+    if let Ok(mut log) = IntervalLogWriterBuilder::new().begin_log_with(&mut lines, &mut serializer)
+    {
+        for (histogram, tag) in series {
+            // Into memory, and a histogram of these bounds always encodes.
+            let _ = log.write_histogram(histogram, start, length, *tag);
+        }
+    }
+    String::from_utf8(lines).unwrap_or_default()
 }
 
 /// One interval's own figures.
@@ -88,27 +141,23 @@ pub struct Interval {
     pub requests: u64,
     /// Errors counted in it.
     pub errors: u64,
-    /// The latency of its requests, in microseconds (with `--rate`, from
-    /// their scheduled send times).
-    pub latency: Histogram<u64>,
-    /// `--rate`: the same requests' latency from their real send times;
-    /// empty for a closed loop.
-    pub uncorrected: Histogram<u64>,
+    /// Latencies recorded in it (with the waits of requests unanswered at
+    /// the window's end, in the last).
+    pub samples: u64,
+    /// Its 99th percentile latency in microseconds (with `--rate`, from the
+    /// scheduled send times); 0 with no request.
+    pub p99_us: u64,
+    /// `--rate`: the same from the real send times.
+    pub uncorrected_p99_us: Option<u64>,
+    /// Its lines of HdrHistogram's interval log (`--histogram`): one, or
+    /// with `--rate` two, tagged `corrected` and `uncorrected`.
+    pub log: String,
 }
 
 impl Interval {
     /// Requests per second.
     pub fn rate(&self) -> f64 {
         self.requests as f64 / self.length.as_secs_f64().max(1e-9)
-    }
-
-    /// The 99th percentile latency in microseconds (0 with no request).
-    pub fn p99_us(&self) -> u64 {
-        if self.latency.is_empty() {
-            0
-        } else {
-            self.latency.value_at_quantile(0.99)
-        }
     }
 }
 
@@ -122,6 +171,8 @@ pub struct Intervals {
     /// Generator threads: a second is complete once each has sent its
     /// sample.
     threads: usize,
+    /// `--rate`: two series, corrected and uncorrected.
+    open_loop: bool,
     /// Seconds some threads have sent, with how many and their sum.
     pending: BTreeMap<u32, (usize, Sample)>,
     /// The last complete second, and the totals at its end (none before
@@ -132,10 +183,11 @@ pub struct Intervals {
 }
 
 impl Intervals {
-    /// For a run on `threads` generator threads.
-    pub fn new(threads: usize) -> Intervals {
+    /// For a run on `threads` generator threads, open loop or not.
+    pub fn new(threads: usize, open_loop: bool) -> Intervals {
         Intervals {
             threads,
+            open_loop,
             pending: BTreeMap::new(),
             last: (0, None),
             done: Vec::new(),
@@ -163,6 +215,7 @@ impl Intervals {
             self.last.1.as_ref(),
             INTERVAL * self.last.0,
             INTERVAL * second,
+            self.open_loop,
         );
         self.last = (second, Some(total));
         self.done.push(interval);
@@ -179,7 +232,8 @@ impl Intervals {
     pub fn finish(mut self, all: &Sample, end: Duration) -> Vec<Interval> {
         let from = INTERVAL * self.last.0;
         if end > from {
-            self.done.push(all.since(self.last.1.as_ref(), from, end));
+            let last = all.since(self.last.1.as_ref(), from, end, self.open_loop);
+            self.done.push(last);
         }
         self.done
     }
@@ -201,14 +255,14 @@ mod tests {
 
     #[test]
     fn a_second_is_the_sum_of_the_threads_minus_the_second_before() {
-        let mut intervals = Intervals::new(2);
+        let mut intervals = Intervals::new(2, false);
         assert!(intervals.add((1, totals(1, &[100]))).is_none());
         let first = intervals
             .add((1, totals(2, &[200, 300])))
             .expect("both threads sent second 1")
             .clone();
         assert_eq!((first.start, first.length), (Duration::ZERO, INTERVAL));
-        assert_eq!((first.requests, first.latency.len()), (3, 3));
+        assert_eq!((first.requests, first.samples), (3, 3));
         // Second 2: thread one did nothing more, thread two one slow reply.
         intervals.add((2, totals(1, &[100])));
         let second = intervals
@@ -216,26 +270,27 @@ mod tests {
             .unwrap()
             .clone();
         assert_eq!(second.start, INTERVAL);
-        assert_eq!((second.requests, second.latency.len()), (1, 1));
-        assert!(second.p99_us() >= 49_000, "{}", second.p99_us());
+        assert_eq!((second.requests, second.samples), (1, 1));
+        assert!(second.p99_us >= 49_000, "{}", second.p99_us);
+        assert!(second.log.starts_with("1.000,1.000,"), "{}", second.log);
         assert!((second.rate() - 1.0).abs() < 1e-9);
     }
 
     #[test]
     fn the_last_interval_runs_from_the_last_whole_second_to_the_end() {
-        let mut intervals = Intervals::new(1);
+        let mut intervals = Intervals::new(1, false);
         intervals.add((1, totals(10, &[100; 10])));
         let all = intervals.finish(&totals(15, &[100; 15]), Duration::from_millis(1500));
         assert_eq!(all.len(), 2);
         assert_eq!(all[1].start, INTERVAL);
         assert_eq!(all[1].length, Duration::from_millis(500));
-        assert_eq!((all[1].requests, all[1].latency.len()), (5, 5));
+        assert_eq!((all[1].requests, all[1].samples), (5, 5));
         assert!((all[1].rate() - 10.0).abs() < 1e-9);
     }
 
     #[test]
     fn a_second_a_thread_never_sent_is_folded_into_the_last_interval() {
-        let mut intervals = Intervals::new(2);
+        let mut intervals = Intervals::new(2, false);
         intervals.add((1, totals(4, &[])));
         let all = intervals.finish(&totals(9, &[]), Duration::from_secs(2));
         assert_eq!(all.len(), 1);

@@ -183,8 +183,12 @@ impl Phases<'_> {
         };
         let _ = self.window.send(Some(window));
         let window_start = std::time::SystemTime::now() + self.config.warmup;
-        let mut seconds =
-            (self.sampled.take()).map(|sampled| (sampled, Intervals::new(self.tallies.len())));
+        let mut seconds = (self.sampled.take()).map(|sampled| {
+            (
+                sampled,
+                Intervals::new(self.tallies.len(), self.config.rate.is_some()),
+            )
+        });
         let timed = keep_time(
             window,
             began,

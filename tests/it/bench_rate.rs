@@ -227,3 +227,19 @@ fn over_udp_the_open_loop_counts_drops_as_lost_and_takes_reordered_replies() {
         "{report}"
     );
 }
+
+#[test]
+fn over_udp_replies_held_past_their_loss_time_are_late_not_errors() {
+    // Every datagram that comes in the first 1.5 s is answered at 1.5 s:
+    // all 64 messages of the socket are lost at once, their numbers sent
+    // again, and then the old replies come.
+    let addr = udp_server(|_, elapsed| Some(Duration::from_millis(1500).saturating_sub(elapsed)));
+    let out = bench_to(
+        "3",
+        &["--udp", addr.as_str()],
+        &["--rate", "200", "--warmup", "0"],
+    );
+    let report = assert_passes(&out);
+    assert!(micros(&report, "lost") >= 64, "{report}");
+    assert!(micros(&report, "requests") > 0, "{report}");
+}

@@ -9,18 +9,20 @@
 use std::io::{self, Write};
 use std::time::UNIX_EPOCH;
 
-use hdrhistogram::serialization::V2DeflateSerializer;
-use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
-
 use super::Report;
+#[cfg(doc)]
+use crate::bench::intervals::Interval;
 
 /// Writes `report`'s intervals as an interval log: one series, untagged,
-/// for a closed loop; with `--rate` (`open_loop`) two, `corrected` (from the
-/// scheduled send times) and `uncorrected` (from the real ones).
+/// for a closed loop; with `--rate` two, `corrected` (from the scheduled
+/// send times) and `uncorrected` (from the real ones). The header's
+/// `StartTime` and `BaseTime` are written here rather than by the crate's
+/// log writer because the legend line must follow them, as Java's writer
+/// puts it.
 ///
 /// # Errors
 ///
-/// When `out` cannot be written, or a histogram cannot be encoded.
+/// When `out` cannot be written.
 pub fn write(report: &Report, mut out: impl Write) -> io::Result<()> {
     let start = report
         .window_start
@@ -42,24 +44,9 @@ pub fn write(report: &Report, mut out: impl Write) -> io::Result<()> {
         out,
         "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\""
     )?;
-    let mut serializer = V2DeflateSerializer::new();
-    let mut log = IntervalLogWriterBuilder::new()
-        .begin_log_with(&mut out, &mut serializer)
-        .map_err(io::Error::other)?;
-    let open_loop = report.open_loop.is_some();
+    // Each interval's lines were encoded as it ended ([`Interval::log`]).
     for interval in &report.intervals {
-        let series = if open_loop {
-            vec![
-                (&interval.latency, Tag::new("corrected")),
-                (&interval.uncorrected, Tag::new("uncorrected")),
-            ]
-        } else {
-            vec![(&interval.latency, None)]
-        };
-        for (histogram, tag) in series {
-            log.write_histogram(histogram, interval.start, interval.length, tag)
-                .map_err(io::Error::other)?;
-        }
+        out.write_all(interval.log.as_bytes())?;
     }
     out.flush()
 }
