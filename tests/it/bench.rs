@@ -30,6 +30,14 @@ pub fn bench_for(secs: &str, addr: &str, extra: &[&str]) -> Output {
     run(&args)
 }
 
+/// The unsigned number `field` of a JSON report (a count, or microseconds),
+/// failing the test with the report if it is missing.
+pub fn count(report: &serde_json::Value, field: &str) -> u64 {
+    report[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {field}: {report}"))
+}
+
 /// `upecho bench TARGET --json` with a window of `secs` after 0.1 s of
 /// warm-up, where `target` is `ADDR`, `--udp ADDR` or `--unix PATH`.
 pub fn bench_to(secs: &str, target: &[&str], extra: &[&str]) -> Output {

@@ -4,17 +4,11 @@
 //! spreads the local ends over addresses, and running out of local ports is
 //! one error line that names the cause.
 
-use crate::bench::bench_to;
+use crate::bench::{bench_to, count};
 use crate::support::{
     ServerProcess, TempDir, assert_one_error_line, assert_passes, in_own_network_namespace, run,
     skip,
 };
-
-fn micros(report: &serde_json::Value, field: &str) -> u64 {
-    report[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no {field}: {report}"))
-}
 
 /// The server's log lines for connections it opened.
 fn opened(server: &ServerProcess) -> Vec<String> {
@@ -53,13 +47,13 @@ fn connect_mode_over_tcp_unix_and_tls_counts_cycles_and_times_the_connect_apart(
         // The connect is part of the cycle, so each of its percentiles is at
         // most the cycle's.
         let (p50, p99, max) = (
-            micros(&report, "connect_p50_us"),
-            micros(&report, "connect_p99_us"),
-            micros(&report, "connect_max_us"),
+            count(&report, "connect_p50_us"),
+            count(&report, "connect_p99_us"),
+            count(&report, "connect_max_us"),
         );
         assert!(p50 <= p99 && p99 <= max, "{report}");
-        assert!(p50 <= micros(&report, "p50_us"), "{report}");
-        assert!(p99 <= micros(&report, "p99_us"), "{report}");
+        assert!(p50 <= count(&report, "p50_us"), "{report}");
+        assert!(p99 <= count(&report, "p99_us"), "{report}");
         assert!(
             report["client_cpu_us_per_op"].as_f64().unwrap() > 0.0,
             "{report}"

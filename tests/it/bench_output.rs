@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use crate::bench::bench_for;
+use crate::bench::{bench_for, count};
 use crate::support::{ServerProcess, TempDir, assert_error_line, json, run};
 
 /// Reads an interval log with the PyPI `hdrhistogram` package (`hdrh`),
@@ -62,12 +62,6 @@ fn assert_same_percentiles(read: &serde_json::Value, p50: u64, p99: u64, max: u6
     assert_eq!(read["max_us"].as_u64(), Some(max), "{read}");
 }
 
-fn field(report: &serde_json::Value, name: &str) -> u64 {
-    report[name]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no {name}: {report}"))
-}
-
 #[test]
 fn the_histogram_log_reads_back_with_the_reports_percentiles() {
     let server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "-q"], 1);
@@ -85,14 +79,14 @@ fn the_histogram_log_reads_back_with_the_reports_percentiles() {
     let series = &read["-"];
     assert_eq!(series["intervals"], 3, "{read}");
     assert!(
-        field(series, "count") >= field(&report, "requests"),
+        count(series, "count") >= count(&report, "requests"),
         "{read}"
     );
     assert_same_percentiles(
         series,
-        field(&report, "p50_us"),
-        field(&report, "p99_us"),
-        field(&report, "max_us"),
+        count(&report, "p50_us"),
+        count(&report, "p99_us"),
+        count(&report, "max_us"),
     );
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("#[StartTime: "), "{text}");
@@ -121,16 +115,16 @@ fn under_rate_the_log_has_corrected_and_uncorrected_series() {
     assert_eq!(uncorrected["intervals"], 2, "{read}");
     assert_same_percentiles(
         corrected,
-        field(&report, "p50_us"),
-        field(&report, "p99_us"),
-        field(&report, "max_us"),
+        count(&report, "p50_us"),
+        count(&report, "p99_us"),
+        count(&report, "max_us"),
     );
     let plain = &report["uncorrected"];
     assert_same_percentiles(
         uncorrected,
-        field(plain, "p50_us"),
-        field(plain, "p99_us"),
-        field(plain, "max_us"),
+        count(plain, "p50_us"),
+        count(plain, "p99_us"),
+        count(plain, "max_us"),
     );
 }
 

@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::bench::{bench_for, bench_to};
+use crate::bench::{bench_for, bench_to, count};
 use crate::support::{ServerProcess, TempDir, assert_passes, run, upper};
 
 /// An upper-casing echo server on 127.0.0.1:0 that runs `serve` on each
@@ -53,12 +53,6 @@ fn slow_reader(mut conn: TcpStream, _started: Instant) {
     }
 }
 
-fn micros(report: &serde_json::Value, field: &str) -> u64 {
-    report[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no {field}: {report}"))
-}
-
 #[test]
 fn a_stall_once_a_second_shows_at_a_fixed_rate_and_hides_in_a_closed_loop() {
     let addr = server(stalling);
@@ -67,10 +61,10 @@ fn a_stall_once_a_second_shows_at_a_fixed_rate_and_hides_in_a_closed_loop() {
     let closed = assert_passes(&bench_for("2", &addr, &[]));
     // At 1,000 per second, the 200 messages due during a stall wait up to
     // 200 ms: a tenth of the messages, so p99 is well inside the stall.
-    assert!(micros(&open, "p99_us") >= 100_000, "open loop: {open}");
+    assert!(count(&open, "p99_us") >= 100_000, "open loop: {open}");
     // A closed loop sends nothing while it waits: one slow round trip per
     // stall among thousands of fast ones.
-    assert!(micros(&closed, "p99_us") < 100_000, "closed loop: {closed}");
+    assert!(count(&closed, "p99_us") < 100_000, "closed loop: {closed}");
     assert_eq!(open["rate"], 1000.0);
     let achieved = open["achieved_rate"].as_f64().unwrap();
     assert!((900.0..=1100.0).contains(&achieved), "{open}");
@@ -84,13 +78,13 @@ fn a_generator_held_back_by_a_slow_reader_says_so_and_the_uncorrected_figures_hi
     // messages leave later and later.
     let out = bench_for("3", &addr, &["--rate", "1000", "--size", "65536"]);
     let report = assert_passes(&out);
-    assert!(micros(&report, "behind_max_us") >= 1_000_000, "{report}");
+    assert!(count(&report, "behind_max_us") >= 1_000_000, "{report}");
     let achieved = report["achieved_rate"].as_f64().unwrap();
     assert!(achieved < 700.0, "{report}");
     // From the real send times, a message waits only for the bytes queued
     // ahead of it; from its scheduled time, also for how late it left.
-    let corrected = micros(&report, "p50_us");
-    let uncorrected = micros(&report["uncorrected"], "p50_us");
+    let corrected = count(&report, "p50_us");
+    let uncorrected = count(&report["uncorrected"], "p50_us");
     assert!(corrected >= 2 * uncorrected, "{report}");
 }
 
@@ -194,8 +188,8 @@ fn over_udp_a_stall_once_a_second_shows_at_a_fixed_rate_and_hides_in_a_closed_lo
     let target = ["--udp", addr.as_str()];
     let open = assert_passes(&bench_to("2", &target, &["--rate", "1000"]));
     let closed = assert_passes(&bench_to("2", &target, &[]));
-    assert!(micros(&open, "p99_us") >= 100_000, "open loop: {open}");
-    assert!(micros(&closed, "p99_us") < 100_000, "closed loop: {closed}");
+    assert!(count(&open, "p99_us") >= 100_000, "open loop: {open}");
+    assert!(count(&closed, "p99_us") < 100_000, "closed loop: {closed}");
     let achieved = open["achieved_rate"].as_f64().unwrap();
     assert!((900.0..=1100.0).contains(&achieved), "{open}");
     assert_eq!(open["lost"], 0, "{open}");
@@ -219,7 +213,7 @@ fn over_udp_the_open_loop_counts_drops_as_lost_and_takes_reordered_replies() {
     // 1,000 sent, a tenth dropped: 900 replies (a few fewer if the last
     // ones come after the window). A drop counts as lost when its second
     // is up: in the window, those of the first second's 500.
-    let (requests, lost) = (micros(&report, "requests"), micros(&report, "lost"));
+    let (requests, lost) = (count(&report, "requests"), count(&report, "lost"));
     assert!((880..=900).contains(&requests), "{report}");
     assert!((45..=55).contains(&lost), "{report}");
     assert!(
@@ -240,6 +234,6 @@ fn over_udp_replies_held_past_their_loss_time_are_late_not_errors() {
         &["--rate", "200", "--warmup", "0"],
     );
     let report = assert_passes(&out);
-    assert!(micros(&report, "lost") >= 64, "{report}");
-    assert!(micros(&report, "requests") > 0, "{report}");
+    assert!(count(&report, "lost") >= 64, "{report}");
+    assert!(count(&report, "requests") > 0, "{report}");
 }
