@@ -78,6 +78,23 @@ pub struct ServeArgs {
     /// (0 = no limit).
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     pub tls_handshake_timeout: Duration,
+    /// Serve HTTP/1.1 and WebSocket on this TCP address (repeatable): a
+    /// WebSocket upgrade on any path, each message answered with one
+    /// message; `GET /` a page to try it in a browser, `GET /healthz`.
+    #[arg(long, value_name = "ADDR")]
+    pub ws: Vec<HostPort>,
+    /// As --ws, over TLS (with the certificate of the TLS flags).
+    #[arg(long, value_name = "ADDR")]
+    pub wss: Vec<HostPort>,
+    /// The largest WebSocket message, however fragmented, in bytes; a larger
+    /// one closes the connection with 1009.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 32))]
+    pub ws_max_message: u64,
+    /// Accept WebSocket upgrades only with this `Origin` header (repeatable,
+    /// e.g. https://example.org; default: any origin).
+    #[arg(long, value_name = "ORIGIN")]
+    pub ws_origin: Vec<String>,
     /// Answer datagrams on this UDP address (repeatable): each datagram gets
     /// one transformed datagram back; replies over 65507 bytes are dropped.
     #[arg(long, value_name = "ADDR")]
@@ -178,6 +195,10 @@ impl ServeArgs {
         listen.extend(positions(matches, "unix").zip(unix));
         let tls = self.tls.iter().cloned().map(Listen::Tls);
         listen.extend(positions(matches, "tls").zip(tls));
+        let ws = self.ws.iter().cloned().map(Listen::Ws);
+        listen.extend(positions(matches, "ws").zip(ws));
+        let wss = self.wss.iter().cloned().map(Listen::Wss);
+        listen.extend(positions(matches, "wss").zip(wss));
         listen.sort_by_key(|(at, _)| *at);
         // Empty without listener flags: `serve` adds the default
         // 127.0.0.1:8080 only when no socket was inherited (systemd).
@@ -202,6 +223,10 @@ impl ServeArgs {
         };
         config.max_per_source = self.max_per_source;
         config.udp_rate = self.udp_rate;
+        config.websocket = upecho::WsConfig {
+            max_message: usize::try_from(self.ws_max_message).unwrap_or(usize::MAX),
+            origins: self.ws_origin.clone(),
+        };
         config.tls = upecho::tls::server::TlsConfig {
             files: self.tls_cert.clone().zip(self.tls_key.clone()),
             client_ca: self.tls_client_ca.clone(),

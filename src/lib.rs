@@ -55,5 +55,5 @@ pub mod transform;
 
 pub use endpoint::{Endpoint, HostPort};
 pub use error::Error;
-pub use server::{RunningServer, Server, ServerConfig, ShutdownSignal};
+pub use server::{RunningServer, Server, ServerConfig, ShutdownSignal, WsConfig};
 pub use transform::{Output, StreamTransform, Transform, upper_ascii};

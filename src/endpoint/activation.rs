@@ -61,9 +61,9 @@ pub fn inherited() -> Result<Vec<Listener>, Error> {
 }
 
 /// What an inherited socket is served as, by its name in `LISTEN_FDNAMES`
-/// (systemd's `FileDescriptorName=`): a TCP socket named `tls` with TLS;
-/// `ws` and `wss` (WebSocket) are refused until upecho serves WebSocket,
-/// rather than served as something else; any other name, as the socket is.
+/// (systemd's `FileDescriptorName=`): a TCP socket named `tls` with TLS,
+/// `ws` with HTTP and WebSocket, `wss` with both; any other name, as the
+/// socket is.
 fn named(socket: Listener, name: &str, index: usize) -> Result<Listener, Error> {
     let fd = 3 + i32::try_from(index).unwrap_or(0);
     let refuse = |why: &str| {
@@ -75,8 +75,9 @@ fn named(socket: Listener, name: &str, index: usize) -> Result<Listener, Error> 
     };
     match (name, socket) {
         ("tls", Listener::Tcp(socket)) => Ok(Listener::Tls(socket)),
-        ("tls", _) => refuse("not a tcp socket"),
-        ("ws" | "wss", _) => refuse("WebSocket is not served yet"),
+        ("ws", Listener::Tcp(socket)) => Ok(Listener::Ws(socket)),
+        ("wss", Listener::Tcp(socket)) => Ok(Listener::Wss(socket)),
+        ("tls" | "ws" | "wss", _) => refuse("not a tcp socket"),
         (_, socket) => Ok(socket),
     }
 }

@@ -27,6 +27,8 @@ pub fn bind(listen: &Listen, backlog: u32, unix_mode: Option<u32>) -> Result<Lis
     match listen {
         Listen::Tcp(addr) => bind_tcp(addr, backlog).map(Listener::Tcp),
         Listen::Tls(addr) => bind_tcp(addr, backlog).map(Listener::Tls),
+        Listen::Ws(addr) => bind_tcp(addr, backlog).map(Listener::Ws),
+        Listen::Wss(addr) => bind_tcp(addr, backlog).map(Listener::Wss),
         Listen::Udp(addr) => bind_udp(addr).map(Listener::Udp),
         Listen::Unix(path) => bind_unix(path, backlog, unix_mode).map(Listener::Unix),
     }

@@ -46,6 +46,10 @@ pub enum Listen {
     Unix(UnixPath),
     /// TLS over TCP (`--tls`).
     Tls(HostPort),
+    /// HTTP/1.1 and WebSocket over TCP (`--ws`).
+    Ws(HostPort),
+    /// HTTP/1.1 and WebSocket over TLS (`--wss`).
+    Wss(HostPort),
 }
 
 /// A bound listening socket, ready to be served: made by [`bind()`], or
@@ -62,6 +66,10 @@ pub enum Listener {
     Unix(UnixListener),
     /// A TCP socket served with TLS.
     Tls(TcpListener),
+    /// A TCP socket served with HTTP and WebSocket.
+    Ws(TcpListener),
+    /// A TCP socket served with HTTP and WebSocket over TLS.
+    Wss(TcpListener),
 }
 
 impl Listener {
@@ -74,6 +82,8 @@ impl Listener {
         match self {
             Listener::Tcp(socket) => socket.local_addr().map(Endpoint::Tcp),
             Listener::Tls(socket) => socket.local_addr().map(Endpoint::Tls),
+            Listener::Ws(socket) => socket.local_addr().map(Endpoint::Ws),
+            Listener::Wss(socket) => socket.local_addr().map(Endpoint::Wss),
             Listener::Udp(socket) => socket.local_addr().map(Endpoint::Udp),
             Listener::Unix(socket) => {
                 let addr = socket.local_addr()?;
@@ -100,6 +110,8 @@ impl Listener {
         Ok(match self {
             Listener::Tcp(socket) => Listener::Tcp(socket.try_clone()?),
             Listener::Tls(socket) => Listener::Tls(socket.try_clone()?),
+            Listener::Ws(socket) => Listener::Ws(socket.try_clone()?),
+            Listener::Wss(socket) => Listener::Wss(socket.try_clone()?),
             Listener::Udp(socket) => Listener::Udp(socket.try_clone()?),
             Listener::Unix(socket) => Listener::Unix(socket.try_clone()?),
         })
@@ -112,7 +124,10 @@ impl Listener {
     /// When the socket refuses.
     pub fn set_nonblocking(&self) -> io::Result<()> {
         match self {
-            Listener::Tcp(socket) | Listener::Tls(socket) => socket.set_nonblocking(true),
+            Listener::Tcp(socket)
+            | Listener::Tls(socket)
+            | Listener::Ws(socket)
+            | Listener::Wss(socket) => socket.set_nonblocking(true),
             Listener::Udp(socket) => socket.set_nonblocking(true),
             Listener::Unix(socket) => socket.set_nonblocking(true),
         }
@@ -138,6 +153,24 @@ pub enum Endpoint {
     Unix(UnixPath),
     /// TLS over TCP (`--tls`), with its real port.
     Tls(SocketAddr),
+    /// HTTP and WebSocket over TCP (`--ws`).
+    Ws(SocketAddr),
+    /// HTTP and WebSocket over TLS (`--wss`).
+    Wss(SocketAddr),
+}
+
+impl Endpoint {
+    /// Returns true if and only if its connections begin with a TLS
+    /// handshake (`tls` and `wss`).
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Endpoint::Tls(_) | Endpoint::Wss(_))
+    }
+
+    /// Returns true if and only if it serves HTTP and WebSocket (`ws` and
+    /// `wss`).
+    pub fn is_websocket(&self) -> bool {
+        matches!(self, Endpoint::Ws(_) | Endpoint::Wss(_))
+    }
 }
 
 impl fmt::Display for Endpoint {
@@ -147,6 +180,8 @@ impl fmt::Display for Endpoint {
             Endpoint::Udp(addr) => write!(f, "udp {addr}"),
             Endpoint::Unix(path) => write!(f, "unix {path}"),
             Endpoint::Tls(addr) => write!(f, "tls {addr}"),
+            Endpoint::Ws(addr) => write!(f, "ws {addr}"),
+            Endpoint::Wss(addr) => write!(f, "wss {addr}"),
         }
     }
 }

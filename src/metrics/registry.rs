@@ -19,7 +19,7 @@ use prometheus_client::registry::Registry;
 use crate::Endpoint;
 
 /// The `reason`s of `upecho_connections_closed_total`.
-const CLOSE_REASONS: [&str; 8] = [
+const CLOSE_REASONS: [&str; 9] = [
     "peer",
     "error",
     "idle",
@@ -28,6 +28,7 @@ const CLOSE_REASONS: [&str; 8] = [
     "denied",
     "per_source",
     "tls",
+    "ws_protocol",
 ];
 
 /// The `result`s of `upecho_tls_handshakes_total`.
@@ -104,6 +105,10 @@ pub(crate) struct Metrics {
     accept_errors: Family<KindLabels, Counter>,
     /// `upecho_tls_handshakes_total{listener,result}`.
     tls_handshakes: Family<ResultLabels, Counter>,
+    /// `upecho_websocket_messages_received_total{listener}`.
+    ws_received: Family<ListenerLabel, Counter>,
+    /// `upecho_websocket_messages_sent_total{listener}`.
+    ws_sent: Family<ListenerLabel, Counter>,
     /// `upecho_tls_certificate_expiry_timestamp_seconds`: Unix seconds, 0
     /// (not shown) without TLS. Not in the registry: it has no labels, and
     /// shows only when set.
@@ -124,6 +129,8 @@ impl Default for Metrics {
             datagrams_dropped: Family::default(),
             accept_errors: Family::default(),
             tls_handshakes: Family::default(),
+            ws_received: Family::default(),
+            ws_sent: Family::default(),
             tls_expiry: std::sync::atomic::AtomicI64::new(0),
         };
         let mut registry = Registry::default();
@@ -162,6 +169,16 @@ impl Metrics {
                 "upecho_datagrams_sent",
                 "Datagrams sent",
                 &self.datagrams_sent,
+            ),
+            (
+                "upecho_websocket_messages_received",
+                "WebSocket messages received, however fragmented (counted at close)",
+                &self.ws_received,
+            ),
+            (
+                "upecho_websocket_messages_sent",
+                "WebSocket messages sent (counted at close)",
+                &self.ws_sent,
             ),
         ];
         for (name, help, family) in counters {
@@ -234,7 +251,7 @@ impl Metrics {
                 })
                 .clone()
         });
-        let handshakes = matches!(endpoint, Endpoint::Tls(_)).then(|| {
+        let handshakes = endpoint.is_tls().then(|| {
             HANDSHAKE_RESULTS.map(|result| {
                 self.tls_handshakes
                     .get_or_create(&ResultLabels {
@@ -244,9 +261,13 @@ impl Metrics {
                     .clone()
             })
         });
+        let messages = endpoint.is_websocket().then(|| {
+            [&self.ws_received, &self.ws_sent].map(|family| family.get_or_create(&label).clone())
+        });
         StreamMetrics {
             closed,
             handshakes,
+            messages,
             accepted: self.accepted.get_or_create(&label).clone(),
             active: self.active.get_or_create(&label).clone(),
             bytes_received: self.bytes_received.get_or_create(&label).clone(),
@@ -346,6 +367,9 @@ pub(crate) struct StreamMetrics {
     /// `upecho_tls_handshakes_total`, one per [`HANDSHAKE_RESULTS`]; `None`
     /// on a plain listener.
     handshakes: Option<[Counter; HANDSHAKE_RESULTS.len()]>,
+    /// `upecho_websocket_messages_received_total` and `_sent_total`; `None`
+    /// on a listener that is not a WebSocket one.
+    messages: Option<[Counter; 2]>,
     /// For the rarer counters with a second label.
     metrics: Arc<Metrics>,
     /// The `listener` label.
@@ -363,6 +387,14 @@ impl StreamMetrics {
     pub(crate) fn handshake(&self, ok: bool) {
         if let Some(handshakes) = &self.handshakes {
             handshakes[usize::from(!ok)].inc();
+        }
+    }
+
+    /// A WebSocket connection received and sent these many messages.
+    pub(crate) fn websocket_messages(&self, received: u64, sent: u64) {
+        if let Some([counted_in, counted_out]) = &self.messages {
+            counted_in.inc_by(received);
+            counted_out.inc_by(sent);
         }
     }
 

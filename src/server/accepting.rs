@@ -81,7 +81,10 @@ pub(super) fn start(shared: &Shared, listeners: Vec<Listening>) -> Result<(), Er
         let task = shared.clone();
         // The one place each kind of socket gets its serving loop.
         match socket {
-            Listener::Tcp(socket) | Listener::Tls(socket) => {
+            Listener::Tcp(socket)
+            | Listener::Tls(socket)
+            | Listener::Ws(socket)
+            | Listener::Wss(socket) => {
                 let socket = watch_readable(socket).map_err(fail)?;
                 let serve = listener::serve(socket, endpoint, health, open, task);
                 shared.listeners.spawn(serve);

@@ -167,7 +167,7 @@ impl Server {
         let rules = config.access.load()?;
         let tls = endpoints
             .iter()
-            .any(|endpoint| matches!(endpoint, Endpoint::Tls(_)))
+            .any(Endpoint::is_tls)
             .then(|| ServerTls::load(&config.tls, certificate_hosts(config, &endpoints)))
             .transpose()?;
         if config.udp_rate == 0 {
@@ -193,6 +193,7 @@ impl Server {
                     timeout: config.proxy_timeout,
                 }),
                 tls,
+                websocket: config.websocket.clone(),
             }),
             max_connections: config.max_connections.max(1),
             shutdown_grace: config.shutdown_grace,
@@ -279,11 +280,13 @@ fn warn_open_reflectors(endpoints: &[Endpoint]) {
 fn certificate_hosts(config: &ServerConfig, endpoints: &[Endpoint]) -> Vec<String> {
     let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
     let given = config.listen.iter().filter_map(|listen| match listen {
-        Listen::Tls(addr) => Some(addr.host().to_string()),
+        Listen::Tls(addr) | Listen::Wss(addr) => Some(addr.host().to_string()),
         _ => None,
     });
     let bound = endpoints.iter().filter_map(|endpoint| match endpoint {
-        Endpoint::Tls(addr) if !addr.ip().is_unspecified() => Some(addr.ip().to_string()),
+        Endpoint::Tls(addr) | Endpoint::Wss(addr) if !addr.ip().is_unspecified() => {
+            Some(addr.ip().to_string())
+        }
         _ => None,
     });
     for host in given.chain(bound) {

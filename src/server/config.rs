@@ -55,6 +55,28 @@ pub struct ServerConfig {
     /// The certificate, client CAs and handshake limit of the `--tls`
     /// listeners.
     pub tls: crate::tls::server::TlsConfig,
+    /// The limits of the `--ws` and `--wss` listeners.
+    pub websocket: WsConfig,
+}
+
+/// How the WebSocket listeners (`--ws`, `--wss`) serve.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WsConfig {
+    /// The largest message, however fragmented, in bytes
+    /// (`--ws-max-message`); a larger one closes with 1009.
+    pub max_message: usize,
+    /// The `Origin` headers accepted (`--ws-origin`); empty: any.
+    pub origins: Vec<String>,
+}
+
+impl Default for WsConfig {
+    /// The contract's: 16 MiB messages, any origin.
+    fn default() -> Self {
+        WsConfig {
+            max_message: 16 * 1024 * 1024,
+            origins: Vec::new(),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -81,6 +103,7 @@ impl Default for ServerConfig {
             max_per_source: 0,
             udp_rate: 0,
             tls: crate::tls::server::TlsConfig::new(),
+            websocket: WsConfig::default(),
         }
     }
 }

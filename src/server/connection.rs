@@ -129,6 +129,11 @@ pub(crate) enum End {
     Refused(super::admission::Refused),
     /// The TLS handshake failed or ran out of time.
     Tls(String),
+    /// A WebSocket peer broke the protocol (closed with 1002, 1007 or 1009).
+    WebSocket(String),
+    /// Closed by the server at the end of the shutdown grace (a WebSocket
+    /// with 1001).
+    Shutdown,
 }
 
 impl End {
@@ -140,6 +145,8 @@ impl End {
             End::ProxyHeader(_) => "proxy_header",
             End::Refused(refused) => refused.reason(),
             End::Tls(_) => "tls",
+            End::WebSocket(_) => "ws_protocol",
+            End::Shutdown => "shutdown",
         }
     }
 }
@@ -152,6 +159,8 @@ impl std::fmt::Display for End {
             End::ProxyHeader(err) => write!(f, "proxy_header: {err}"),
             End::Refused(refused) => f.write_str(refused.reason()),
             End::Tls(why) => write!(f, "tls: {why}"),
+            End::WebSocket(why) => write!(f, "ws_protocol: {why}"),
+            End::Shutdown => f.write_str("closed at shutdown"),
         }
     }
 }
@@ -164,6 +173,8 @@ pub(crate) struct Traffic {
     bytes_in: AtomicU64,
     /// Bytes sent to the peer.
     bytes_out: AtomicU64,
+    /// WebSocket messages received and sent (0 on other listeners).
+    messages: [AtomicU64; 2],
     /// The client a PROXY protocol header named: the peer the listener logs
     /// when the connection closes, instead of the socket's (the proxy's).
     client: std::sync::OnceLock<std::net::SocketAddr>,
@@ -176,6 +187,25 @@ impl Traffic {
             self.bytes_in.load(Ordering::Relaxed),
             self.bytes_out.load(Ordering::Relaxed),
         )
+    }
+
+    /// WebSocket messages received and sent so far.
+    pub(crate) fn messages(&self) -> (u64, u64) {
+        let [received, sent] = &self.messages;
+        (
+            received.load(Ordering::Relaxed),
+            sent.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Counts a WebSocket message received.
+    pub(super) fn message_in(&self) {
+        Traffic::add(&self.messages[0], 1);
+    }
+
+    /// Counts a WebSocket message sent.
+    pub(super) fn message_out(&self) {
+        Traffic::add(&self.messages[1], 1);
     }
 
     /// The client a PROXY protocol header named, if one did.

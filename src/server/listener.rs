@@ -34,6 +34,10 @@ use crate::metrics::StreamMetrics;
 const IDLE: &str = "idle timeout";
 /// Why the listener aborted a connection: shutdown's cut-off.
 const CUT_OFF: &str = "cut off at shutdown";
+/// How long WebSocket connections have, after the cut-off, to send their
+/// close frame (1001) before they are aborted: a little more than the time
+/// each allows itself.
+const WEBSOCKET_LAST_CALL: Duration = Duration::from_millis(1500);
 
 /// What the listener knows about one of its open connections.
 struct Open {
@@ -106,24 +110,70 @@ pub(crate) async fn serve<L: StreamListener>(
     // closed, connects are refused.
     drop(listener);
     drop(open);
-    let cut = shared.cut_off.clone();
-    let mut cut_done = false;
-    loop {
-        tokio::select! {
-            biased;
-            () = cut.cancelled(), if !cut_done => {
-                cut_done = true;
-                for conn in conns.values_mut() {
-                    conn.aborted_for = Some(CUT_OFF);
-                    conn.abort.abort();
+    let mut serving = Serving {
+        tasks,
+        conns,
+        sweep,
+        endpoint,
+        counters,
+        shared,
+    };
+    serving.drain().await;
+}
+
+/// A listener's connections after its socket closed, until the last ends.
+struct Serving {
+    tasks: JoinSet<End>,
+    conns: HashMap<Id, Open>,
+    sweep: tokio::time::Interval,
+    endpoint: Endpoint,
+    counters: StreamMetrics,
+    shared: Shared,
+}
+
+impl Serving {
+    /// Lets the connections finish, sweeping idle ones, and cuts off the
+    /// rest when the drain says so.
+    async fn drain(&mut self) {
+        let cut = self.shared.cut_off.clone();
+        let idle = self.shared.settings.idle_timeout;
+        let mut cut_done = false;
+        // WebSocket connections close themselves at the cut-off, with 1001:
+        // the stragglers are aborted after they had time to.
+        let last_call = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(last_call);
+        let mut calling = false;
+        loop {
+            tokio::select! {
+                biased;
+                () = cut.cancelled(), if !cut_done => {
+                    cut_done = true;
+                    if self.endpoint.is_websocket() {
+                        last_call.as_mut().reset(Instant::now() + WEBSOCKET_LAST_CALL);
+                        calling = true;
+                    } else {
+                        cut_all(&mut self.conns);
+                    }
                 }
+                () = &mut last_call, if calling => {
+                    calling = false;
+                    cut_all(&mut self.conns);
+                }
+                done = self.tasks.join_next_with_id() => match done {
+                    Some(done) => closed(&mut self.conns, done, &self.endpoint, &self.shared, &self.counters),
+                    None => break,
+                },
+                _ = self.sweep.tick() => tick(&mut self.conns, idle, &self.shared),
             }
-            done = tasks.join_next_with_id() => match done {
-                Some(done) => closed(&mut conns, done, &endpoint, &shared, &counters),
-                None => break,
-            },
-            _ = sweep.tick() => tick(&mut conns, idle, &shared),
         }
+    }
+}
+
+/// Aborts every open connection at shutdown's cut-off.
+fn cut_all(conns: &mut HashMap<Id, Open>) {
+    for conn in conns.values_mut() {
+        conn.aborted_for = Some(CUT_OFF);
+        conn.abort.abort();
     }
 }
 
@@ -208,8 +258,8 @@ fn start<S: ReadyStream + Send + 'static>(
     let proxy = proxy
         .filter(|policy| policy.expects_header(&peer))
         .map(|policy| policy.timeout);
-    let tls = matches!(endpoint, Endpoint::Tls(_));
-    let abort = if proxy.is_none() && !tls {
+    let plain = matches!(endpoint, Endpoint::Tcp(_) | Endpoint::Unix(_));
+    let abort = if proxy.is_none() && plain {
         tracing::debug!(listener = %endpoint, %peer, "connection opened");
         tasks.spawn(async move {
             let end = connection.run().await;
@@ -219,14 +269,17 @@ fn start<S: ReadyStream + Send + 'static>(
     } else {
         let (endpoint, socket_peer) = (endpoint.clone(), peer.clone());
         let (settings, counters) = (Arc::clone(&shared.settings), counters.clone());
+        let (draining, cut_off) = (shared.signal.drain_token().clone(), shared.cut_off.clone());
         tasks.spawn(async move {
             let phases = Phases {
                 endpoint: &endpoint,
                 peer: &socket_peer,
                 settings: &settings,
                 counters: &counters,
+                draining: &draining,
+                cut_off: &cut_off,
             };
-            let end = phases.serve(connection, proxy, tls, &mut held).await;
+            let end = phases.serve(connection, proxy, &mut held).await;
             drop(held);
             end
         })
@@ -252,16 +305,20 @@ struct Phases<'a> {
     settings: &'a Settings,
     /// The listener's counters (TLS handshakes).
     counters: &'a StreamMetrics,
+    /// Cancelled when shutdown began.
+    draining: &'a tokio_util::sync::CancellationToken,
+    /// Cancelled when open connections must close.
+    cut_off: &'a tokio_util::sync::CancellationToken,
 }
 
 impl Phases<'_> {
-    /// Reads the PROXY header if `proxy` (its time limit) asks for one, does the TLS
-    /// handshake if `tls`, then runs the loop.
-    async fn serve<S: ReadyStream>(
+    /// Reads the PROXY header if `proxy` (its time limit) asks for one, then
+    /// serves the listener's kind: the TLS handshake and the loop, the loop,
+    /// or HTTP and WebSocket.
+    async fn serve<S: ReadyStream + Send + 'static>(
         &self,
         mut connection: Connection<S>,
         proxy: Option<Duration>,
-        tls: bool,
         held: &mut Held,
     ) -> End {
         let early = match proxy {
@@ -274,7 +331,23 @@ impl Phases<'_> {
                 Vec::new()
             }
         };
-        if !tls {
+        if self.endpoint.is_websocket() {
+            let (stream, _, traffic) = connection.into_parts();
+            let peer = traffic
+                .client()
+                .map_or_else(|| self.peer.to_string(), |c| c.to_string());
+            let websocket = super::websocket::WsConnection {
+                endpoint: self.endpoint,
+                peer: &peer,
+                settings: self.settings,
+                counters: self.counters,
+                traffic,
+                draining: self.draining,
+                cut_off: self.cut_off,
+            };
+            return websocket.serve(stream, early).await;
+        }
+        if !self.endpoint.is_tls() {
             connection.answer_first(early);
             return connection.run().await;
         }
@@ -498,6 +571,10 @@ fn closed(
         _ => "error",
     });
     counters.closed(reason, bytes_in, bytes_out);
+    if endpoint.is_websocket() {
+        let (received, sent) = conn.traffic.messages();
+        counters.websocket_messages(received, sent);
+    }
     let end = match (end, conn.aborted_for) {
         (Some(end), _) => end,
         (None, Some(reason)) => reason.to_string(),

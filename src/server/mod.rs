@@ -22,10 +22,11 @@ mod socket_file;
 mod state;
 mod tls;
 mod udp;
+mod websocket;
 mod workers;
 
 pub use bound::Server;
-pub use config::ServerConfig;
+pub use config::{ServerConfig, WsConfig};
 pub use connection::BUFFER_SIZE;
 pub use handle::RunningServer;
 pub use os_signals::{survive_hangups_while_starting, watch_os_signals};

@@ -43,6 +43,8 @@ pub(crate) struct Settings {
     /// The TLS configuration of `--tls` listeners, which SIGHUP rebuilds;
     /// `None` without one.
     pub(crate) tls: Option<crate::tls::server::ServerTls>,
+    /// The limits of the WebSocket listeners.
+    pub(crate) websocket: super::config::WsConfig,
 }
 
 /// Process-lifetime state shared by every accept loop and connection, on

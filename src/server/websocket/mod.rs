@@ -1,0 +1,148 @@
+//! A connection of a WebSocket listener (`--ws`, `--wss`): after the PROXY
+//! header (if any) and, on `wss`, the TLS handshake, HTTP/1.1 on hyper
+//! ([`http`]: the upgrade on any path, the page, `/healthz`), then, once a
+//! `101` is out, the message echo ([`echo`]) on the same connection.
+//!
+//! Why a TLS stream here and not the unbuffered TLS of [`super::tls`]:
+//! hyper and tungstenite read and write through `AsyncRead`/`AsyncWrite`,
+//! which tokio-rustls provides; the unbuffered loop is written for the byte
+//! echo.
+
+mod echo;
+mod http;
+mod prefixed;
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+
+use super::connection::{End, Traffic};
+use super::state::Settings;
+use crate::Endpoint;
+use crate::metrics::StreamMetrics;
+use prefixed::Prefixed;
+
+/// How long a connection has to send a whole request head (the contract's).
+const HEAD_DEADLINE: Duration = Duration::from_secs(10);
+/// The largest request head, in bytes: room for a browser's cookies.
+const MAX_HEAD: usize = 16 * 1024;
+/// The most header lines a request may have.
+const MAX_HEADERS: usize = 64;
+
+/// What a WebSocket connection needs besides its socket.
+pub(super) struct WsConnection<'a> {
+    /// Its listener, for logs.
+    pub(super) endpoint: &'a Endpoint,
+    /// The peer, as logged (the client a PROXY header named, if one did).
+    pub(super) peer: &'a str,
+    /// The server's settings (transform, TLS, WebSocket limits).
+    pub(super) settings: &'a Settings,
+    /// The listener's counters.
+    pub(super) counters: &'a StreamMetrics,
+    /// The connection's byte counters.
+    pub(super) traffic: Arc<Traffic>,
+    /// Cancelled when shutdown began (`/healthz` turns 503).
+    pub(super) draining: &'a CancellationToken,
+    /// Cancelled when open connections must close (close code 1001).
+    pub(super) cut_off: &'a CancellationToken,
+}
+
+impl WsConnection<'_> {
+    /// Serves `stream`, whose first bytes are `early`: TLS first if the
+    /// listener is `wss`, then HTTP and WebSocket.
+    pub(super) async fn serve<S>(self, stream: S, early: Vec<u8>) -> End
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let stream = Prefixed::new(stream, early);
+        if !self.endpoint.is_tls() {
+            return self.http(stream).await;
+        }
+        let Some(tls) = self.settings.tls.as_ref() else {
+            return End::Tls("no TLS configuration".into());
+        };
+        let accept = tokio_rustls::TlsAcceptor::from(tls.current()).accept(stream);
+        let done = match tls.handshake_timeout() {
+            Some(limit) => tokio::time::timeout(limit, accept)
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::other("handshake timed out"))),
+            None => accept.await,
+        };
+        self.counters.handshake(done.is_ok());
+        match done {
+            Ok(stream) => {
+                let (_, session) = stream.get_ref();
+                let version = session.protocol_version().map(crate::tls::version_name);
+                tracing::debug!(listener = %self.endpoint, peer = %self.peer,
+                    version = version.unwrap_or("-"), "tls established");
+                self.http(stream).await
+            }
+            Err(err) => End::Tls(crate::error::plain(&err)),
+        }
+    }
+
+    /// Serves HTTP on `io` until the client leaves or upgrades, then the
+    /// WebSocket.
+    async fn http<I>(&self, io: I) -> End
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let routes = http::Routes {
+            origins: &self.settings.websocket.origins,
+            draining: self.draining,
+        };
+        let upgrade: Mutex<Option<OnUpgrade>> = Mutex::new(None);
+        let service = service_fn(|mut request: hyper::Request<Incoming>| {
+            let (reply, next) = routes.respond(&request);
+            if next == http::Next::Upgrade {
+                let on = hyper::upgrade::on(&mut request);
+                *upgrade.lock().unwrap_or_else(PoisonError::into_inner) = Some(on);
+            }
+            std::future::ready(Ok::<_, Infallible>(reply))
+        });
+        let connection = builder()
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        if let Err(err) = connection.await {
+            return End::Io(std::io::Error::other(format!("http: {err}")));
+        }
+        let upgrade = upgrade
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(upgrade) = upgrade else {
+            return End::Finished;
+        };
+        let upgraded = match upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => return End::Io(std::io::Error::other(format!("upgrade: {err}"))),
+        };
+        tracing::debug!(listener = %self.endpoint, peer = %self.peer, "websocket opened");
+        let echo = echo::Echo {
+            transform: self.settings.transform,
+            max_message: self.settings.websocket.max_message,
+            traffic: &self.traffic,
+            cut_off: self.cut_off,
+        };
+        echo.run(TokioIo::new(upgraded)).await
+    }
+}
+
+/// hyper's HTTP/1 settings for every connection.
+fn builder() -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_DEADLINE)
+        .max_buf_size(MAX_HEAD)
+        .max_headers(MAX_HEADERS);
+    builder
+}
