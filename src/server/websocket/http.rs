@@ -218,18 +218,22 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
 mod tests {
     use super::*;
 
-    /// An upgrade request for `path` with these extra headers.
-    fn upgrade(path: &str, extra: &[(&str, &str)]) -> Request<()> {
+    /// An upgrade request for `path`, with these headers set (replacing
+    /// the defaults of the same name).
+    fn upgrade(path: &str, set: &[(&'static str, &'static str)]) -> Request<()> {
         let mut request = Request::builder()
             .uri(path)
             .header("Upgrade", "websocket")
             .header("Connection", "keep-alive, Upgrade")
             .header("Sec-WebSocket-Version", "13")
-            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
-        for (name, value) in extra {
-            request = request.header(*name, *value);
+            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .body(())
+            .unwrap();
+        for (name, value) in set {
+            let value = HeaderValue::from_static(value);
+            request.headers_mut().insert(*name, value);
         }
-        request.body(()).unwrap()
+        request
     }
 
     fn routes<'a>(origins: &'a [String], draining: &'a CancellationToken) -> Routes<'a> {
@@ -279,14 +283,7 @@ mod tests {
             let (reply, _) = routes(origins, &draining).respond(&request);
             assert_eq!(reply.status().as_u16(), status, "{request:?}");
         }
-        let mut request = upgrade("/", &[]);
-        request.headers_mut().remove("Sec-WebSocket-Version");
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Version", HeaderValue::from_static("13"));
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Key", HeaderValue::from_static("c2hvcnQ="));
+        let request = upgrade("/", &[("Sec-WebSocket-Key", "c2hvcnQ=")]);
         let (reply, next) = routes(&[], &draining).respond(&request);
         assert_eq!(
             (reply.status(), next),
