@@ -295,45 +295,54 @@ pub struct ConnectArgs {
     /// counting the whole reply stream).
     #[arg(long)]
     pub hex: bool,
-    /// TLS.
+    /// TLS and WebSocket.
     #[command(flatten)]
     pub tls: ClientTlsArgs,
 }
 
-/// The TLS flags of `connect` and `bench`.
+/// The TLS and WebSocket flags of `connect` and `bench`.
 #[derive(Debug, Args)]
+#[group(skip)]
+#[command(group = clap::ArgGroup::new("tls_on").args(["tls", "ws"]).multiple(true))]
 pub struct ClientTlsArgs {
     /// TLS over TCP; the server is verified against the system's trusted
     /// roots unless --tls-ca, --tls-fingerprint or --insecure says otherwise.
     #[arg(long, conflicts_with_all = ["udp", "unix"])]
     pub tls: bool,
+    /// WebSocket to URL (ws:// or wss://, which takes the TLS flags) instead
+    /// of ADDR: each line, without its newline, is one message (text if it
+    /// is valid UTF-8, binary otherwise); each reply is printed with a
+    /// newline.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["udp", "unix", "tls"])]
+    pub ws: Option<upecho::endpoint::WsUrl>,
     /// Trust the CAs in FILE (PEM) instead of the system's.
-    #[arg(long, value_name = "FILE", requires = "tls", conflicts_with_all = ["tls_fingerprint", "insecure"])]
+    #[arg(long, value_name = "FILE", requires = "tls_on", conflicts_with_all = ["tls_fingerprint", "insecure"])]
     pub tls_ca: Option<PathBuf>,
     /// Trust only the certificate with this SHA-256, in the form the server
     /// logs (case and colons do not matter).
-    #[arg(long, value_name = "SHA256", requires = "tls", value_parser = parse_fingerprint, conflicts_with = "insecure")]
+    #[arg(long, value_name = "SHA256", requires = "tls_on", value_parser = parse_fingerprint, conflicts_with = "insecure")]
     pub tls_fingerprint: Option<[u8; 32]>,
     /// Do not verify the server's certificate (a warning says so).
-    #[arg(long, requires = "tls")]
+    #[arg(long, requires = "tls_on")]
     pub insecure: bool,
     /// The name to ask for and verify (default: the host of ADDR).
-    #[arg(long, value_name = "NAME", requires = "tls")]
+    #[arg(long, value_name = "NAME", requires = "tls_on")]
     pub tls_server_name: Option<String>,
     /// Present this client certificate (PEM chain, with --tls-key).
-    #[arg(long = "tls-cert", value_name = "FILE", requires_all = ["tls", "client_key"])]
+    #[arg(long = "tls-cert", value_name = "FILE", requires_all = ["tls_on", "client_key"])]
     pub client_cert: Option<PathBuf>,
     /// The client certificate's key (PEM: PKCS#8, PKCS#1 or SEC1).
-    #[arg(long = "tls-key", value_name = "FILE", requires_all = ["tls", "client_cert"])]
+    #[arg(long = "tls-key", value_name = "FILE", requires_all = ["tls_on", "client_cert"])]
     pub client_key: Option<PathBuf>,
 }
 
 impl ClientTlsArgs {
-    /// The TLS configuration, if `--tls`; sessions resume (`connect`), or
-    /// not (`bench`, which measures full handshakes).
+    /// The TLS configuration, if `--tls` or a `wss://` URL; sessions resume
+    /// (`connect`), or not (`bench`, which measures full handshakes).
     pub fn to_config(&self, resume: bool) -> Option<upecho::tls::client::ClientTls> {
         use upecho::tls::client::{ClientTls, Trust};
-        self.tls.then(|| ClientTls {
+        let on = self.tls || self.ws.as_ref().is_some_and(upecho::endpoint::WsUrl::tls);
+        on.then(|| ClientTls {
             trust: match (&self.tls_ca, self.tls_fingerprint, self.insecure) {
                 (Some(ca), _, _) => Trust::Ca(ca.clone()),
                 (None, Some(pin), _) => Trust::Pinned(pin),
@@ -356,13 +365,18 @@ fn parse_fingerprint(text: &str) -> Result<[u8; 32], String> {
 impl ConnectArgs {
     /// Builds the client configuration (clap has checked every flag).
     pub fn to_config(&self) -> upecho::client::ConnectConfig {
+        let target = match &self.tls.ws {
+            Some(url) => Target::Tcp(url.addr().clone()),
+            None => self.target.target(),
+        };
         upecho::client::ConnectConfig {
-            target: self.target.target(),
+            target,
             timeout: Some(self.timeout).filter(|limit| !limit.is_zero()),
             source: self.source,
             verbose: self.verbose,
             hex: self.hex,
             tls: self.tls.to_config(true),
+            websocket: self.tls.ws.clone(),
         }
     }
 }
@@ -458,6 +472,11 @@ impl BenchArgs {
     /// [`Error::InvalidConfig`] (exit status 2) for a zero duration, and with
     /// `--udp` for stream mode or a size over 65507 bytes.
     pub fn to_config(&self) -> Result<BenchConfig, Error> {
+        if self.tls.ws.is_some() {
+            return Err(Error::InvalidConfig(
+                "bench --ws is not built yet: bench a --ws server with another client".into(),
+            ));
+        }
         let config = BenchConfig {
             target: self.target.target(),
             mode: match self.mode {

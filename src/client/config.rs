@@ -23,6 +23,21 @@ pub struct ConnectConfig {
     pub verbose: bool,
     /// Write the replies as a hex dump in `hexdump -C`'s layout (`--hex`).
     pub hex: bool,
-    /// TLS over TCP (`--tls`), and whom to trust; `None` for plain TCP.
+    /// TLS over TCP (`--tls`, or a `wss://` URL), and whom to trust; `None`
+    /// for plain TCP.
     pub tls: Option<crate::tls::client::ClientTls>,
+    /// WebSocket (`--ws URL`): each line one message, each reply one line;
+    /// the target is then the URL's `host:port`.
+    pub websocket: Option<crate::endpoint::WsUrl>,
+}
+
+impl ConnectConfig {
+    /// How the server is named in errors: `tcp 127.0.0.1:8080`,
+    /// `tls 127.0.0.1:8443`, `ws 127.0.0.1:8081`.
+    pub(super) fn named(&self) -> String {
+        match &self.websocket {
+            Some(url) => url.named(),
+            None => self.target.named(self.tls.is_some()),
+        }
+    }
 }

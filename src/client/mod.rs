@@ -4,7 +4,7 @@
 //! while the prompt waits, and `plain` reading lines where the line editor
 //! could not be woken from its wait), from stdin/stdout ([`pipe`]), or datagram by
 //! datagram ([`udp`], lines bounded by the largest datagram); over TLS
-//! through the relay of `tls`. The loops are
+//! and WebSocket through the relay of `relay`. The loops are
 //! generic over their reader and writer, so tests can drive them in memory. Ctrl-C reaches them as an [`Interrupt`] and
 //! comes back as [`Finish::Interrupted`]: nothing in the library ends the
 //! process.
@@ -15,6 +15,7 @@ mod hex;
 mod interrupt;
 pub mod pipe;
 mod plain;
+mod relay;
 pub mod repl;
 mod session;
 mod tls;

@@ -37,6 +37,7 @@ use crate::endpoint::{self, Target};
 ///     verbose: false,
 ///     hex: false,
 ///     tls: None,
+///     websocket: None,
 /// };
 /// let code = match client::run(config)? {
 ///     Finish::Done => 0,
@@ -51,7 +52,7 @@ pub fn run(config: ConnectConfig) -> Result<Finish, Error> {
         tracing::warn!(error = %crate::error::plain(&err), "cannot handle Ctrl-C");
         Interrupt::manual()
     });
-    let peer = config.target.named(config.tls.is_some());
+    let peer = config.named();
     // The connect blocks for up to --timeout, or for as long as the kernel
     // retries with --timeout 0 (a Unix connect, while the server's backlog is
     // full). It runs on a helper thread so that Ctrl-C ends the wait at once:
@@ -61,15 +62,19 @@ pub fn run(config: ConnectConfig) -> Result<Finish, Error> {
     let (timeout, source, verbose, hex) =
         (config.timeout, config.source, config.verbose, config.hex);
     match config.target {
-        Target::Tcp(addr) if config.tls.is_some() => {
-            let tls = config.tls.unwrap_or_else(|| unreachable!());
+        Target::Tcp(addr) if config.tls.is_some() || config.websocket.is_some() => {
+            let (tls, websocket) = (config.tls, config.websocket);
             let endpoint = peer.clone();
-            match interrupt.run(move || connect_tls(&addr, &tls, timeout, source, &endpoint)) {
+            let connect =
+                move || connect_relayed(&addr, tls.as_ref(), websocket, timeout, source, &endpoint);
+            match interrupt.run(connect) {
                 Some(connected) => {
                     let (stream, established, (local, remote)) = connected?;
                     if verbose {
                         say_connected(local, remote, started);
-                        let _ = writeln!(std::io::stderr(), "{established}");
+                        if let Some(established) = established {
+                            let _ = writeln!(std::io::stderr(), "{established}");
+                        }
                     }
                     session(stream, &peer, interrupt, hex)
                 }
@@ -109,29 +114,38 @@ pub fn run(config: ConnectConfig) -> Result<Finish, Error> {
     }
 }
 
-/// The local and peer addresses of a TLS connection and its relay (see
-/// [`super::tls`]), once connected to `addr` and through the handshake.
-type TlsConnected = (
+/// The session's end of a relayed connection (see [`super::relay`]), what
+/// its TLS handshake settled, and the connection's local and peer addresses.
+type Relayed = (
     std::os::unix::net::UnixStream,
-    super::tls::Established,
+    Option<super::tls::Established>,
     (
         std::io::Result<std::net::SocketAddr>,
         std::io::Result<std::net::SocketAddr>,
     ),
 );
 
-/// Connects to `addr` and does the TLS handshake; `endpoint` names it in
-/// errors (`tls 127.0.0.1:8443`).
-fn connect_tls(
+/// Connects to `addr` and does the TLS and WebSocket handshakes that `tls`
+/// and `websocket` ask for; `endpoint` names the server in errors
+/// (`tls 127.0.0.1:8443`, `ws 127.0.0.1:8081`).
+fn connect_relayed(
     addr: &crate::HostPort,
-    tls: &crate::tls::client::ClientTls,
+    tls: Option<&crate::tls::client::ClientTls>,
+    websocket: Option<crate::endpoint::WsUrl>,
     timeout: Option<Duration>,
     source: Option<std::net::SocketAddr>,
     endpoint: &str,
-) -> Result<TlsConnected, Error> {
-    let stream = endpoint::connect_tcp(addr, timeout, source)?;
+) -> Result<Relayed, Error> {
+    let layers = super::relay::Layers::new(addr.host(), tls, websocket)?;
+    let stream = endpoint::connect_tcp(addr, timeout, source).map_err(|err| match err {
+        Error::Connect { cause, .. } => Error::Connect {
+            endpoint: endpoint.to_string(),
+            cause,
+        },
+        other => other,
+    })?;
     let addrs = (stream.local_addr(), stream.peer_addr());
-    let (pair, established) = super::tls::connect(stream, addr.host(), tls, timeout, endpoint)?;
+    let (pair, established) = super::relay::connect(stream, layers, timeout, endpoint)?;
     Ok((pair, established, addrs))
 }
 

@@ -21,6 +21,7 @@ mod activation;
 mod addr;
 mod bind;
 mod connect;
+mod ws_url;
 
 use std::fmt;
 use std::io;
@@ -33,6 +34,7 @@ pub use addr::{HostPort, UnixPath};
 pub(crate) use bind::remove_if_stale;
 pub use bind::{LOCK_PATIENCE, bind, bind_tcp, bind_udp, bind_unix, lock_beside, raise_fd_limit};
 pub use connect::{Target, connect_tcp, connect_udp, connect_unix};
+pub use ws_url::WsUrl;
 
 /// What one listener flag asks for, before anything is bound.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -418,3 +418,105 @@ fn a_client_that_stops_reading_slows_only_itself() {
         (true, TEXT, b"STILL SERVED".to_vec())
     );
 }
+
+/// `upecho connect ARGS` with `input` on stdin.
+fn connect(args: &[&str], input: &[u8]) -> Output {
+    let mut full = vec!["connect"];
+    full.extend_from_slice(args);
+    crate::support::run_with_input(crate::support::upecho(&full), input)
+}
+
+#[test]
+fn connect_ws_sends_each_line_as_one_message_and_prints_each_reply_on_a_line() {
+    let server = serve_ws_and(&["--metrics", "127.0.0.1:0"], 1);
+    let url = format!("ws://{}/some/path", server.addr());
+    // Text, text with a multi-byte character, a line that is not UTF-8 (a
+    // binary message), an empty line, and a last line without its newline.
+    let out = connect(
+        &["--ws", &url],
+        b"hello\nstra\xc3\x9fe\nbin\xff\x00\n\nlast",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"HELLO\nSTRA\xc3\x9fE\nBIN\xff\x00\n\nLAST\n");
+    server.wait_for_log("end=peer finished");
+    let text = scrape(server.addrs[1]);
+    let received = format!(
+        "upecho_websocket_messages_received_total{{listener=\"ws {}\"}}",
+        server.addr()
+    );
+    assert_eq!(value(&text, &received), Some(5.0), "{text}");
+}
+
+#[test]
+fn connect_ws_over_wss_pins_the_logged_fingerprint_and_says_what_tls_settled() {
+    let server = ServerProcess::start(&["--wss", "127.0.0.1:0"], 1);
+    let logged = server.log_line("temporary certificate");
+    let pin = logged.rsplit("sha256=").next().unwrap().trim();
+    let url = format!("wss://{}/", server.addr());
+    let out = connect(&["--ws", &url, "--tls-fingerprint", pin, "-v"], b"pinned\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"PINNED\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("connected: local 127.0.0.1:"), "{stderr}");
+    assert!(stderr.contains(&format!("sha256={pin}")), "{stderr}");
+    // Not trusted by the system's roots: exit 1, one line.
+    let out = connect(&["--ws", &url], b"refused\n");
+    let expected = format!(
+        "error: cannot connect to wss {}: certificate not trusted:",
+        server.addr()
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with(&expected),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn connect_ws_to_a_server_that_does_not_upgrade_is_one_error_line() {
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"], 1);
+    let url = format!("ws://{}/", server.addr());
+    let out = connect(&["--ws", &url], b"x\n");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = crate::support::assert_one_error_line(&out);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: cannot connect to ws {}: websocket handshake:",
+            server.addr()
+        )),
+        "{stderr}"
+    );
+    let bad = connect(&["--ws", "http://127.0.0.1/"], b"");
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+}
+
+#[test]
+fn connect_ws_at_a_prompt_answers_each_line_and_says_when_the_server_closes() {
+    use rexpect::session::spawn_command;
+    let server = serve_ws(&["--shutdown-grace", "0.2"]);
+    let mut cmd = Command::new(crate::support::bin());
+    cmd.args(["connect", "--ws", &format!("ws://{}/", server.addr())])
+        .env("TERM", "xterm");
+    let mut p = spawn_command(cmd, Some(PATIENCE.as_millis() as u64)).expect("spawn in a pty");
+    p.exp_string(">>: ").unwrap();
+    p.send("hello, prompt\r").unwrap();
+    p.flush().unwrap();
+    p.exp_string("HELLO, PROMPT").unwrap();
+    p.exp_string(">>: ").unwrap();
+    // The grace ends with a close (1001): the prompt says so and exits 1.
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    p.exp_string("server closed the connection").unwrap();
+    p.exp_eof().unwrap();
+    match p.process().wait().unwrap() {
+        nix::sys::wait::WaitStatus::Exited(_, code) => assert_eq!(code, 1),
+        other => panic!("{other:?}"),
+    }
+}
