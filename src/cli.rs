@@ -472,13 +472,11 @@ impl BenchArgs {
     /// [`Error::InvalidConfig`] (exit status 2) for a zero duration, and with
     /// `--udp` for stream mode or a size over 65507 bytes.
     pub fn to_config(&self) -> Result<BenchConfig, Error> {
-        if self.tls.ws.is_some() {
-            return Err(Error::InvalidConfig(
-                "bench --ws is not built yet: bench a --ws server with another client".into(),
-            ));
-        }
         let config = BenchConfig {
-            target: self.target.target(),
+            target: match &self.tls.ws {
+                Some(url) => Target::Tcp(url.addr().clone()),
+                None => self.target.target(),
+            },
             mode: match self.mode {
                 ModeArg::Pingpong => Mode::PingPong,
                 ModeArg::Stream => Mode::Stream,
@@ -496,6 +494,7 @@ impl BenchArgs {
             threads: usize::from(self.threads),
             sources: self.source.clone(),
             intervals: self.verbose || self.histogram.is_some(),
+            websocket: self.tls.ws.clone(),
         };
         config.validate()?;
         Ok(config)

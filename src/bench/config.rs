@@ -83,6 +83,9 @@ pub struct BenchConfig {
     /// Measure second by second too (`-v`, `--histogram`): the report's
     /// [`intervals`](super::Report::intervals).
     pub intervals: bool,
+    /// WebSocket (`--ws URL`): each write one binary message, the target
+    /// the URL's `host:port` (with `tls` for `wss://`); `None` for bytes.
+    pub websocket: Option<crate::endpoint::WsUrl>,
 }
 
 impl Default for BenchConfig {
@@ -103,11 +106,21 @@ impl Default for BenchConfig {
             threads: 1,
             sources: Vec::new(),
             intervals: false,
+            websocket: None,
         }
     }
 }
 
 impl BenchConfig {
+    /// How the server is named in errors: `tcp 127.0.0.1:8080`,
+    /// `tls ...`, `ws ...`, `wss ...`.
+    pub fn named(&self) -> String {
+        match &self.websocket {
+            Some(url) => url.named(),
+            None => self.target.named(self.tls.is_some()),
+        }
+    }
+
     /// Checks the rules a run needs, the one place they are checked: the
     /// command line calls it before anything starts, and [`super::run`] calls
     /// it again, so a library caller's configuration is held to the same
@@ -149,6 +162,15 @@ impl BenchConfig {
                 .to_string()
         } else if self.tls.is_some() && !matches!(self.target, Target::Tcp(_)) {
             "--tls runs over TCP only (not with --udp or --unix)".to_string()
+        } else if self.websocket.is_some() && !matches!(self.target, Target::Tcp(_)) {
+            "--ws runs over TCP only (not with --udp or --unix)".to_string()
+        } else if self.websocket.is_some()
+            && self.mode == Mode::Stream
+            && self.transform == Transform::Unicode
+        {
+            "--ws --mode stream cannot check --transform unicode: a write may cut a character \
+             in two, which the server answers as it is; use pingpong"
+                .to_string()
         } else if udp && self.mode == Mode::Stream {
             "--mode stream cannot be used with --udp: datagrams are pingpong only".to_string()
         } else if udp && self.size > MAX_DATAGRAM {

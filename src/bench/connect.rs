@@ -23,6 +23,7 @@ use tokio::net::{TcpSocket, TcpStream, UnixStream, tcp, unix};
 use tokio::task::JoinSet;
 
 use super::tls::{Half, TlsConnection};
+use super::websocket::{self, WsConnection, WsDial};
 use crate::Error;
 use crate::endpoint::Target;
 
@@ -115,6 +116,21 @@ impl ByteStream for TlsConnection {
     }
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin + 'static> ByteStream for WsConnection<S> {
+    type Reader<'a> = websocket::Half<'a, S>;
+    type Writer<'a> = websocket::Half<'a, S>;
+
+    /// Never at once: a message goes through tungstenite, whose frames the
+    /// loop's own write sends.
+    fn try_write(&self, _buf: &[u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
+    fn split(&mut self) -> (websocket::Half<'_, S>, websocket::Half<'_, S>) {
+        self.halves()
+    }
+}
+
 /// A connected UDP socket, registered with the runtime.
 ///
 /// Why `AsyncFd` and not tokio's `UdpSocket`: the datagram pingpong knows when
@@ -138,6 +154,10 @@ pub enum Peer {
     Udp(SocketAddr, Sources),
     /// A TLS server, and how to talk to it.
     Tls(TlsDial),
+    /// A WebSocket server over TCP (`ws://`).
+    Ws(WsDial<TcpDial>),
+    /// A WebSocket server over TLS (`wss://`).
+    Wss(WsDial<TlsDial>),
 }
 
 impl Peer {
@@ -152,18 +172,35 @@ impl Peer {
         target: &Target,
         tls: Option<&crate::tls::client::ClientTls>,
         sources: &[IpAddr],
+        websocket: Option<&crate::endpoint::WsUrl>,
     ) -> Result<Peer, Error> {
         let from = |addr: SocketAddr| Sources::new(sources, addr);
         if let (Target::Tcp(host), Some(tls)) = (target, tls) {
             let addr = host.resolve("tcp")?[0];
-            return Ok(Peer::Tls(TlsDial {
+            let dial = TlsDial {
                 tcp: TcpDial {
                     addr,
                     from: from(addr)?,
                 },
                 config: tls.build()?,
                 name: tls.server_name(host.host())?,
-            }));
+            };
+            return Ok(match websocket {
+                Some(url) => Peer::Wss(WsDial {
+                    inner: dial,
+                    url: url.to_string().into(),
+                }),
+                None => Peer::Tls(dial),
+            });
+        }
+        if let (Target::Tcp(host), Some(url)) = (target, websocket) {
+            let addr = host.resolve("tcp")?[0];
+            let inner = TcpDial {
+                addr,
+                from: from(addr)?,
+            };
+            let url = url.to_string().into();
+            return Ok(Peer::Ws(WsDial { inner, url }));
         }
         Ok(match target {
             Target::Tcp(addr) => {
@@ -291,6 +328,20 @@ impl Dial for TlsDial {
     }
 }
 
+impl<D> Dial for WsDial<D>
+where
+    D: Dial,
+    D::Stream: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    type Stream = WsConnection<D::Stream>;
+
+    fn dial(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send + 'static {
+        let connecting = self.inner.dial();
+        let url = std::sync::Arc::clone(&self.url);
+        async move { WsConnection::handshake(connecting.await?, &url).await }
+    }
+}
+
 /// Every connection of a run, open, of the one kind the target asked for.
 #[derive(Debug)]
 pub enum Opened {
@@ -302,6 +353,10 @@ pub enum Opened {
     Udp(Vec<DatagramSocket>),
     /// TLS connections, through the handshake.
     Tls(Vec<TlsConnection>),
+    /// WebSocket connections over TCP, through the handshake.
+    Ws(Vec<WsConnection<TcpStream>>),
+    /// WebSocket connections over TLS, through both handshakes.
+    Wss(Vec<WsConnection<TlsConnection>>),
 }
 
 /// Why the set-up phase stopped: the first connection that could not be
@@ -365,6 +420,8 @@ pub async fn open(peer: &Peer, count: usize) -> Result<Opened, SetupFailure> {
             )
         }
         Peer::Tls(dial) => Opened::Tls(open_all(count, || dial.dial()).await?),
+        Peer::Ws(dial) => Opened::Ws(open_all(count, || dial.dial()).await?),
+        Peer::Wss(dial) => Opened::Wss(open_all(count, || dial.dial()).await?),
     })
 }
 

@@ -17,6 +17,47 @@
 //! most [`conn::IN_FLIGHT`] bytes in the kernel's buffers for all the
 //! connections together (at least 64 KiB each).
 
+/// `AsyncRead` and `AsyncWrite` for a connection (`$conn`, generic over
+/// `$($param)*` bounded by `$bound`) through its `Half` over `self.0`: the
+/// whole connection reads and writes as its halves do (TLS and WebSocket).
+macro_rules! io_through_half {
+    ($conn:ty, $half:expr $(, $param:ident: $bound:path)?) => {
+        impl$(<$param: $bound>)? tokio::io::AsyncRead for $conn {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::pin::Pin::new(&mut $half(&self.0)).poll_read(cx, buf)
+            }
+        }
+
+        impl$(<$param: $bound>)? tokio::io::AsyncWrite for $conn {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                std::pin::Pin::new(&mut $half(&self.0)).poll_write(cx, buf)
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::pin::Pin::new(&mut $half(&self.0)).poll_flush(cx)
+            }
+
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::pin::Pin::new(&mut $half(&self.0)).poll_shutdown(cx)
+            }
+        }
+    };
+}
+
 mod churn;
 pub mod config;
 pub mod conn;
@@ -34,6 +75,7 @@ pub mod stats;
 mod stream;
 pub mod tls;
 pub mod verify;
+pub mod websocket;
 mod worker;
 
 use crate::Error;
@@ -99,12 +141,17 @@ pub fn run(config: &BenchConfig, progress: impl FnMut(Progress<'_>)) -> Result<O
     if let Err(err) = crate::endpoint::raise_fd_limit() {
         tracing::debug!(error = %crate::error::plain(&err), "cannot raise the descriptor limit");
     }
-    let peer = connect::Peer::resolve(&config.target, config.tls.as_ref(), &config.sources)?;
+    let peer = connect::Peer::resolve(
+        &config.target,
+        config.tls.as_ref(),
+        &config.sources,
+        config.websocket.as_ref(),
+    )?;
     let payload = payload::Payload::new(config);
     config.validate_reply_len(payload.max_reply_len())?;
     let mut ended = load::drive(config, &peer, payload, progress)?;
     if let Some(cause) = ended.fatal() {
-        let named = config.target.named(config.tls.is_some());
+        let named = config.named();
         let said = connect::out_of_ports(&cause).unwrap_or_else(|| crate::error::plain(&cause));
         return Err(Error::Connect {
             endpoint: named,

@@ -164,7 +164,7 @@ async fn open(
     match sockets {
         Ok(sockets) => opened.send(Ok(())).is_ok().then_some(sockets),
         Err(failure) => {
-            let named = config.target.named(config.tls.is_some());
+            let named = config.named();
             let _ = opened.send(Err(failure.into_error(&named, config.connections)));
             None
         }
@@ -258,6 +258,8 @@ impl Spawn<'_> {
             Opened::Unix(streams) => self.streams(tasks, streams),
             Opened::Udp(sockets) => self.datagrams(tasks, sockets),
             Opened::Tls(streams) => self.streams(tasks, streams),
+            Opened::Ws(streams) => self.streams(tasks, streams),
+            Opened::Wss(streams) => self.streams(tasks, streams),
         }
     }
 
@@ -308,6 +310,8 @@ impl Spawn<'_> {
             Peer::Tcp(dial) => self.cycles(tasks, dial, count, stop),
             Peer::Unix(dial) => self.cycles(tasks, dial, count, stop),
             Peer::Tls(dial) => self.cycles(tasks, dial, count, stop),
+            Peer::Ws(dial) => self.cycles(tasks, dial, count, stop),
+            Peer::Wss(dial) => self.cycles(tasks, dial, count, stop),
             // Refused by the configuration's rules, so never run.
             Peer::Udp(..) => self
                 .state

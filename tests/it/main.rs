@@ -11,6 +11,7 @@ mod bench_connect;
 mod bench_output;
 mod bench_rate;
 mod bench_threads;
+mod bench_ws;
 mod browser;
 mod cli;
 mod connect;

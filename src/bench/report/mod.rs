@@ -75,7 +75,7 @@ pub struct Report {
     pub seed: u64,
     /// The warm-up before the window, in seconds.
     pub warmup_s: f64,
-    /// How the server was reached: `tcp`, `udp` or `unix`.
+    /// How the server was reached: `tcp`, `tls`, `ws`, `wss`, `udp` or `unix`.
     pub transport: &'static str,
     /// The server address (or Unix socket path) as given.
     pub addr: String,
@@ -179,12 +179,16 @@ impl Churn {
     }
 }
 
-/// How the report names the server's transport.
-fn transport(target: &Target) -> &'static str {
-    match target {
-        Target::Tcp(_) => "tcp",
-        Target::Udp(_) => "udp",
-        Target::Unix(_) => "unix",
+/// How the report names the server's transport: as the server's readiness
+/// line names its listener.
+fn transport(config: &BenchConfig) -> &'static str {
+    match (&config.target, &config.websocket) {
+        (Target::Tcp(_), Some(url)) if url.tls() => "wss",
+        (Target::Tcp(_), Some(_)) => "ws",
+        (Target::Tcp(_), None) if config.tls.is_some() => "tls",
+        (Target::Tcp(_), None) => "tcp",
+        (Target::Udp(_), _) => "udp",
+        (Target::Unix(_), _) => "unix",
     }
 }
 
@@ -257,7 +261,7 @@ impl Report {
             transform: config.transform.name(),
             seed: config.seed,
             warmup_s: config.warmup.as_secs_f64(),
-            transport: transport(&config.target),
+            transport: transport(config),
             addr: match &config.target {
                 Target::Tcp(addr) | Target::Udp(addr) => addr.to_string(),
                 Target::Unix(path) => path.to_string(),
