@@ -14,10 +14,13 @@ every round's connections have closed, against the start. Traffic stays on
 
 With --tls, over TLS: each connection does a full handshake (Python's ssl,
 no verification: memory is measured, not trust) before its exchange, against
-the peers that serve TLS.
+the peers that serve TLS. With --ws, over WebSocket: each connection is
+upgraded (a handshake written by hand, on path /), then its exchange is one
+masked binary message and the one message that answers it, against the peers
+that serve WebSocket.
 
 Usage: peers/conn_memory.py [--connections 10000] [--rounds 2] [--size 64]
-       [--peers upecho,c-epoll,...] [--tls] [--json FILE]
+       [--peers upecho,c-epoll,...] [--tls | --ws] [--json FILE]
 (run by peers/conn-memory.sh, which builds the servers first)
 """
 import argparse
@@ -76,7 +79,48 @@ def client_context():
     return ctx
 
 
-def one_round(port, pid, n, size, fds_at_start, tls):
+UPGRADE = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+def recv_exactly(c, size):
+    got = b""
+    while len(got) < size:
+        chunk = c.recv(size - len(got))
+        if not chunk:
+            raise RuntimeError("server closed a connection")
+        got += chunk
+    return got
+
+
+def upgraded(c):
+    """Reads a 101 response to UPGRADE, byte by byte (nothing past it)."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        head += recv_exactly(c, 1)
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(f"no upgrade: {head[:40]!r}")
+
+
+def ws_frame(payload):
+    """One masked, final binary frame (payloads under 64 KiB)."""
+    mask = b"\x11\x22\x33\x44"
+    length = bytes([0x80 | len(payload)]) if len(payload) < 126 else b"\xfe" + len(payload).to_bytes(2, "big")
+    return b"\x82" + length + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def ws_payload(c):
+    """The payload of one unmasked server frame."""
+    first, second = recv_exactly(c, 2)
+    length = second & 0x7F
+    if length == 126:
+        length = int.from_bytes(recv_exactly(c, 2), "big")
+    elif length == 127:
+        length = int.from_bytes(recv_exactly(c, 8), "big")
+    return recv_exactly(c, length)
+
+
+def one_round(port, pid, n, size, fds_at_start, tls, ws=False):
     """Opens n connections, one exchange each; returns (RSS open, RSS after close)."""
     message = bytes((i * 7 + 97) % 256 for i in range(size))
     expected = message.upper()
@@ -86,15 +130,15 @@ def one_round(port, pid, n, size, fds_at_start, tls):
         for _ in range(n):
             conn = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
             conns.append(ctx.wrap_socket(conn, server_hostname="localhost") if tls else conn)
+        if ws:
+            for c in conns:
+                c.sendall(UPGRADE)
+            for c in conns:
+                upgraded(c)
         for c in conns:
-            c.sendall(message)
+            c.sendall(ws_frame(message) if ws else message)
         for c in conns:
-            got = b""
-            while len(got) < size:
-                chunk = c.recv(size - len(got))
-                if not chunk:
-                    raise RuntimeError("server closed a connection")
-                got += chunk
+            got = ws_payload(c) if ws else recv_exactly(c, size)
             if got != expected:
                 raise RuntimeError("wrong reply")
         # Every connection has been served once, so the server has accepted
@@ -111,9 +155,9 @@ def one_round(port, pid, n, size, fds_at_start, tls):
     return open_rss, rss_kib(pid)
 
 
-def measure(name, n, rounds, size, tls):
+def measure(name, n, rounds, size, tls, ws=False):
     builders, env = peers.PEERS[name]
-    argv = builders["tls" if tls else "tcp"]
+    argv = builders["ws" if ws else "tls" if tls else "tcp"]
     port = peers.free_port()
     proc = subprocess.Popen(argv(f"127.0.0.1:{port}"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, **env}, start_new_session=True)
@@ -122,10 +166,10 @@ def measure(name, n, rounds, size, tls):
         # wait_listening's probe connection must be gone before counting.
         time.sleep(0.2)
         fds, start = fd_count(proc.pid), rss_kib(proc.pid)
-        result = {"server": name, "connections": n, "size": size, "tls": tls, "rss_start_kib": start,
+        result = {"server": name, "connections": n, "size": size, "tls": tls, "ws": ws, "rss_start_kib": start,
                   "rounds": []}
         for _ in range(rounds):
-            open_rss, closed_rss = one_round(port, proc.pid, n, size, fds, tls)
+            open_rss, closed_rss = one_round(port, proc.pid, n, size, fds, tls, ws)
             result["rounds"].append({
                 "rss_open_kib": open_rss,
                 "kib_per_connection": round((open_rss - start) / n, 2),
@@ -145,6 +189,7 @@ def main():
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--peers", default=",".join(DEFAULT_PEERS))
     parser.add_argument("--tls", action="store_true", help="over TLS, against the peers that serve it")
+    parser.add_argument("--ws", action="store_true", help="over WebSocket, against the peers that serve it")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -154,7 +199,7 @@ def main():
 
     names = [p for p in args.peers.split(",") if p]
     results = []
-    transport = "tls" if args.tls else "tcp"
+    transport = "ws" if args.ws else "tls" if args.tls else "tcp"
     for name in names:
         builders, _ = peers.PEERS[name]
         if transport not in builders:
@@ -164,12 +209,13 @@ def main():
         if not (os.path.exists(program) or shutil.which(program)):
             print(f"skipping {name}: not built", file=sys.stderr)
             continue
-        results.append(measure(name, args.connections, args.rounds, args.size, args.tls))
+        results.append(measure(name, args.connections, args.rounds, args.size, args.tls, args.ws))
         print(f"measured {name}", file=sys.stderr)
 
     cmd = " ".join(["peers/conn_memory.py"] + sys.argv[1:])
     print(f"`{cmd}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-          f"{args.connections} {'TLS ' if args.tls else ''}connections, one {args.size}-byte exchange each, "
+          f"{args.connections} {'TLS ' if args.tls else 'WebSocket ' if args.ws else ''}connections, "
+          f"one {args.size}-byte exchange each, "
           "then all held open\n")
     head = "| server | RSS at start | " + " | ".join(
         f"round {i + 1}: KiB per connection | after close" for i in range(args.rounds)) + " |"

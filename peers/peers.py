@@ -38,7 +38,7 @@ REL = os.path.join(ROOT, "target", "release")
 PEER_BIN = os.path.join(ROOT, "target", "peers", "release")
 UPECHO = os.path.join(REL, "upecho")
 SERVER_CPU, CLIENT_CPU = "0", "1"
-TRANSPORTS = ("tcp", "udp", "unix", "tls")
+TRANSPORTS = ("tcp", "udp", "unix", "tls", "ws")
 TR = "stdbuf -o0 tr a-z A-Z"
 
 
@@ -70,7 +70,8 @@ def upecho_peer(binary):
             "udp": lambda a: [binary, "serve", "--udp", a, "-q"],
             "unix": lambda p: [binary, "serve", "--unix", p, "-q"],
             "tls": lambda a: [binary, "serve", "--tls", a, "-q",
-                              "--tls-cert", tls_files()[0], "--tls-key", tls_files()[1]]}
+                              "--tls-cert", tls_files()[0], "--tls-key", tls_files()[1]],
+            "ws": lambda a: [binary, "serve", "--ws", a, "-q"]}
 
 
 def tls_wrapped(write_config, front):
@@ -159,6 +160,15 @@ PEERS = {
     "ncat-tls": ({"tls": lambda a: ["ncat", "-l", "127.0.0.1", port(a), "--ssl", "--ssl-cert", tls_files()[0],
                                     "--ssl-key", tls_files()[1], "--keep-open", "--max-conns", "10000",
                                     "--exec", "/usr/bin/stdbuf -o0 /usr/bin/tr a-z A-Z"]}, {}),
+    # WebSocket peers: each answers a message with one message of its type,
+    # upper-cased (ASCII a-z).
+    "ws-tungstenite": ({"ws": lambda a: [os.path.join(PEER_BIN, "ws_tungstenite"), a]}, {}),
+    "ws-fastwebsockets": ({"ws": lambda a: [os.path.join(PEER_BIN, "ws_fastwebsockets"), a]}, {}),
+    "node-ws": ({"ws": lambda a: ["node", os.path.join(ROOT, "peers", "node", "ws_server.js"), a]},
+                {"NODE_PATH": "/usr/share/nodejs"}),
+    # Debian's Python, which has Debian's python3-websockets.
+    "python-websockets": ({"ws": lambda a: ["/usr/bin/python3", os.path.join(ROOT, "peers", "python",
+                                                                            "websockets_server.py"), port(a)]}, {}),
     "tokio-unix": ({"unix": lambda p: [os.path.join(PEER_BIN, "unix_tokio"), p]}, {}),
     "socat-unix": ({"unix": lambda p: ["socat", f"UNIX-LISTEN:{p},fork,backlog=1024", f"EXEC:{TR}"]}, {}),
 }
@@ -201,6 +211,9 @@ LOADS = {
     # (full handshakes one at a time, TLS 1.3, TLS_AES_128_GCM_SHA256, no
     # data), for the whole warm-up plus window.
     "tls handshakes (s_time)": ("tls", S_TIME),
+    # WebSocket: each write one binary message, every reply checked.
+    "ws 64B pingpong x50": ("ws", ["--size", "64", "--connections", "50"]),
+    "ws 64KiB stream x16": ("ws", ["--mode", "stream", "--size", "65536", "--connections", "16"]),
 }
 
 
@@ -225,6 +238,8 @@ def load_peers(peers, load):
 
 def bench_target(transport, endpoint):
     """The arguments of `upecho bench` that name the server."""
+    if transport == "ws":
+        return ["--ws", f"ws://{endpoint}/"]
     return ["--unix", endpoint] if transport == "unix" else [endpoint]
 
 
@@ -247,7 +262,7 @@ def wait_listening(transport, endpoint, proc, limit=10.0):
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited with {proc.returncode}")
             try:
-                if transport in ("tcp", "tls"):
+                if transport in ("tcp", "tls", "ws"):
                     with socket.create_connection(("127.0.0.1", int(port(endpoint))), timeout=1):
                         return
                 elif transport == "unix":

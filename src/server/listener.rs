@@ -270,6 +270,7 @@ fn start<S: ReadyStream + Send + 'static>(
         let (endpoint, socket_peer) = (endpoint.clone(), peer.clone());
         let (settings, counters) = (Arc::clone(&shared.settings), counters.clone());
         let (draining, cut_off) = (shared.signal.drain_token().clone(), shared.cut_off.clone());
+        let reclaim = Arc::clone(&shared.reclaim);
         tasks.spawn(async move {
             let phases = Phases {
                 endpoint: &endpoint,
@@ -278,6 +279,7 @@ fn start<S: ReadyStream + Send + 'static>(
                 counters: &counters,
                 draining: &draining,
                 cut_off: &cut_off,
+                reclaim: &reclaim,
             };
             let end = phases.serve(connection, proxy, &mut held).await;
             drop(held);
@@ -309,6 +311,8 @@ struct Phases<'a> {
     draining: &'a tokio_util::sync::CancellationToken,
     /// Cancelled when open connections must close.
     cut_off: &'a tokio_util::sync::CancellationToken,
+    /// Told when a phase's memory is freed.
+    reclaim: &'a super::memory::Reclaim,
 }
 
 impl Phases<'_> {
@@ -344,8 +348,14 @@ impl Phases<'_> {
                 traffic,
                 draining: self.draining,
                 cut_off: self.cut_off,
+                reclaim: self.reclaim,
             };
-            return websocket.serve(stream, early).await;
+            // Each kind's state is boxed, for its own connections only:
+            // inline, the largest (WebSocket's) would be the size of every
+            // task here. (Boxed in a statement of its own: a temporary of
+            // the statement that awaits is kept in the task's state.)
+            let serving = Box::pin(websocket.serve(stream, early));
+            return serving.await;
         }
         if !self.endpoint.is_tls() {
             connection.answer_first(early);
@@ -360,7 +370,10 @@ impl Phases<'_> {
                     .client()
                     .map_or_else(|| self.peer.to_string(), |c| c.to_string());
                 let log = (self.endpoint, peer.as_str(), self.counters);
-                super::tls::serve(stream, early, config, transform, traffic, log).await
+                let serving = Box::pin(super::tls::serve(
+                    stream, early, config, transform, traffic, log,
+                ));
+                serving.await
             }
             None => End::Tls("no TLS configuration".into()),
         }

@@ -29,6 +29,13 @@ impl Reclaim {
         self.closed.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Records that a connection freed the buffers of a phase it is done
+    /// with (a WebSocket's HTTP phase: some 16 KiB, in blocks between those
+    /// it keeps), which counts as a close does.
+    pub(crate) fn phase_ended(&self) {
+        self.closed();
+    }
+
     /// Returns free heap pages to the system if enough connections closed
     /// since the last time. Called on the listeners' periodic tick (at most
     /// once a second per listener and thread), never per message.

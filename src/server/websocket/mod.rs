@@ -11,6 +11,7 @@
 mod echo;
 mod http;
 mod prefixed;
+mod read_ahead;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,6 +30,11 @@ use super::state::Settings;
 use crate::Endpoint;
 use crate::metrics::StreamMetrics;
 use prefixed::Prefixed;
+
+/// What HTTP and WebSocket run over: the socket, or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// How long a connection has to send a whole request head (the contract's).
 const HEAD_DEADLINE: Duration = Duration::from_secs(10);
@@ -53,6 +59,8 @@ pub(super) struct WsConnection<'a> {
     pub(super) draining: &'a CancellationToken,
     /// Cancelled when open connections must close (close code 1001).
     pub(super) cut_off: &'a CancellationToken,
+    /// Told when the HTTP phase's memory is freed.
+    pub(super) reclaim: &'a super::memory::Reclaim,
 }
 
 impl WsConnection<'_> {
@@ -63,13 +71,27 @@ impl WsConnection<'_> {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let stream = Prefixed::new(stream, early);
-        if !self.endpoint.is_tls() {
-            return self.http(stream).await;
-        }
-        let Some(tls) = self.settings.tls.as_ref() else {
-            return End::Tls("no TLS configuration".into());
+        let io: Box<dyn Io> = if self.endpoint.is_tls() {
+            match self.tls(stream).await {
+                Ok(tls) => tls,
+                Err(end) => return end,
+            }
+        } else {
+            Box::new(stream)
         };
-        let accept = tokio_rustls::TlsAcceptor::from(tls.current()).accept(stream);
+        self.http(io).await
+    }
+
+    /// The TLS handshake, within `--tls-handshake-timeout`.
+    async fn tls<S>(&self, stream: Prefixed<S>) -> Result<Box<dyn Io>, End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Some(tls) = self.settings.tls.as_ref() else {
+            return Err(End::Tls("no TLS configuration".into()));
+        };
+        // Boxed: the handshake's state is freed once it is done.
+        let accept = Box::pin(tokio_rustls::TlsAcceptor::from(tls.current()).accept(stream));
         let done = match tls.handshake_timeout() {
             Some(limit) => tokio::time::timeout(limit, accept)
                 .await
@@ -83,18 +105,18 @@ impl WsConnection<'_> {
                 let version = session.protocol_version().map(crate::tls::version_name);
                 tracing::debug!(listener = %self.endpoint, peer = %self.peer,
                     version = version.unwrap_or("-"), "tls established");
-                self.http(stream).await
+                Ok(Box::new(stream))
             }
-            Err(err) => End::Tls(crate::error::plain(&err)),
+            Err(err) => Err(End::Tls(crate::error::plain(&err))),
         }
     }
 
     /// Serves HTTP on `io` until the client leaves or upgrades, then the
     /// WebSocket.
-    async fn http<I>(&self, io: I) -> End
-    where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    ///
+    /// Why the stream comes boxed: an async fn keeps its arguments in its
+    /// state for its whole life, and a TLS stream is a few KiB.
+    async fn http(&self, io: Box<dyn Io>) -> End {
         let routes = http::Routes {
             origins: &self.settings.websocket.origins,
             draining: self.draining,
@@ -108,9 +130,13 @@ impl WsConnection<'_> {
             }
             std::future::ready(Ok::<_, Infallible>(reply))
         });
-        let connection = builder()
-            .serve_connection(TokioIo::new(io), service)
-            .with_upgrades();
+        // Boxed, so that its buffers and state are freed once it has
+        // upgraded, rather than held in the connection's task for its life.
+        let connection = Box::pin(
+            builder()
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades(),
+        );
         if let Err(err) = connection.await {
             return End::Io(std::io::Error::other(format!("http: {err}")));
         }
@@ -125,6 +151,7 @@ impl WsConnection<'_> {
             Ok(upgraded) => upgraded,
             Err(err) => return End::Io(std::io::Error::other(format!("upgrade: {err}"))),
         };
+        self.reclaim.phase_ended();
         tracing::debug!(listener = %self.endpoint, peer = %self.peer, "websocket opened");
         let echo = echo::Echo {
             transform: self.settings.transform,
