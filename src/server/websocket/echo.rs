@@ -7,7 +7,7 @@
 //!
 //! Memory: tungstenite keeps one read buffer per connection (sized by
 //! [`READ_BUFFER`]; the socket itself is read 64 KiB at a time through
-//! [`ReadAhead`]) and a write buffer that holds at most the reply being
+//! [`ReadAhead`](super::read_ahead::ReadAhead)) and a write buffer that holds at most the reply being
 //! sent. A message is held whole until it is answered, so a connection
 //! holds at most one message in and one out (`--ws-max-message` each); the
 //! next message is read only once the reply has gone (backpressure).
@@ -26,10 +26,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use super::super::connection::{End, Traffic};
-use super::read_ahead::ReadAhead;
 use crate::Transform;
 
-/// How many bytes tungstenite takes from [`ReadAhead`] at a time, and so
+/// How many bytes tungstenite takes from the stream at a time, and so
 /// the buffer each connection keeps (zero-filled) for the whole of its
 /// life. Measured at 10,000 open connections: 13.4 KiB per connection with
 /// 4 KiB, 10.4 KiB with 1 KiB; 64 KiB messages stream as fast either way,
@@ -64,7 +63,6 @@ impl Echo<'_> {
             .write_buffer_size(0)
             .max_message_size(Some(self.max_message))
             .max_frame_size(Some(self.max_message));
-        let io = ReadAhead::new(io);
         let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
         loop {
             let next = tokio::select! {

@@ -10,7 +10,6 @@
 
 mod echo;
 mod http;
-mod prefixed;
 mod read_ahead;
 
 use std::convert::Infallible;
@@ -29,7 +28,7 @@ use super::connection::{End, Traffic};
 use super::state::Settings;
 use crate::Endpoint;
 use crate::metrics::StreamMetrics;
-use prefixed::Prefixed;
+use read_ahead::ReadAhead;
 
 /// What HTTP and WebSocket run over: the socket, or TLS over it.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -70,7 +69,7 @@ impl WsConnection<'_> {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let stream = Prefixed::new(stream, early);
+        let stream = ReadAhead::new(stream, early);
         let io: Box<dyn Io> = if self.endpoint.is_tls() {
             match self.tls(stream).await {
                 Ok(tls) => tls,
@@ -83,7 +82,7 @@ impl WsConnection<'_> {
     }
 
     /// The TLS handshake, within `--tls-handshake-timeout`.
-    async fn tls<S>(&self, stream: Prefixed<S>) -> Result<Box<dyn Io>, End>
+    async fn tls<S>(&self, stream: ReadAhead<S>) -> Result<Box<dyn Io>, End>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {

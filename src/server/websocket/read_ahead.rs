@@ -1,6 +1,7 @@
 //! [`ReadAhead`]: reads the socket a whole scratch buffer at a time for a
 //! reader that asks for little at a time (tungstenite, whose own buffer is
-//! kept small so an idle connection costs little).
+//! kept small so an idle connection costs little), and first yields the
+//! bytes that came before it was handed on (those after a PROXY header).
 //!
 //! Why: tungstenite reads at most its read buffer's size per call, and
 //! keeps that buffer, zero-filled, for the connection's life. A 4 KiB
@@ -30,10 +31,11 @@ pub(super) struct ReadAhead<S> {
 }
 
 impl<S> ReadAhead<S> {
-    pub(super) fn new(inner: S) -> ReadAhead<S> {
+    /// `inner`, whose reads begin with `early`.
+    pub(super) fn new(inner: S, early: Vec<u8>) -> ReadAhead<S> {
         ReadAhead {
             inner,
-            carry: Vec::new(),
+            carry: early,
             taken: 0,
         }
     }
@@ -107,7 +109,7 @@ mod tests {
         let sent: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         ours.write_all(&sent).await.unwrap();
         drop(ours);
-        let mut stream = ReadAhead::new(theirs);
+        let mut stream = ReadAhead::new(theirs, b"early".to_vec());
         let mut got = Vec::new();
         let mut small = [0u8; 1000];
         loop {
@@ -117,7 +119,8 @@ mod tests {
             }
             got.extend_from_slice(&small[..n]);
         }
-        assert_eq!(got, sent);
+        assert_eq!(&got[..5], b"early");
+        assert_eq!(got[5..], sent);
         assert_eq!(stream.carry.capacity(), 0, "nothing carried at the end");
     }
 }
