@@ -614,6 +614,15 @@ UNIX_NOTE = (
     "`socat-unix` is `socat UNIX-LISTEN:PATH,fork,backlog=1024` running `stdbuf -o0 tr a-z A-Z` per "
     "connection (socat's default backlog of 5 refuses simultaneous connects).")
 
+WS_NOTE = (
+    "- WebSocket: `upecho bench --ws ws://ADDR/` upgrades every connection in its set-up, sends each "
+    "write as one binary message and checks the reply payloads byte by byte. `ws-tungstenite` is "
+    "`peers/src/bin/ws_tungstenite.rs` (tokio-tungstenite's echo example, upper-casing; its defaults: 128 KiB "
+    "read and write buffers); `ws-fastwebsockets` is `peers/src/bin/ws_fastwebsockets.rs` (fastwebsockets' "
+    "echo example on hyper's upgrade, fragments collected); `node-ws` is `peers/node/ws_server.js` (Debian's "
+    "`node-ws`, permessage-deflate off); `python-websockets` is `peers/python/websockets_server.py` (Debian's "
+    "`python3-websockets`, compression off).")
+
 TLS_NOTE = (
     "- TLS: every peer serves one ECDSA P-256 certificate made by openssl for the run; bench does the full "
     "handshakes in its set-up (not timed) and verifies every reply byte as over TCP, doing the same crypto "
@@ -623,6 +632,19 @@ TLS_NOTE = (
     "both on the server's core; stunnel with `debug = warning`, HAProxy `mode tcp`, one thread); "
     "`socat-tls` is `socat OPENSSL-LISTEN:PORT,fork,verify=0` and `ncat-tls` `ncat --ssl -k`, each "
     "running `stdbuf -o0 tr a-z A-Z` per connection.")
+
+
+def later_runs(results, started):
+    """How the report says that some loads were run apart, later (results
+    merged from several runs of the same settings): '' when all are one run."""
+    runs = {}
+    for r in results:
+        runs.setdefault(r.get("started", started), [])
+        if r["load"] not in runs[r.get("started", started)]:
+            runs[r.get("started", started)].append(r["load"])
+    others = [(when, loads) for when, loads in runs.items() if when != started]
+    return "".join(f"; the loads {', '.join(f'`{load}`' for load in loads)} in a run of their own, {when}"
+                   for when, loads in sorted(others))
 
 
 def write_markdown(path, results, table, peers, loads, args, started):
@@ -635,7 +657,7 @@ def write_markdown(path, results, table, peers, loads, args, started):
              "architecture was chosen, and what these numbers can and cannot resolve: "
              "[ARCHITECTURE.md](ARCHITECTURE.md).", "",
              f"- Machine: {machine()}",
-             f"- Run: {started}, {args.repeats} interleaved repeats, each load "
+             f"- Run: {started}{later_runs(results, started)}, {args.repeats} interleaved repeats, each load "
              f"{args.warmup} s warm-up + {args.duration} s measured; medians shown. "
              f"Order of servers within each load and repeat: shuffled, "
              + (f"seed {results[0]['order_seed']} (`--order-seed`)." if results and "order_seed" in results[0]
@@ -663,6 +685,8 @@ def write_markdown(path, results, table, peers, loads, args, started):
         lines.append(UNIX_NOTE)
     if "tls" in kinds:
         lines.append(TLS_NOTE)
+    if "ws" in kinds:
+        lines.append(WS_NOTE)
     skipped = getattr(args, "skipped", {})
     if skipped:
         lines.append("- Not run: " + "; ".join(f"`{p}` ({why})" for p, why in skipped.items()) + ".")

@@ -83,6 +83,9 @@ impl HostPort {
         if let Ok(ip) = self.host.parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(ip, self.port)]);
         }
+        if is_localhost(&self.host) {
+            return Ok(LOOPBACK.map(|ip| SocketAddr::new(ip, self.port)).to_vec());
+        }
         let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port)
             .to_socket_addrs()
             .map_err(|err| fail(plain_resolver_error(err)))?
@@ -92,6 +95,24 @@ impl HostPort {
         }
         Ok(addrs)
     }
+}
+
+/// What `localhost` resolves to: IPv4's loopback first, as the usual
+/// `/etc/hosts` lists it.
+const LOOPBACK: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::LOCALHOST),
+    IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+];
+
+/// Whether `host` is `localhost` or a name under `.localhost`, which
+/// RFC 6761 (section 6.3) has resolve to loopback without asking a name
+/// server. Answered here, not by the system's resolver: a static binary
+/// in a `scratch` image has no NSS modules and no `/etc/hosts` to ask.
+fn is_localhost(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost")
+        || host.len() > ".localhost".len()
+            && host[host.len() - ".localhost".len()..].eq_ignore_ascii_case(".localhost")
 }
 
 impl From<SocketAddr> for HostPort {
@@ -269,6 +290,26 @@ mod tests {
 
     fn parse(s: &str) -> Result<HostPort, Error> {
         s.parse()
+    }
+
+    #[test]
+    fn localhost_and_names_under_it_are_loopback_without_the_resolver() {
+        for name in ["localhost", "LocalHost", "localhost.", "echo.localhost"] {
+            let addrs = parse(&format!("{name}:8080"))
+                .unwrap()
+                .resolve("tcp")
+                .unwrap();
+            assert_eq!(
+                addrs,
+                [
+                    "127.0.0.1:8080".parse().unwrap(),
+                    "[::1]:8080".parse().unwrap()
+                ],
+                "{name}"
+            );
+        }
+        assert!(!is_localhost("notlocalhost"));
+        assert!(!is_localhost("localhost.example"));
     }
 
     #[test]
