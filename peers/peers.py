@@ -580,6 +580,7 @@ RUN_HEADERS = {
     "unix": "Each Unix-socket run, with PATH a socket path in a new temporary directory (removed after the run):",
     "tls": "Each TLS run, with PORT a free port and CERT/KEY the run's certificate (the front ends' "
            "configuration files are written to a temporary directory; upecho behind them on a free port):",
+    "ws": "Each WebSocket run, with PORT a free port:",
 }
 
 TCP_NOTE = (
