@@ -16,7 +16,8 @@
 # elsewhere with --markdown NAME.md); --dry-run prints the runs, in order.
 #
 # Needs: socat, ncat, stdbuf/tr (coreutils), taskset (util-linux), python3, cc,
-# and for TLS openssl, stunnel4, haproxy.
+# for TLS openssl, stunnel4, haproxy, and for WebSocket node with Debian's
+# node-ws and python3-websockets.
 # Installs the missing ones with apt-get when run as root. Traffic stays on
 # 127.0.0.1 and Unix sockets in a temporary directory; every run is bounded by
 # --duration.
@@ -24,13 +25,16 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 missing=()
-for tool in socat ncat stdbuf taskset python3 cc openssl stunnel4 haproxy; do
+for tool in socat ncat stdbuf taskset python3 cc openssl stunnel4 haproxy node; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
+[ -d /usr/share/nodejs/ws ] || missing+=(node-ws)
+/usr/bin/python3 -c 'import websockets' 2>/dev/null || missing+=(python3-websockets)
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     declare -A pkg=([socat]=socat [ncat]=ncat [stdbuf]=coreutils [taskset]=util-linux [python3]=python3 [cc]=gcc
-                  [openssl]=openssl [stunnel4]=stunnel4 [haproxy]=haproxy)
+                  [openssl]=openssl [stunnel4]=stunnel4 [haproxy]=haproxy [node]=nodejs [node-ws]=node-ws
+                  [python3-websockets]=python3-websockets)
     apt-get update -qq
     for tool in "${missing[@]}"; do
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkg[$tool]}" >/dev/null

@@ -803,7 +803,7 @@ def main():
     parser.add_argument("--peers", default=",".join(DEFAULT_PEERS),
                         help="comma-separated; each load runs with those of them that serve its transport")
     parser.add_argument("--loads", help="comma-separated load names (default: all)")
-    parser.add_argument("--transports", help="only the loads over these: comma-separated tcp, udp, unix")
+    parser.add_argument("--transports", help="only the loads over these: comma-separated tcp, udp, unix, tls, ws")
     parser.add_argument("--markdown", default="BENCHMARKS.md")
     parser.add_argument("--order-seed", type=int, help="seed of the run order's shuffle (default: new each run)")
     parser.add_argument("--before-rev", help="the git revision the peer upecho-before was built from (for the report)")
