@@ -49,7 +49,7 @@ echo "image: /upecho alone, $(du -h "$root/upecho" | cut -f1), static"
 # Run it as the image would: in its file system, as its user, naming
 # `localhost`, which no resolver is there to answer. Stricter than a
 # container: no /dev and no /proc either.
-as_image() { chroot --userspec="$user" "$root" /upecho "$@"; }
+as_image() { timeout 30 chroot --userspec="$user" "$root" /upecho "$@"; }
 ready="$root/ready"
 mkfifo "$ready"
 # chroot itself, not the function: $! must be the server's own PID (chroot
@@ -75,8 +75,12 @@ reply="$(printf 'over websocket\n' | as_image connect --ws "ws://localhost:$ws/"
 health="$(python3 -c 'import sys, urllib.request; r = urllib.request.urlopen(sys.argv[1], timeout=10); print(r.status, r.read().decode().strip())' "http://127.0.0.1:$metrics/healthz")"
 [ "$health" = "200 ok" ] || fail "/healthz answered '$health'"
 kill -TERM "$server"
+# Bounded: past 30 s the server is killed, and the check fails.
+( sleep 30; kill -KILL "$server" 2>/dev/null ) &
+watchdog=$!
 status=0
 wait "$server" || status=$?
+kill "$watchdog" 2>/dev/null || true
 [ "$status" = 0 ] || fail "the server did not stop cleanly on SIGTERM (status $status); log: $(tail -5 "$root/log")"
 server=""
 echo "container check: passed (tcp, ws and /healthz through localhost, as user $user, in the image's file system)"

@@ -164,13 +164,6 @@ impl BenchConfig {
             "--tls runs over TCP only (not with --udp or --unix)".to_string()
         } else if self.websocket.is_some() && !matches!(self.target, Target::Tcp(_)) {
             "--ws runs over TCP only (not with --udp or --unix)".to_string()
-        } else if self.websocket.is_some()
-            && self.mode == Mode::Stream
-            && self.transform == Transform::Unicode
-        {
-            "--ws --mode stream cannot check --transform unicode: a write may cut a character \
-             in two, which the server answers as it is; use pingpong"
-                .to_string()
         } else if udp && self.mode == Mode::Stream {
             "--mode stream cannot be used with --udp: datagrams are pingpong only".to_string()
         } else if udp && self.size > MAX_DATAGRAM {

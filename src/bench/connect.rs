@@ -172,7 +172,7 @@ impl Peer {
         target: &Target,
         tls: Option<&crate::tls::client::ClientTls>,
         sources: &[IpAddr],
-        websocket: Option<&crate::endpoint::WsUrl>,
+        websocket: Option<(&crate::endpoint::WsUrl, bool)>,
     ) -> Result<Peer, Error> {
         let from = |addr: SocketAddr| Sources::new(sources, addr);
         if let (Target::Tcp(host), Some(tls)) = (target, tls) {
@@ -186,21 +186,22 @@ impl Peer {
                 name: tls.server_name(host.host())?,
             };
             return Ok(match websocket {
-                Some(url) => Peer::Wss(WsDial {
+                Some((url, text)) => Peer::Wss(WsDial {
                     inner: dial,
                     url: url.to_string().into(),
+                    text,
                 }),
                 None => Peer::Tls(dial),
             });
         }
-        if let (Target::Tcp(host), Some(url)) = (target, websocket) {
+        if let (Target::Tcp(host), Some((url, text))) = (target, websocket) {
             let addr = host.resolve("tcp")?[0];
             let inner = TcpDial {
                 addr,
                 from: from(addr)?,
             };
             let url = url.to_string().into();
-            return Ok(Peer::Ws(WsDial { inner, url }));
+            return Ok(Peer::Ws(WsDial { inner, url, text }));
         }
         Ok(match target {
             Target::Tcp(addr) => {
@@ -337,8 +338,8 @@ where
 
     fn dial(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send + 'static {
         let connecting = self.inner.dial();
-        let url = std::sync::Arc::clone(&self.url);
-        async move { WsConnection::handshake(connecting.await?, &url).await }
+        let (url, text) = (std::sync::Arc::clone(&self.url), self.text);
+        async move { WsConnection::handshake(connecting.await?, &url, text).await }
     }
 }
 

@@ -145,7 +145,11 @@ pub fn run(config: &BenchConfig, progress: impl FnMut(Progress<'_>)) -> Result<O
         &config.target,
         config.tls.as_ref(),
         &config.sources,
-        config.websocket.as_ref(),
+        // Text messages for unicode, as the contract says; binary otherwise.
+        config
+            .websocket
+            .as_ref()
+            .map(|url| (url, config.transform == crate::Transform::Unicode)),
     )?;
     let payload = payload::Payload::new(config);
     config.validate_reply_len(payload.max_reply_len())?;

@@ -1,17 +1,19 @@
 //! `bench --ws`: WebSocket connections the stream traffic patterns drive as
 //! byte streams, so pingpong, stream, `--rate` and connect mode are the same
 //! code over WebSocket as over TCP. Each write the pattern makes is one
-//! binary message (a pingpong request is written whole, so one message per
-//! round trip; stream mode's writes are its `--size`); each reply message's
+//! message (a pingpong request is written whole, so one message per round
+//! trip; stream mode's writes are its `--size`): binary, or text with
+//! `--transform unicode`, as the contract says; each reply message's
 //! payload is read as bytes, checked as they come; a half-close is a close
 //! frame (1000), and the server's close is the end of the stream. The
 //! handshake is part of the set-up (and of each cycle in connect mode).
 //!
 //! Why the server's replies can be checked as one byte stream: it answers
 //! every message with one message, in order, each transformed whole, so the
-//! payloads in order are the transformed requests in order (`--transform
-//! unicode` in stream mode is refused: a write may cut a character in two,
-//! which the server would then leave as it is).
+//! payloads in order are the transformed requests in order. A text message
+//! must be whole characters: a write that ends inside one (stream mode cuts
+//! its writes to the room it has) keeps that character's first bytes for
+//! the next message.
 
 use std::cell::RefCell;
 use std::io;
@@ -42,6 +44,38 @@ struct Inner<S> {
     ws: WebSocketStream<S>,
     /// The unread rest of the current reply's payload.
     reply: Bytes,
+    /// Send text messages (`--transform unicode`), not binary ones.
+    text: bool,
+    /// Text: the first bytes of a character the last write cut (3 at most).
+    held: Vec<u8>,
+    /// The close frame is queued.
+    closing: bool,
+}
+
+impl<S> Inner<S> {
+    /// The message that carries `buf`: binary, or text of the whole
+    /// characters of what is held and `buf` (the rest held for the next);
+    /// `None` when that is no whole character yet.
+    fn message(&mut self, buf: &[u8]) -> Option<Message> {
+        if !self.text {
+            return Some(Message::Binary(Bytes::copy_from_slice(buf)));
+        }
+        let mut data = std::mem::take(&mut self.held);
+        data.extend_from_slice(buf);
+        let whole = match std::str::from_utf8(&data) {
+            Ok(_) => data.len(),
+            // Not text at all: sent as it is, in a binary message.
+            Err(err) if err.error_len().is_some() => {
+                return Some(Message::Binary(Bytes::from(data)));
+            }
+            Err(err) => err.valid_up_to(),
+        };
+        self.held = data.split_off(whole);
+        let text = String::from_utf8(data)
+            .ok()
+            .filter(|text| !text.is_empty())?;
+        Some(Message::text(text))
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsConnection<S> {
@@ -50,7 +84,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsConnection<S> {
     /// # Errors
     ///
     /// When the server does not upgrade: `websocket handshake: ...`.
-    pub async fn handshake(io: S, url: &str) -> io::Result<WsConnection<S>> {
+    pub async fn handshake(io: S, url: &str, text: bool) -> io::Result<WsConnection<S>> {
         let config = WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER)
             .write_buffer_size(0);
@@ -58,6 +92,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsConnection<S> {
             Ok((ws, _)) => Ok(WsConnection(RefCell::new(Inner {
                 ws,
                 reply: Bytes::new(),
+                text,
+                held: Vec::new(),
+                closing: false,
             }))),
             Err(tungstenite::Error::Io(err)) => Err(err),
             Err(err) => Err(io::Error::other(format!("websocket handshake: {err}"))),
@@ -120,12 +157,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Half<'_, S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let inner = &mut *self.0.borrow_mut();
-        let ws = Pin::new(&mut inner.ws);
-        let mut ws = ws;
-        ready!(ws.as_mut().poll_ready(cx)).map_err(io_error)?;
-        ws.as_mut()
-            .start_send(Message::Binary(Bytes::copy_from_slice(buf)))
-            .map_err(io_error)?;
+        ready!(Pin::new(&mut inner.ws).poll_ready(cx)).map_err(io_error)?;
+        let Some(message) = inner.message(buf) else {
+            return Poll::Ready(Ok(buf.len()));
+        };
+        let mut ws = Pin::new(&mut inner.ws);
+        ws.as_mut().start_send(message).map_err(io_error)?;
         // What the socket did not take goes out when it has room.
         if let Poll::Ready(Err(err)) = ws.poll_flush(cx) {
             return Poll::Ready(Err(io_error(err)));
@@ -141,7 +178,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Half<'_, S> {
     /// Sends the close frame (1000); the server's close ends the reads.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let inner = &mut *self.0.borrow_mut();
-        Pin::new(&mut inner.ws).poll_close(cx).map_err(io_error)
+        let mut ws = Pin::new(&mut inner.ws);
+        if !inner.closing {
+            ready!(ws.as_mut().poll_ready(cx)).map_err(io_error)?;
+            let normal = tungstenite::protocol::CloseFrame {
+                code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+                reason: "".into(),
+            };
+            ws.as_mut()
+                .start_send(Message::Close(Some(normal)))
+                .map_err(io_error)?;
+            inner.closing = true;
+        }
+        ws.poll_close(cx).map_err(io_error)
     }
 }
 
@@ -160,4 +209,6 @@ pub struct WsDial<D> {
     pub inner: D,
     /// The URL asked for in each handshake.
     pub url: std::sync::Arc<str>,
+    /// Text messages (`--transform unicode`), not binary ones.
+    pub text: bool,
 }

@@ -204,65 +204,85 @@ where
 /// Relays lines from the session as messages and reply messages as lines,
 /// until the server's close (or the connection's end) after the session's
 /// half-close, or the server's close before it.
-async fn messages<S>(mut ws: WebSocketStream<S>, pair: tokio::net::UnixStream)
+///
+/// Why two loops at once, not one `select!`: a send that waits for room
+/// (the server not reading) must not stop the replies from being read, or a
+/// large input deadlocks with the server waiting for us to read.
+async fn messages<S>(ws: WebSocketStream<S>, pair: tokio::net::UnixStream)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut from_session, mut to_session) = pair.into_split();
-    let mut line = Vec::new();
-    let mut buf = vec![0u8; 8 * 1024];
-    let mut input = true;
-    loop {
-        tokio::select! {
-            read = from_session.read(&mut buf), if input => {
-                let n = read.unwrap_or(0);
-                line.extend_from_slice(&buf[..n]);
-                let mut sent = Ok(());
-                while let Some(end) = line.iter().position(|&b| b == b'\n') {
-                    let rest = line.split_off(end + 1);
-                    line.pop();
-                    sent = ws.feed(message(std::mem::replace(&mut line, rest))).await;
-                    if sent.is_err() {
-                        break;
-                    }
-                }
-                if n == 0 {
-                    input = false;
-                    if !line.is_empty() && sent.is_ok() {
-                        sent = ws.feed(message(std::mem::take(&mut line))).await;
-                    }
-                    if sent.is_ok() {
-                        let normal = tungstenite::protocol::CloseFrame {
-                            code: tungstenite::protocol::frame::coding::CloseCode::Normal,
-                            reason: "".into(),
-                        };
-                        sent = ws.close(Some(normal)).await;
-                    }
-                } else if sent.is_ok() {
-                    sent = ws.flush().await;
-                }
-                if sent.is_err() {
-                    break;
-                }
-            }
-            next = ws.next() => {
-                let payload = match next {
-                    Some(Ok(Message::Text(text))) => tungstenite::Bytes::from(text),
-                    Some(Ok(Message::Binary(data))) => data,
-                    Some(Ok(_)) => continue,
-                    None | Some(Err(_)) => break,
-                };
-                let written = async {
-                    to_session.write_all(&payload).await?;
-                    to_session.write_all(b"\n").await
-                };
-                if written.await.is_err() {
-                    break;
-                }
+    let (from_session, mut to_session) = pair.into_split();
+    let (sink, mut replies) = ws.split();
+    let receiving = async {
+        while let Some(Ok(message)) = replies.next().await {
+            let payload = match message {
+                Message::Text(text) => tungstenite::Bytes::from(text),
+                Message::Binary(data) => data,
+                _ => continue,
+            };
+            let written = async {
+                to_session.write_all(&payload).await?;
+                to_session.write_all(b"\n").await
+            };
+            if written.await.is_err() {
+                break;
             }
         }
+    };
+    let sending = send_lines(from_session, sink);
+    tokio::pin!(sending);
+    tokio::select! {
+        // The server closed first: nothing more can be sent.
+        () = receiving => {}
+        // Our close is sent: every reply still owed comes before the server's.
+        () = &mut sending => {}
     }
     let _ = to_session.shutdown().await;
+}
+
+/// Sends each line the session writes as one message, the last one even
+/// without its newline, then a close frame (1000) at the session's EOF.
+async fn send_lines<S>(
+    mut from_session: tokio::net::unix::OwnedReadHalf,
+    mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut line = Vec::new();
+    let mut buf = vec![0u8; 8 * 1024];
+    loop {
+        let n = from_session.read(&mut buf).await.unwrap_or(0);
+        line.extend_from_slice(&buf[..n]);
+        while let Some(end) = line.iter().position(|&b| b == b'\n') {
+            let rest = line.split_off(end + 1);
+            line.pop();
+            if sink
+                .feed(message(std::mem::replace(&mut line, rest)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+    if !line.is_empty() && sink.feed(message(line)).await.is_err() {
+        return;
+    }
+    let normal = tungstenite::protocol::CloseFrame {
+        code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "".into(),
+    };
+    let _ = sink.send(Message::Close(Some(normal))).await;
+    // Wait for the receiving loop to read the server's close: this loop is
+    // done, and returning would end the relay.
+    std::future::pending::<()>().await;
 }
 
 /// A line as a message: text if it is valid UTF-8, binary otherwise.

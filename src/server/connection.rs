@@ -175,12 +175,28 @@ pub(crate) struct Traffic {
     bytes_out: AtomicU64,
     /// WebSocket messages received and sent (0 on other listeners).
     messages: [AtomicU64; 2],
+    /// Bytes read and written on the socket that are not payload (a
+    /// WebSocket's frames, pings and HTTP), for the idle sweep alone: a
+    /// message still arriving, or a ping, is not idleness.
+    wire: AtomicU64,
     /// The client a PROXY protocol header named: the peer the listener logs
     /// when the connection closes, instead of the socket's (the proxy's).
     client: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl Traffic {
+    /// Counts `n` bytes moved on the socket (see [`Traffic::moved`]).
+    pub(super) fn add_wire(&self, n: usize) {
+        Traffic::add(&self.wire, n);
+    }
+
+    /// Bytes moved either way so far, payload or not: what the idle sweep
+    /// watches.
+    pub(crate) fn moved(&self) -> u64 {
+        let (bytes_in, bytes_out) = self.counts();
+        bytes_in + bytes_out + self.wire.load(Ordering::Relaxed)
+    }
+
     /// Bytes received and sent so far.
     pub(crate) fn counts(&self) -> (u64, u64) {
         (

@@ -606,8 +606,7 @@ fn sweep_idle(conns: &mut HashMap<Id, Open>, idle: Option<Duration>) {
     let Some(idle) = idle else { return };
     let now = Instant::now();
     for conn in conns.values_mut() {
-        let (bytes_in, bytes_out) = conn.traffic.counts();
-        let moved = bytes_in + bytes_out;
+        let moved = conn.traffic.moved();
         if moved != conn.moved {
             conn.moved = moved;
             conn.active_at = now;

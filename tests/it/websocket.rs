@@ -393,6 +393,56 @@ fn an_idle_websocket_is_closed_after_the_idle_timeout() {
 }
 
 #[test]
+fn a_message_that_arrives_slowly_or_pings_are_not_idleness() {
+    let server = serve_ws(&["--idle-timeout", "1"]);
+    let mut ws = frames::upgrade(server.addr(), "/");
+    // Two and a half seconds for one message, a fragment every 250 ms.
+    send(&mut ws, &masked(false, TEXT, b"slow"));
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(250));
+        send(&mut ws, &masked(false, CONTINUATION, b"."));
+    }
+    send(&mut ws, &masked(true, CONTINUATION, b"!"));
+    assert_eq!(
+        read_frame(&mut ws),
+        (true, TEXT, b"SLOW..........!".to_vec())
+    );
+}
+
+#[test]
+fn a_client_that_pings_and_never_reads_is_no_longer_read_from() {
+    let server = serve_ws(&[]);
+    let mut flood = frames::upgrade(server.addr(), "/");
+    flood
+        .get_ref()
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    // 64 KiB of pings at a time, 500 times (32 MiB): the server sends each
+    // pong before it reads on, so it stops reading once they are not taken.
+    let ping = masked(true, PING, &[b'p'; 125]);
+    let burst: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 500)
+        .collect();
+    let mut sent = 0;
+    while sent < 500 && flood.get_mut().write_all(&burst).is_ok() {
+        sent += 1;
+    }
+    assert!(
+        sent < 500,
+        "the server kept reading pings whose pongs nobody takes"
+    );
+    let mut other = frames::upgrade(server.addr(), "/");
+    send(&mut other, &masked(true, TEXT, b"still served"));
+    assert_eq!(
+        read_frame(&mut other),
+        (true, TEXT, b"STILL SERVED".to_vec())
+    );
+}
+
+#[test]
 fn a_client_that_stops_reading_slows_only_itself() {
     let server = serve_ws(&[]);
     let mut stalled = frames::upgrade(server.addr(), "/");
@@ -449,6 +499,24 @@ fn connect_ws_sends_each_line_as_one_message_and_prints_each_reply_on_a_line() {
         server.addr()
     );
     assert_eq!(value(&text, &received), Some(5.0), "{text}");
+}
+
+#[test]
+fn connect_ws_with_more_input_than_the_sockets_hold_gets_every_reply() {
+    // 200,000 lines (2.4 MB) sent as fast as they come: replies must be read
+    // while lines are still being sent, or both sides wait for the other.
+    let server = serve_ws(&[]);
+    let input: String = (0..200_000).map(|i| format!("line {i:06}\n")).collect();
+    let out = connect(
+        &["--ws", &format!("ws://{}/", server.addr())],
+        input.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, input.to_uppercase().as_bytes());
 }
 
 #[test]

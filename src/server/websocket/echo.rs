@@ -76,6 +76,17 @@ impl Echo<'_> {
                 Some(Err(err)) => return failed(&mut ws, err).await,
             };
             let Some(reply) = self.answer(message) else {
+                // A ping's pong is queued: send it before reading on, so a
+                // client that pings and never reads holds one pong here,
+                // not one per ping.
+                let flushed = tokio::select! {
+                    biased;
+                    () = self.cut_off.cancelled() => return going_away(&mut ws).await,
+                    flushed = ws.flush() => flushed,
+                };
+                if let Err(err) = flushed {
+                    return failed(&mut ws, err).await;
+                }
                 continue;
             };
             self.traffic.message_in();
@@ -176,9 +187,14 @@ async fn close_and_linger<I: AsyncRead + AsyncWrite + Unpin>(
     code: CloseCode,
     reason: &str,
 ) {
+    // A close frame's reason has room for 123 bytes: cut at a character.
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
     let frame = CloseFrame {
         code,
-        reason: reason.chars().take(120).collect::<String>().into(),
+        reason: reason[..end].to_string().into(),
     };
     let linger = async {
         ws.close(Some(frame)).await.ok()?;

@@ -69,7 +69,7 @@ impl WsConnection<'_> {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let stream = ReadAhead::new(stream, early);
+        let stream = ReadAhead::new(stream, early, Arc::clone(&self.traffic));
         let io: Box<dyn Io> = if self.endpoint.is_tls() {
             match self.tls(stream).await {
                 Ok(tls) => tls,

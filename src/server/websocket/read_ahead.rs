@@ -17,7 +17,9 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::super::connection::with_scratch;
+use std::sync::Arc;
+
+use super::super::connection::{Traffic, with_scratch};
 
 /// A stream whose reads go through this thread's scratch buffer.
 #[derive(Debug)]
@@ -28,15 +30,19 @@ pub(super) struct ReadAhead<S> {
     carry: Vec<u8>,
     /// How many of `carry` were handed on.
     taken: usize,
+    /// The connection's counters: every byte read or written is activity
+    /// for the idle sweep, frames and pings included.
+    traffic: Arc<Traffic>,
 }
 
 impl<S> ReadAhead<S> {
-    /// `inner`, whose reads begin with `early`.
-    pub(super) fn new(inner: S, early: Vec<u8>) -> ReadAhead<S> {
+    /// `inner`, whose reads begin with `early`, counted in `traffic`.
+    pub(super) fn new(inner: S, early: Vec<u8>, traffic: Arc<Traffic>) -> ReadAhead<S> {
         ReadAhead {
             inner,
             carry: early,
             taken: 0,
+            traffic,
         }
     }
 
@@ -67,11 +73,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
         }
         with_scratch(|scratch| {
             if buf.remaining() >= scratch.len() {
-                return Pin::new(&mut this.inner).poll_read(cx, buf);
+                let before = buf.filled().len();
+                ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+                this.traffic.add_wire(buf.filled().len() - before);
+                return Poll::Ready(Ok(()));
             }
             let mut read = ReadBuf::new(scratch);
             ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
             let got = read.filled();
+            this.traffic.add_wire(got.len());
             let n = got.len().min(buf.remaining());
             buf.put_slice(&got[..n]);
             this.carry.extend_from_slice(&got[n..]);
@@ -86,7 +96,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ReadAhead<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+        this.traffic.add_wire(written);
+        Poll::Ready(Ok(written))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -109,7 +122,8 @@ mod tests {
         let sent: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         ours.write_all(&sent).await.unwrap();
         drop(ours);
-        let mut stream = ReadAhead::new(theirs, b"early".to_vec());
+        let traffic = Arc::new(Traffic::default());
+        let mut stream = ReadAhead::new(theirs, b"early".to_vec(), Arc::clone(&traffic));
         let mut got = Vec::new();
         let mut small = [0u8; 1000];
         loop {
@@ -122,5 +136,6 @@ mod tests {
         assert_eq!(&got[..5], b"early");
         assert_eq!(got[5..], sent);
         assert_eq!(stream.carry.capacity(), 0, "nothing carried at the end");
+        assert_eq!(traffic.moved(), 200_000, "every byte read is activity");
     }
 }
