@@ -409,14 +409,35 @@ fn a_message_that_arrives_slowly_or_pings_are_not_idleness() {
     );
 }
 
-#[test]
-fn a_client_that_pings_and_never_reads_is_no_longer_read_from() {
-    let server = serve_ws(&[]);
-    let mut flood = frames::upgrade(server.addr(), "/");
-    flood
+/// Writes `burst` on a new connection to `server`, never reading, up to
+/// `times` times or until a write blocks for 2 s; returns how many went
+/// through, once another client has been served meanwhile.
+fn writes_before_the_server_stops_reading(
+    server: &ServerProcess,
+    burst: &[u8],
+    times: usize,
+) -> usize {
+    let mut stalled = frames::upgrade(server.addr(), "/");
+    stalled
         .get_ref()
         .set_write_timeout(Some(Duration::from_secs(2)))
         .unwrap();
+    let mut sent = 0;
+    while sent < times && stalled.get_mut().write_all(burst).is_ok() {
+        sent += 1;
+    }
+    let mut other = frames::upgrade(server.addr(), "/");
+    send(&mut other, &masked(true, TEXT, b"still served"));
+    assert_eq!(
+        read_frame(&mut other),
+        (true, TEXT, b"STILL SERVED".to_vec())
+    );
+    sent
+}
+
+#[test]
+fn a_client_that_pings_and_never_reads_is_no_longer_read_from() {
+    let server = serve_ws(&[]);
     // 64 KiB of pings at a time, 500 times (32 MiB): the server sends each
     // pong before it reads on, so it stops reading once they are not taken.
     let ping = masked(true, PING, &[b'p'; 125]);
@@ -426,46 +447,23 @@ fn a_client_that_pings_and_never_reads_is_no_longer_read_from() {
         .cycle()
         .take(ping.len() * 500)
         .collect();
-    let mut sent = 0;
-    while sent < 500 && flood.get_mut().write_all(&burst).is_ok() {
-        sent += 1;
-    }
+    let sent = writes_before_the_server_stops_reading(&server, &burst, 500);
     assert!(
         sent < 500,
         "the server kept reading pings whose pongs nobody takes"
-    );
-    let mut other = frames::upgrade(server.addr(), "/");
-    send(&mut other, &masked(true, TEXT, b"still served"));
-    assert_eq!(
-        read_frame(&mut other),
-        (true, TEXT, b"STILL SERVED".to_vec())
     );
 }
 
 #[test]
 fn a_client_that_stops_reading_slows_only_itself() {
     let server = serve_ws(&[]);
-    let mut stalled = frames::upgrade(server.addr(), "/");
-    stalled
-        .get_ref()
-        .set_write_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
     // Messages of 1 MiB until our writes block: the server stops reading
     // once its replies are not taken.
     let big = masked(true, BINARY, &vec![b'x'; 1 << 20]);
-    let mut sent = 0;
-    while sent < 64 && stalled.get_mut().write_all(&big).is_ok() {
-        sent += 1;
-    }
+    let sent = writes_before_the_server_stops_reading(&server, &big, 64);
     assert!(
         sent < 64,
         "the server kept reading from a client that never reads"
-    );
-    let mut other = frames::upgrade(server.addr(), "/");
-    send(&mut other, &masked(true, TEXT, b"still served"));
-    assert_eq!(
-        read_frame(&mut other),
-        (true, TEXT, b"STILL SERVED".to_vec())
     );
 }
 
