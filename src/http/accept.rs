@@ -18,7 +18,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -100,15 +100,10 @@ impl Open {
     }
 }
 
-/// hyper's HTTP/1 settings for every connection.
+/// hyper's HTTP/1 settings for every metrics connection.
 fn builder() -> http1::Builder {
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEAD_DEADLINE)
-        .max_buf_size(MAX_BUF)
-        .max_headers(MAX_HEADERS)
-        .title_case_headers(true);
+    let mut builder = super::bounded_http1(HEAD_DEADLINE, MAX_BUF, MAX_HEADERS);
+    builder.title_case_headers(true);
     builder
 }
 

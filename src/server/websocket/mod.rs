@@ -17,10 +17,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
@@ -132,7 +131,7 @@ impl WsConnection<'_> {
         // Boxed, so that its buffers and state are freed once it has
         // upgraded, rather than held in the connection's task for its life.
         let connection = Box::pin(
-            builder()
+            crate::http::bounded_http1(HEAD_DEADLINE, MAX_HEAD, MAX_HEADERS)
                 .serve_connection(TokioIo::new(io), service)
                 .with_upgrades(),
         );
@@ -160,15 +159,4 @@ impl WsConnection<'_> {
         };
         echo.run(TokioIo::new(upgraded)).await
     }
-}
-
-/// hyper's HTTP/1 settings for every connection.
-fn builder() -> http1::Builder {
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEAD_DEADLINE)
-        .max_buf_size(MAX_HEAD)
-        .max_headers(MAX_HEADERS);
-    builder
 }
