@@ -329,6 +329,60 @@ fn http_answers_the_page_healthz_and_404_and_ws_origin_limits_upgrades() {
     assert_eq!(read_frame(&mut ws), (true, TEXT, b"ALLOWED".to_vec()));
 }
 
+/// Reads a response head off `reader`: its status line.
+fn read_head(reader: &mut std::io::BufReader<TcpStream>) -> String {
+    frames::response_head(reader).0
+}
+
+#[test]
+fn an_upgrade_is_served_alike_in_one_write_with_a_frame_in_pieces_or_after_a_page() {
+    let server = serve_ws(&[]);
+    let addr = server.addr();
+    // The head and the first frame in one write.
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut bytes = frames::head(addr, "/raw", &[]).into_bytes();
+    bytes.extend_from_slice(&masked(true, TEXT, b"at once"));
+    (&stream).write_all(&bytes).unwrap();
+    let mut ws = std::io::BufReader::new(stream);
+    assert_eq!(read_head(&mut ws), "HTTP/1.1 101 Switching Protocols");
+    assert_eq!(read_frame(&mut ws), (true, TEXT, b"AT ONCE".to_vec()));
+
+    // The head in two writes, apart, so that the server usually reads it in
+    // two (served alike either way: the pause is not a synchronisation).
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let head = frames::head(addr, "/raw", &[]);
+    (&stream).write_all(&head.as_bytes()[..20]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    (&stream).write_all(&head.as_bytes()[20..]).unwrap();
+    let mut ws = std::io::BufReader::new(stream);
+    assert_eq!(read_head(&mut ws), "HTTP/1.1 101 Switching Protocols");
+    send(&mut ws, &masked(true, TEXT, b"in pieces"));
+    assert_eq!(read_frame(&mut ws), (true, TEXT, b"IN PIECES".to_vec()));
+
+    // The page, then an upgrade on the same connection (hyper's upgrade).
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    (&stream)
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut ws = std::io::BufReader::new(stream);
+    assert!(read_head(&mut ws).starts_with("HTTP/1.1 200"));
+    let mut body = [0u8; 3];
+    ws.read_exact(&mut body).unwrap();
+    assert_eq!(&body, b"ok\n");
+    ws.get_ref()
+        .write_all(frames::head(addr, "/raw", &[]).as_bytes())
+        .unwrap();
+    assert_eq!(read_head(&mut ws), "HTTP/1.1 101 Switching Protocols");
+    send(&mut ws, &masked(true, BINARY, b"after a page"));
+    assert_eq!(
+        read_frame(&mut ws),
+        (true, BINARY, b"AFTER A PAGE".to_vec())
+    );
+}
+
 #[test]
 fn at_the_end_of_the_shutdown_grace_an_open_websocket_is_closed_with_1001() {
     let mut server = serve_ws(&["--shutdown-grace", "1"]);

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use base64::Engine;
 use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use sha2::Digest;
 use tokio_util::sync::CancellationToken;
@@ -66,7 +66,13 @@ impl Routes<'_> {
     /// The whole response to `request`, and whether it upgrades.
     pub(super) fn respond<B>(&self, request: &Request<B>) -> (Response<Full<Bytes>>, Next) {
         let headers = request.headers();
-        if has_token(headers, &header::UPGRADE, "websocket") {
+        if lists(
+            headers
+                .get_all(header::UPGRADE)
+                .iter()
+                .map(HeaderValue::as_bytes),
+            "websocket",
+        ) {
             return match self.accept(request) {
                 Ok(reply) => (reply, Next::Upgrade),
                 Err(refusal) => (*refusal, Next::Http),
@@ -98,69 +104,89 @@ impl Routes<'_> {
         request: &Request<B>,
     ) -> Result<Response<Full<Bytes>>, Box<Response<Full<Bytes>>>> {
         let headers = request.headers();
-        let bad = |why: &str| {
-            Box::new(text(
-                StatusCode::BAD_REQUEST,
-                format!("bad WebSocket handshake: {why}\n"),
-            ))
+        let values = |name: &'static str| headers.get_all(name).iter().map(HeaderValue::as_bytes);
+        let upgrade = match self.check(request.method() == Method::GET, values) {
+            Ok(upgrade) => upgrade,
+            Err(Refusal::Bad(why)) => {
+                return Err(Box::new(text(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad WebSocket handshake: {why}\n"),
+                )));
+            }
+            Err(Refusal::Version) => {
+                let mut reply = text(StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 only\n");
+                let version = HeaderValue::from_static("13");
+                reply
+                    .headers_mut()
+                    .insert(header::SEC_WEBSOCKET_VERSION, version);
+                return Err(Box::new(reply));
+            }
+            Err(Refusal::Origin) => {
+                return Err(Box::new(text(
+                    StatusCode::FORBIDDEN,
+                    "origin not allowed\n",
+                )));
+            }
         };
-        if request.method() != Method::GET {
-            return Err(bad("the method must be GET"));
-        }
-        if !has_token(headers, &header::CONNECTION, "upgrade") {
-            return Err(bad("no Connection: upgrade"));
-        }
-        if headers
-            .get(header::SEC_WEBSOCKET_VERSION)
-            .map(HeaderValue::as_bytes)
-            != Some(b"13")
-        {
-            let mut reply = text(StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 only\n");
-            let version = HeaderValue::from_static("13");
-            reply
-                .headers_mut()
-                .insert(header::SEC_WEBSOCKET_VERSION, version);
-            return Err(Box::new(reply));
-        }
-        let key = headers
-            .get(header::SEC_WEBSOCKET_KEY)
-            .filter(|key| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(key.as_bytes())
-                    .is_ok_and(|nonce| nonce.len() == 16)
-            })
-            .ok_or_else(|| bad("Sec-WebSocket-Key is not 16 bytes in base64"))?;
-        if !self.origin_allowed(headers.get(header::ORIGIN)) {
-            return Err(Box::new(text(
-                StatusCode::FORBIDDEN,
-                "origin not allowed\n",
-            )));
-        }
-        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
         let mut reply = Response::new(Full::new(Bytes::new()));
         *reply.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let out = reply.headers_mut();
         out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         out.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        if let Ok(accept) = HeaderValue::from_str(&accept) {
+        if let Ok(accept) = HeaderValue::from_str(&upgrade.accept_key()) {
             out.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
         }
-        // Browsers fail the handshake unless one of the subprotocols they
-        // offer is chosen: the echo speaks them all alike, so the first.
-        if let Some(first) = first_token(headers, &header::SEC_WEBSOCKET_PROTOCOL)
-            && let Ok(first) = HeaderValue::from_str(first)
+        if let Some(protocol) = upgrade.protocol
+            && let Ok(protocol) = HeaderValue::from_str(protocol)
         {
-            out.insert(header::SEC_WEBSOCKET_PROTOCOL, first);
+            out.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
         }
         Ok(reply)
     }
 
+    /// Checks an upgrade request, whatever parsed it: `get` says whether its
+    /// method is GET, `values(name)` gives its values of the header `name`
+    /// (lower case), in order.
+    pub(super) fn check<'h, I>(
+        &self,
+        get: bool,
+        values: impl Fn(&'static str) -> I,
+    ) -> Result<Upgrade<'h>, Refusal>
+    where
+        I: Iterator<Item = &'h [u8]>,
+    {
+        if !get {
+            return Err(Refusal::Bad("the method must be GET"));
+        }
+        if !tokens(values("connection")).any(|t| t.eq_ignore_ascii_case("upgrade")) {
+            return Err(Refusal::Bad("no Connection: upgrade"));
+        }
+        if values("sec-websocket-version").next() != Some(b"13") {
+            return Err(Refusal::Version);
+        }
+        let key = values("sec-websocket-key")
+            .next()
+            .filter(|key| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(key)
+                    .is_ok_and(|nonce| nonce.len() == 16)
+            })
+            .ok_or(Refusal::Bad("Sec-WebSocket-Key is not 16 bytes in base64"))?;
+        if !self.origin_allowed(values("origin").next()) {
+            return Err(Refusal::Origin);
+        }
+        // Browsers fail the handshake unless one of the subprotocols they
+        // offer is chosen: the echo speaks them all alike, so the first.
+        let protocol = tokens(values("sec-websocket-protocol")).next();
+        Ok(Upgrade { key, protocol })
+    }
+
     /// Whether an upgrade with this `Origin` header is served.
-    fn origin_allowed(&self, origin: Option<&HeaderValue>) -> bool {
+    fn origin_allowed(&self, origin: Option<&[u8]>) -> bool {
         if self.origins.is_empty() {
             return true;
         }
-        let Some(origin) = origin.and_then(|o| o.to_str().ok()) else {
+        let Some(origin) = origin.and_then(visible_ascii) else {
             return false;
         };
         let origin = origin.trim_end_matches('/');
@@ -170,25 +196,70 @@ impl Routes<'_> {
     }
 }
 
-/// Whether a comma-separated header `name` lists `token` (any case).
-fn has_token(headers: &HeaderMap, name: &header::HeaderName, token: &str) -> bool {
-    tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token))
+/// A valid upgrade request: what its `101` says.
+#[derive(Debug)]
+pub(super) struct Upgrade<'h> {
+    /// `Sec-WebSocket-Key`.
+    key: &'h [u8],
+    /// The first subprotocol offered, if any.
+    protocol: Option<&'h str>,
 }
 
-/// The first item of a comma-separated header `name`, if any.
-fn first_token<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> Option<&'a str> {
-    tokens(headers, name).next()
+impl Upgrade<'_> {
+    /// `Sec-WebSocket-Accept` for the key.
+    fn accept_key(&self) -> String {
+        tokio_tungstenite::tungstenite::handshake::derive_accept_key(self.key)
+    }
+
+    /// The whole `101` response head, as hyper would write it.
+    pub(super) fn response_head(&self) -> Vec<u8> {
+        let mut head = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+             sec-websocket-accept: {}\r\n",
+            self.accept_key()
+        );
+        if let Some(protocol) = self.protocol {
+            head.push_str("sec-websocket-protocol: ");
+            head.push_str(protocol);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        head.into_bytes()
+    }
 }
 
-/// The items of every `name` header, trimmed, empty ones left out.
-fn tokens<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> impl Iterator<Item = &'a str> {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
+/// Why an upgrade request is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// 400, for this reason.
+    Bad(&'static str),
+    /// 426: not version 13.
+    Version,
+    /// 403: `--ws-origin` does not list its `Origin`.
+    Origin,
+}
+
+/// Whether the header values list `token` (any case).
+pub(super) fn lists<'h>(values: impl Iterator<Item = &'h [u8]>, token: &str) -> bool {
+    tokens(values).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+/// The items of comma-separated header values, trimmed, empty ones left
+/// out; values that are not visible ASCII are skipped (as `to_str` does).
+fn tokens<'h>(values: impl Iterator<Item = &'h [u8]>) -> impl Iterator<Item = &'h str> {
+    values
+        .filter_map(visible_ascii)
         .flat_map(|value| value.split(','))
         .map(str::trim)
         .filter(|token| !token.is_empty())
+}
+
+/// A header value as text, if it is visible ASCII (tabs allowed).
+fn visible_ascii(value: &[u8]) -> Option<&str> {
+    let visible = value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b));
+    visible.then(|| std::str::from_utf8(value).ok()).flatten()
 }
 
 /// The page, with its security headers.

@@ -10,17 +10,18 @@
 
 mod echo;
 mod http;
+mod quick;
 mod read_ahead;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{End, Traffic};
@@ -110,15 +111,49 @@ impl WsConnection<'_> {
     }
 
     /// Serves HTTP on `io` until the client leaves or upgrades, then the
-    /// WebSocket.
+    /// WebSocket. The first request is looked at first ([`quick`]): a plain
+    /// upgrade is answered there, anything else goes to hyper.
     ///
     /// Why the stream comes boxed: an async fn keeps its arguments in its
     /// state for its whole life, and a TLS stream is a few KiB.
-    async fn http(&self, io: Box<dyn Io>) -> End {
+    async fn http(&self, mut io: Box<dyn Io>) -> End {
         let routes = http::Routes {
             origins: &self.settings.websocket.origins,
             draining: self.draining,
         };
+        let started = Instant::now();
+        let first = match tokio::time::timeout(HEAD_DEADLINE, quick::first(&mut io, &routes)).await
+        {
+            Ok(Ok(first)) => first,
+            Ok(Err(err)) => return End::Io(err),
+            Err(_) => {
+                return End::Io(std::io::Error::other(
+                    "http: read header from client timeout",
+                ));
+            }
+        };
+        match first {
+            quick::First::Upgrade { response, after } => {
+                if let Err(err) = io.write_all(&response).await {
+                    return End::Io(err);
+                }
+                if let Err(err) = io.flush().await {
+                    return End::Io(err);
+                }
+                drop(response);
+                self.websocket(ReadAhead::rewind(io, after)).await
+            }
+            quick::First::Http(read) => {
+                let left = HEAD_DEADLINE.saturating_sub(started.elapsed());
+                self.hyper(Box::new(ReadAhead::rewind(io, read)), &routes, left)
+                    .await
+            }
+        }
+    }
+
+    /// Serves HTTP on hyper until the client leaves or upgrades, then the
+    /// WebSocket; `deadline` is the time the first request head has left.
+    async fn hyper(&self, io: Box<dyn Io>, routes: &http::Routes<'_>, deadline: Duration) -> End {
         let upgrade: Mutex<Option<OnUpgrade>> = Mutex::new(None);
         let service = service_fn(|mut request: hyper::Request<Incoming>| {
             let (reply, next) = routes.respond(&request);
@@ -131,7 +166,7 @@ impl WsConnection<'_> {
         // Boxed, so that its buffers and state are freed once it has
         // upgraded, rather than held in the connection's task for its life.
         let connection = Box::pin(
-            crate::http::bounded_http1(HEAD_DEADLINE, MAX_HEAD, MAX_HEADERS)
+            crate::http::bounded_http1(deadline, MAX_HEAD, MAX_HEADERS)
                 .serve_connection(TokioIo::new(io), service)
                 .with_upgrades(),
         );
@@ -149,6 +184,13 @@ impl WsConnection<'_> {
             Ok(upgraded) => upgraded,
             Err(err) => return End::Io(std::io::Error::other(format!("upgrade: {err}"))),
         };
+        let upgraded: Box<dyn Io> = Box::new(TokioIo::new(upgraded));
+        self.websocket(ReadAhead::rewind(upgraded, Vec::new()))
+            .await
+    }
+
+    /// The WebSocket echo on `io`, whose `101` is out.
+    async fn websocket(&self, io: ReadAhead<Box<dyn Io>>) -> End {
         self.reclaim.phase_ended();
         tracing::debug!(listener = %self.endpoint, peer = %self.peer, "websocket opened");
         let echo = echo::Echo {
@@ -157,6 +199,6 @@ impl WsConnection<'_> {
             traffic: &self.traffic,
             cut_off: self.cut_off,
         };
-        echo.run(TokioIo::new(upgraded)).await
+        echo.run(io).await
     }
 }

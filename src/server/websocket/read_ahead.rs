@@ -2,6 +2,8 @@
 //! reader that asks for little at a time (tungstenite, whose own buffer is
 //! kept small so an idle connection costs little), and first yields the
 //! bytes that came before it was handed on (those after a PROXY header).
+//! [`ReadAhead::rewind`]: only the latter, over a stream already read ahead
+//! (the bytes after a request head that was read to look at it).
 //!
 //! Why: tungstenite reads at most its read buffer's size per call, and
 //! keeps that buffer, zero-filled, for the connection's life. A 4 KiB
@@ -21,41 +23,78 @@ use std::sync::Arc;
 
 use super::super::connection::{Traffic, with_scratch};
 
-/// A stream whose reads go through this thread's scratch buffer.
+/// Bytes read but not yet handed on; unallocated when empty.
+#[derive(Debug, Default)]
+struct Carry {
+    /// The bytes.
+    bytes: Vec<u8>,
+    /// How many of them were handed on.
+    taken: usize,
+}
+
+impl Carry {
+    /// Hands on what is carried, as much as `buf` takes, and frees the
+    /// carry once it is all taken; false if nothing was carried.
+    fn hand_on(&mut self, buf: &mut ReadBuf<'_>) -> bool {
+        let rest = &self.bytes[self.taken..];
+        if rest.is_empty() {
+            return false;
+        }
+        let n = rest.len().min(buf.remaining());
+        buf.put_slice(&rest[..n]);
+        self.taken += n;
+        if self.taken == self.bytes.len() {
+            *self = Carry::default();
+        }
+        true
+    }
+}
+
+/// A stream whose reads begin with bytes already read from it, and then,
+/// when it reads ahead, go through this thread's scratch buffer.
 #[derive(Debug)]
 pub(super) struct ReadAhead<S> {
     /// The stream.
     inner: S,
-    /// Bytes read but not yet handed on; unallocated when empty.
-    carry: Vec<u8>,
-    /// How many of `carry` were handed on.
-    taken: usize,
-    /// The connection's counters: every byte read or written is activity
-    /// for the idle sweep, frames and pings included.
-    traffic: Arc<Traffic>,
+    /// Read, not yet handed on.
+    carry: Carry,
+    /// What happens after the carry.
+    after: After,
+}
+
+/// What a [`ReadAhead`] does once its carry is handed on.
+#[derive(Debug)]
+enum After {
+    /// Reads a scratch buffer at a time, and counts every byte read or
+    /// written in the connection's counters: every byte on the wire is
+    /// activity for the idle sweep, frames and pings included.
+    ReadAhead(Arc<Traffic>),
+    /// Passes reads and writes through (the stream below reads ahead and
+    /// counts already).
+    Rewind,
 }
 
 impl<S> ReadAhead<S> {
-    /// `inner`, whose reads begin with `early`, counted in `traffic`.
+    /// `inner`, whose reads begin with `early`, read ahead and counted in
+    /// `traffic`.
     pub(super) fn new(inner: S, early: Vec<u8>, traffic: Arc<Traffic>) -> ReadAhead<S> {
-        ReadAhead {
-            inner,
-            carry: early,
-            taken: 0,
-            traffic,
-        }
+        ReadAhead::with(inner, early, After::ReadAhead(traffic))
     }
 
-    /// Hands on what is carried, as much as `buf` takes; frees the carry
-    /// once it is all taken.
-    fn hand_on(&mut self, buf: &mut ReadBuf<'_>) {
-        let rest = &self.carry[self.taken..];
-        let n = rest.len().min(buf.remaining());
-        buf.put_slice(&rest[..n]);
-        self.taken += n;
-        if self.taken == self.carry.len() {
-            self.carry = Vec::new();
-            self.taken = 0;
+    /// `inner`, whose reads begin with `early`, then pass through.
+    pub(super) fn rewind(inner: S, early: Vec<u8>) -> ReadAhead<S> {
+        ReadAhead::with(inner, early, After::Rewind)
+    }
+
+    /// `inner`, whose reads begin with `early`, then do `after`.
+    fn with(inner: S, early: Vec<u8>, after: After) -> ReadAhead<S> {
+        ReadAhead {
+            inner,
+            carry: Carry {
+                bytes: early,
+                taken: 0,
+            },
+            after,
         }
     }
 }
@@ -67,24 +106,26 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.taken < this.carry.len() {
-            this.hand_on(buf);
+        if this.carry.hand_on(buf) {
             return Poll::Ready(Ok(()));
         }
+        let After::ReadAhead(traffic) = &this.after else {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        };
         with_scratch(|scratch| {
             if buf.remaining() >= scratch.len() {
                 let before = buf.filled().len();
                 ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-                this.traffic.add_wire(buf.filled().len() - before);
+                traffic.add_wire(buf.filled().len() - before);
                 return Poll::Ready(Ok(()));
             }
             let mut read = ReadBuf::new(scratch);
             ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
             let got = read.filled();
-            this.traffic.add_wire(got.len());
+            traffic.add_wire(got.len());
             let n = got.len().min(buf.remaining());
             buf.put_slice(&got[..n]);
-            this.carry.extend_from_slice(&got[n..]);
+            this.carry.bytes.extend_from_slice(&got[n..]);
             Poll::Ready(Ok(()))
         })
     }
@@ -98,7 +139,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ReadAhead<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
-        this.traffic.add_wire(written);
+        if let After::ReadAhead(traffic) = &this.after {
+            traffic.add_wire(written);
+        }
         Poll::Ready(Ok(written))
     }
 
@@ -135,7 +178,11 @@ mod tests {
         }
         assert_eq!(&got[..5], b"early");
         assert_eq!(got[5..], sent);
-        assert_eq!(stream.carry.capacity(), 0, "nothing carried at the end");
+        assert_eq!(
+            stream.carry.bytes.capacity(),
+            0,
+            "nothing carried at the end"
+        );
         assert_eq!(traffic.moved(), 200_000, "every byte read is activity");
     }
 }

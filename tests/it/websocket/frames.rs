@@ -31,6 +31,16 @@ pub fn request(
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
+    (&stream)
+        .write_all(head(addr, path, extra).as_bytes())
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let (status, headers) = response_head(&mut reader);
+    (reader, status, headers)
+}
+
+/// An upgrade request's head for `path`, with `extra` header lines.
+pub fn head(addr: SocketAddr, path: &str, extra: &[&str]) -> String {
     let mut head = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
@@ -40,8 +50,11 @@ pub fn request(
         head.push_str("\r\n");
     }
     head.push_str("\r\n");
-    (&stream).write_all(head.as_bytes()).unwrap();
-    let mut reader = BufReader::new(stream);
+    head
+}
+
+/// Reads a response head: its status line and header lines, trimmed.
+pub fn response_head(reader: &mut BufReader<TcpStream>) -> (String, Vec<String>) {
     let mut status = String::new();
     reader.read_line(&mut status).unwrap();
     let mut headers = Vec::new();
@@ -53,7 +66,7 @@ pub fn request(
         }
         headers.push(line.trim().to_string());
     }
-    (reader, status.trim().to_string(), headers)
+    (status.trim().to_string(), headers)
 }
 
 /// One frame as a client sends it: masked with `mask`, or unmasked if `None`.
