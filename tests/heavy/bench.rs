@@ -70,7 +70,7 @@ fn hundreds_of_connections_streaming_16_mib_writes_are_all_answered() {
     let _serial = exclusive();
     let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"], 1);
     let before = tcp_counters();
-    let sockets = snapshot_sockets_at(Duration::from_millis(4500), server.addr().port());
+    let sockets = snapshot_sockets_at(Duration::from_millis(6500), server.addr().port());
     let (out, _) = run_measuring_peak(&[
         "bench",
         &server.addr_arg(),
@@ -80,11 +80,17 @@ fn hundreds_of_connections_streaming_16_mib_writes_are_all_answered() {
         "16777216",
         // 300: the bench before the in-flight bound (4ec5f4b) reported 223 of
         // 300 starved and 0 requests in a 2 s window against a release
-        // server, though 0 starved in one of 4 s.
+        // server, though 0 starved in one of 4 s. 8 s: against this debug
+        // server (about 280 MB/s, under 4 MB a connection in 4 s), 3 of 12
+        // runs of 4 s on a fresh 2-core machine had 4 to 52 connections
+        // that got nothing in the window, with no drop or timeout counted;
+        // 0 in the 13 runs after. A stall of seconds that is not a drop is
+        // still a defect to find (the counters above and the queues below
+        // are for that), but not one this test was written to catch.
         "--connections",
         "300",
         "--duration",
-        "4",
+        "8",
         "--json",
     ]);
     let report = assert_passes(&out);
@@ -92,14 +98,16 @@ fn hundreds_of_connections_streaming_16_mib_writes_are_all_answered() {
     let sockets = sockets.join().unwrap();
     assert_eq!(
         report["starved"], 0,
-        "{report}\nkernel: {kernel}\nqueues 4.5 s in:\n{sockets}"
+        "{report}\nkernel: {kernel}\nqueues 6.5 s in:\n{sockets}"
     );
     assert!(report["requests"].as_u64().unwrap() > 0, "{report}");
 }
 
 /// The kernel's TCP counters that say why a loopback connection stalls:
-/// segments dropped on receive, and retransmission timeouts.
-const STALLS: [&str; 8] = [
+/// segments dropped on receive, retransmission timeouts, receive queues
+/// pruned for memory, and a sender probing a zero window (whose persist
+/// timer backs off to seconds).
+const STALLS: [&str; 12] = [
     "ListenOverflows",
     "ListenDrops",
     "TCPSynRetrans",
@@ -108,6 +116,10 @@ const STALLS: [&str; 8] = [
     "TCPTimeouts",
     "TCPMemoryPressures",
     "TCPBacklogDrop",
+    "PruneCalled",
+    "TCPWinProbe",
+    "TCPToZeroWindowAdv",
+    "TCPLossProbes",
 ];
 
 /// What `ss` shows, `after` from now, of the TCP sockets to and from `port`
@@ -128,6 +140,9 @@ fn snapshot_sockets_at(after: Duration, port: u16) -> std::thread::JoinHandle<St
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let mut sockets = 0;
         let mut one_way = Vec::new();
+        // Where bytes wait: sockets with a receive queue, and with a send
+        // queue, on the server's side and on the generator's.
+        let mut queued = [[0usize; 2]; 2];
         let mut lines = text.lines().peekable();
         while let Some(line) = lines.next() {
             // -i puts each socket's details on an indented line of its own;
@@ -136,12 +151,23 @@ fn snapshot_sockets_at(after: Duration, port: u16) -> std::thread::JoinHandle<St
                 .next_if(|l| l.starts_with(char::is_whitespace))
                 .unwrap_or("");
             sockets += 1;
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if let [recv_q, send_q, local, ..] = fields[..] {
+                let side = usize::from(!local.ends_with(&format!(":{port}")));
+                queued[side][0] += usize::from(recv_q != "0");
+                queued[side][1] += usize::from(send_q != "0");
+            }
             if !info.contains("bytes_sent:") || !info.contains("bytes_received:") {
                 one_way.push(format!("{line} {}", info.trim()));
             }
         }
         format!(
-            "{sockets} sockets, {} that sent or received nothing:\n{}",
+            "{sockets} sockets; with a receive / send queue: server side {} / {}, \
+             generator side {} / {}; {} that sent or received nothing:\n{}",
+            queued[0][0],
+            queued[0][1],
+            queued[1][0],
+            queued[1][1],
             one_way.len(),
             one_way.join("\n")
         )
